@@ -1,0 +1,3 @@
+from localgem.cli import main
+
+raise SystemExit(main())

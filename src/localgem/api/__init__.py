@@ -1,0 +1,1 @@
+"""HTTP layer: one router module per REST resource; parse, call a service, render."""

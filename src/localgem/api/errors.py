@@ -1,0 +1,41 @@
+"""The one place errors become HTTP responses, in Google's shape."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from localgem import errors
+
+log = logging.getLogger(__name__)
+
+
+def render(exc: errors.ApiError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.ApiError)
+    async def api_error(_request: Request, exc: errors.ApiError) -> JSONResponse:
+        return render(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"Invalid value at '{'.'.join(str(p) for p in e['loc'][1:])}': {e['msg']}" for e in exc.errors()]
+        return render(errors.InvalidArgument("\n".join(problems)))
+
+    @app.exception_handler(HTTPException)
+    async def routing(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code in (404, 405):
+            return render(errors.NotFound(f"The requested URL {request.url.path} was not found on this server "
+                                          f"(method {request.method})."))
+        return render(errors.InvalidArgument(str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return render(errors.Internal("An internal error has occurred."))

@@ -1,0 +1,45 @@
+"""models.generateContent, models.streamGenerateContent and models.countTokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from localgem.api.context import read_message, require_api_key, server_timeout, services, unless_disconnected
+from localgem.api.streaming import json_array, server_sent_events
+from localgem.types.generation import CountTokensRequest, GenerateContentRequest
+
+router = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+@router.post("/models/{model}:generateContent")
+async def generate_content(request: Request, model: str) -> dict:
+    body = await read_message(request, GenerateContentRequest)
+    generation = services(request).generation
+    prepared = await generation.prepare(model, body, timeout=server_timeout(request))
+    response = await unless_disconnected(request, generation.generate(prepared))
+    return response.to_wire()
+
+
+@router.post("/models/{model}:streamGenerateContent")
+async def stream_generate_content(request: Request, model: str) -> StreamingResponse:
+    body = await read_message(request, GenerateContentRequest)
+    generation = services(request).generation
+    prepared = await generation.prepare(model, body, timeout=server_timeout(request))
+    chunks = generation.stream(prepared)
+    if _alt(request) == "sse":
+        return StreamingResponse(server_sent_events(chunks), media_type="text/event-stream",
+                                 headers={"Content-Disposition": "attachment"})
+    return StreamingResponse(json_array(chunks), media_type="application/json")
+
+
+@router.post("/models/{model}:countTokens")
+async def count_tokens(request: Request, model: str) -> dict:
+    body = await read_message(request, CountTokensRequest)
+    return (await services(request).generation.count_tokens(model, body)).to_wire()
+
+
+def _alt(request: Request) -> str:
+    # GAPIC REST clients send "$alt=json;enum-encoding=int".
+    raw = request.query_params.get("alt") or request.query_params.get("$alt") or "json"
+    return raw.split(";")[0].strip().lower()

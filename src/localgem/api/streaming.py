@@ -1,0 +1,42 @@
+"""Google's two framings of streamGenerateContent: SSE (``alt=sse``) and a streamed JSON array."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from localgem import errors
+from localgem.types.wire import WireModel
+
+log = logging.getLogger(__name__)
+
+
+def compact_json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+async def _with_error(chunks: AsyncIterator[WireModel]) -> AsyncIterator[dict[str, Any]]:
+    """A failure after the stream started becomes a final ``{"error": ...}`` item the SDKs raise on."""
+    try:
+        async for chunk in chunks:
+            yield chunk.to_wire()
+    except errors.ApiError as exc:
+        yield exc.to_dict()
+    except Exception:
+        log.exception("stream failed")
+        yield errors.Internal("Internal error while streaming the response.").to_dict()
+
+
+async def server_sent_events(chunks: AsyncIterator[WireModel]) -> AsyncIterator[bytes]:
+    async for item in _with_error(chunks):
+        yield b"data: " + compact_json(item) + b"\r\n\r\n"
+
+
+async def json_array(chunks: AsyncIterator[WireModel]) -> AsyncIterator[bytes]:
+    separator = b"["
+    async for item in _with_error(chunks):
+        yield separator + compact_json(item)
+        separator = b",\r\n"
+    yield b"[]" if separator == b"[" else b"]"

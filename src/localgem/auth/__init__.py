@@ -1,0 +1,1 @@
+"""API keys: which callers may use the server."""

@@ -1,0 +1,88 @@
+"""``localgem serve | models``: flags and env → Settings → uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from localgem import __version__
+from localgem.auth.keys import KEY_FILE, stored_key
+from localgem.catalog.registry import ModelRegistry
+from localgem.settings import ModelConfig, Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="localgem", description="The Gemini API on your own machine.")
+    parser.add_argument("--version", action="version", version=f"localgem {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("serve", "serve the API"), ("models", "list the configured models")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--config", type=Path, help="TOML settings file (also LOCALGEM_CONFIG)")
+        command.add_argument("--data-dir", type=Path, help="where state goes (also LOCALGEM_DATA_DIR)")
+        command.add_argument("--model", action="append", type=Path, default=[], metavar="GGUF",
+                             help="serve this GGUF file too (repeatable); its id is the file name")
+        command.add_argument("--default-model", help="model that Gemini model names resolve to")
+        if name == "serve":
+            command.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+            command.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config, host=getattr(args, "host", None), port=getattr(args, "port", None),
+                             data_dir=args.data_dir, default_model=args.default_model)
+    extra = [ModelConfig(id=_model_id(path), path=path.resolve()) for path in args.model]
+    return settings.model_copy(update={"models": [*settings.models, *extra]}) if extra else settings
+
+
+def _model_id(path: Path) -> str:
+    return re.sub(r"[^a-z0-9.-]+", "-", path.stem.lower()).strip("-.") or "model"
+
+
+def _banner(settings: Settings) -> str:
+    url = f"http://{settings.host}:{settings.port}"
+    if settings.api_keys:
+        key, where = "$LOCALGEM_API_KEY", "API keys: from your settings"
+    else:
+        key, created = stored_key(settings.data_dir)
+        where = f"API key: {key}  ({'created' if created else 'kept'} in {settings.data_dir / KEY_FILE})"
+    body = json.dumps({"contents": [{"parts": [{"text": "Write a haiku about the sea."}]}],
+                       "generationConfig": {"maxOutputTokens": 100}})
+    curl = (f"curl {url}/v1beta/models/gemini-2.5-flash:generateContent -H 'x-goog-api-key: {key}' "
+            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
+    return "\n".join([
+        f"localgem {__version__} serving the Gemini API on {url}",
+        where,
+        f"Default model: models/{settings.default_model} (any gemini-* name resolves to it)",
+        "Try it:",
+        f"  {curl}",
+        "Or from Python:",
+        f"  genai.Client(api_key={key!r}, http_options={{'base_url': {url!r}}})",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        registry = ModelRegistry(settings)
+    except (ValueError, OSError) as exc:
+        print(f"localgem: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "models":
+        for entry in registry.entries():
+            source = entry.config.path or f"package {entry.config.package}"
+            print(f"{entry.name}\t{entry.config.display_name or entry.id}\t{source}")
+        return 0
+    import uvicorn
+
+    from localgem.app import create_app
+
+    print(_banner(settings), flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0

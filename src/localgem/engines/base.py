@@ -1,0 +1,119 @@
+"""The contract every inference engine implements, and the events it emits.
+
+Engines see token ids and sampling parameters, never wire types. Prompt rendering lives in
+``localgem.prompting``; turning events into API responses lives in ``localgem.services``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class FinishReason(enum.Enum):
+    STOP = "STOP"
+    MAX_TOKENS = "MAX_TOKENS"
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling. ``temperature <= 0`` means greedy decoding."""
+
+    temperature: float
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt_tokens: list[int]
+    sampling: SamplingParams
+    max_tokens: int
+    stop_sequences: tuple[str, ...] = ()
+    candidates: int = 1
+    #: None: no log probabilities; 0: the chosen token's only; N: also the N most likely tokens.
+    logprobs: int | None = None
+    #: Monotonic-clock deadline; past it, generation ends with ``DeadlineReached``.
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token_id: int
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class StepLogprobs:
+    chosen: TokenLogprob
+    top: tuple[TokenLogprob, ...]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text of one candidate; ``logprobs`` covers the tokens this text completes."""
+
+    index: int
+    text: str
+    logprobs: tuple[StepLogprobs, ...] = ()
+
+
+@dataclass(frozen=True)
+class CandidateFinished:
+    index: int
+    reason: FinishReason
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class DeadlineReached:
+    """The request's deadline passed before generation finished."""
+
+
+EngineEvent = TextDelta | CandidateFinished | DeadlineReached
+
+
+@dataclass
+class EngineStats:
+    """Counters that tests and benchmarks read to see what the engine really did."""
+
+    requests_started: int = 0
+    requests_finished: int = 0
+    requests_aborted: int = 0
+    prompt_tokens_evaluated: int = 0
+    tokens_generated: int = 0
+    last_request_tokens_generated: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the engine learnt from the model file."""
+
+    context_length: int
+    trained_context_length: int
+    vocab_size: int
+    chat_template: str | None
+    bos_token: str
+    eos_token: str
+    add_bos: bool
+
+
+class Engine(Protocol):
+    info: ModelInfo
+    stats: EngineStats
+
+    async def tokenize(self, text: str, add_bos: bool = False) -> list[int]: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+        """Stream events for every candidate. Closing the iterator aborts the request."""
+        ...
+
+    async def close(self) -> None: ...

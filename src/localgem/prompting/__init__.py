@@ -1,0 +1,1 @@
+"""Prompt construction: API conversations → chat messages → the model's prompt text."""

@@ -1,0 +1,61 @@
+"""Chat templates: the Jinja templates shipped in GGUF files (Hugging Face conventions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from localgem import errors
+
+#: Used when a model ships no template and its configuration names none: plain, documented turns.
+FALLBACK_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'user' %}User: {{ message['content'] }}\n"
+    "{% else %}Model: {{ message['content'] }}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Model:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system", "user" or "assistant", as chat templates expect
+    content: str
+
+
+class TemplateError(Exception):
+    pass
+
+
+def _raise(message: str) -> None:
+    raise TemplateError(message)
+
+
+class ChatTemplate:
+    def __init__(self, source: str, *, bos_token: str, eos_token: str) -> None:
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+        env.globals["raise_exception"] = _raise
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        self.source = source
+        self.bos_token = bos_token
+        self._template = env.from_string(source)
+        self._eos_token = eos_token
+
+    def render(self, messages: list[Message], *, add_generation_prompt: bool = True, **extra: Any) -> str:
+        try:
+            return self._template.render(
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token,
+                eos_token=self._eos_token,
+                **extra,
+            )
+        except TemplateError as exc:
+            raise errors.InvalidArgument(f"The model's chat template rejected this conversation: {exc}") from exc
+        except jinja2.TemplateError as exc:
+            raise errors.Internal(f"The model's chat template failed: {exc}") from exc

@@ -1,0 +1,109 @@
+"""generateContent, streamGenerateContent and countTokens."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from localgem import errors
+from localgem.catalog.registry import ModelEntry, ModelRegistry
+from localgem.engines.base import DeadlineReached, GenerationRequest
+from localgem.services.conversation import to_messages
+from localgem.services.engines import EnginePool, LoadedModel
+from localgem.services.options import generation_options, refuse_unsupported_request
+from localgem.services.responses import ResponseShape, StreamChunker, UnaryResponseBuilder
+from localgem.types.content import Content
+from localgem.types.generation import CountTokensRequest, GenerateContentRequest
+from localgem.types.responses import CountTokensResponse, GenerateContentResponse, ModalityTokenCount
+
+
+@dataclass(frozen=True)
+class PreparedGeneration:
+    """A validated request, ready to run: every 4xx has been raised before this exists."""
+
+    model: LoadedModel
+    request: GenerationRequest
+    shape: ResponseShape
+
+
+class GenerationService:
+    def __init__(self, registry: ModelRegistry, engines: EnginePool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._registry = registry
+        self._engines = engines
+        self._clock = clock
+
+    async def prepare(self, model: str, body: GenerateContentRequest, *,
+                      timeout: float | None = None) -> PreparedGeneration:
+        entry = self._registry.resolve(model, "generateContent")
+        refuse_unsupported_request(body)
+        options = generation_options(body.generation_config, entry)
+        loaded, prompt = await self._prompt(entry, body.contents, body.system_instruction)
+        room = loaded.context_length - len(prompt)
+        request = GenerationRequest(
+            prompt_tokens=prompt,
+            sampling=options.sampling,
+            max_tokens=min(options.max_output_tokens, room),
+            stop_sequences=options.stop_sequences,
+            candidates=options.candidate_count,
+            logprobs=options.logprobs,
+            deadline=self._clock() + timeout if timeout else None,
+        )
+        shape = ResponseShape(response_id=secrets.token_urlsafe(16), model_version=entry.id,
+                              prompt_tokens=len(prompt), logprobs=options.logprobs is not None)
+        return PreparedGeneration(loaded, request, shape)
+
+    async def generate(self, prepared: PreparedGeneration) -> GenerateContentResponse:
+        builder = UnaryResponseBuilder(prepared.shape)
+        async for event in prepared.model.engine.generate(prepared.request):
+            if isinstance(event, DeadlineReached):
+                raise _deadline_exceeded()
+            builder.add(event)
+        return builder.build()
+
+    async def stream(self, prepared: PreparedGeneration) -> AsyncIterator[GenerateContentResponse]:
+        chunker = StreamChunker(prepared.shape, prepared.request.candidates)
+        events = prepared.model.engine.generate(prepared.request)
+        try:
+            async for event in events:
+                if isinstance(event, DeadlineReached):
+                    raise _deadline_exceeded()
+                if (chunk := chunker.add(event)) is not None:
+                    yield chunk
+        finally:
+            await events.aclose()  # a consumer that stops early aborts the generation now
+
+    async def count_tokens(self, model: str, body: CountTokensRequest) -> CountTokensResponse:
+        entry = self._registry.resolve(model, "countTokens")
+        inner = body.generate_content_request
+        if inner is not None and body.contents:
+            raise errors.InvalidArgument("Set either contents or generateContentRequest, not both.")
+        if inner is not None:
+            refuse_unsupported_request(inner, prefix="generate_content_request.")
+            _, prompt = await self._prompt(entry, inner.contents, inner.system_instruction,
+                                           prefix="generate_content_request.")
+        else:
+            _, prompt = await self._prompt(entry, body.contents, None)
+        return CountTokensResponse(total_tokens=len(prompt),
+                                   prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=len(prompt))])
+
+    async def _prompt(self, entry: ModelEntry, contents: list[Content] | None, system: Content | None,
+                      prefix: str = "") -> tuple[LoadedModel, list[int]]:
+        messages = to_messages(contents, system, prefix)
+        loaded = await self._engines.get(entry)
+        text = loaded.template.render(messages)
+        info = loaded.engine.info
+        add_bos = info.add_bos and not (info.bos_token and text.startswith(info.bos_token))
+        prompt = await loaded.engine.tokenize(text, add_bos)
+        limit = min(entry.input_token_limit, loaded.context_length - 1)
+        if len(prompt) > limit:
+            raise errors.invalid_field(
+                f"{prefix}contents",
+                f"The input token count ({len(prompt)}) exceeds the maximum number of tokens allowed ({limit}).")
+        return loaded, prompt
+
+
+def _deadline_exceeded() -> errors.DeadlineExceeded:
+    return errors.DeadlineExceeded("The request deadline (X-Server-Timeout) passed before generation finished.")

@@ -1,0 +1,121 @@
+"""Engine events → GenerateContentResponse, whole or as stream chunks shaped like Google's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from localgem.engines.base import CandidateFinished, StepLogprobs, TextDelta, TokenLogprob
+from localgem.types.content import Content, Part
+from localgem.types.responses import (
+    Candidate,
+    GenerateContentResponse,
+    LogprobsCandidate,
+    LogprobsResult,
+    ModalityTokenCount,
+    TopCandidates,
+    UsageMetadata,
+)
+
+
+def _token(logprob: TokenLogprob) -> LogprobsCandidate:
+    return LogprobsCandidate(token=logprob.token, token_id=logprob.token_id, log_probability=logprob.logprob)
+
+
+def logprobs_result(steps: list[StepLogprobs]) -> LogprobsResult:
+    return LogprobsResult(
+        chosen_candidates=[_token(step.chosen) for step in steps],
+        top_candidates=[TopCandidates(candidates=[_token(t) for t in step.top]) for step in steps]
+        if any(step.top for step in steps) else None,
+        log_probability_sum=sum(step.chosen.logprob for step in steps),
+    )
+
+
+def _candidate(index: int, text: str, steps: list[StepLogprobs] | None, finish: CandidateFinished | None) -> Candidate:
+    candidate = Candidate(content=Content(role="model", parts=[Part(text=text)]), index=index)
+    if finish is not None:
+        candidate.finish_reason = finish.reason.value
+    if steps is not None:
+        candidate.logprobs_result = logprobs_result(steps)
+        if steps:
+            candidate.avg_logprobs = candidate.logprobs_result.log_probability_sum / len(steps)
+    return candidate
+
+
+@dataclass
+class ResponseShape:
+    """What every response of one request shares."""
+
+    response_id: str
+    model_version: str
+    prompt_tokens: int
+    logprobs: bool
+
+    def usage(self, output_tokens: int | None = None) -> UsageMetadata:
+        usage = UsageMetadata(
+            prompt_token_count=self.prompt_tokens,
+            total_token_count=self.prompt_tokens + (output_tokens or 0),
+            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.prompt_tokens)],
+        )
+        if output_tokens is not None:
+            usage.candidates_token_count = output_tokens
+            usage.candidates_tokens_details = [ModalityTokenCount(modality="TEXT", token_count=output_tokens)]
+        return usage
+
+    def response(self, candidates: list[Candidate], usage: UsageMetadata) -> GenerateContentResponse:
+        return GenerateContentResponse(candidates=candidates, usage_metadata=usage,
+                                       model_version=self.model_version, response_id=self.response_id)
+
+
+@dataclass
+class _CandidateText:
+    parts: list[str] = field(default_factory=list)
+    steps: list[StepLogprobs] = field(default_factory=list)
+    finish: CandidateFinished | None = None
+
+
+@dataclass
+class UnaryResponseBuilder:
+    shape: ResponseShape
+    _candidates: dict[int, _CandidateText] = field(default_factory=dict)
+
+    def add(self, event: TextDelta | CandidateFinished) -> None:
+        state = self._candidates.setdefault(event.index, _CandidateText())
+        if isinstance(event, TextDelta):
+            state.parts.append(event.text)
+            state.steps.extend(event.logprobs)
+        else:
+            state.finish = event
+
+    def build(self) -> GenerateContentResponse:
+        candidates = [
+            _candidate(index, "".join(s.parts), s.steps if self.shape.logprobs else None, s.finish)
+            for index, s in sorted(self._candidates.items())
+        ]
+        output = sum(s.finish.output_tokens for s in self._candidates.values() if s.finish)
+        return self.shape.response(candidates, self.shape.usage(output))
+
+
+@dataclass
+class StreamChunker:
+    """Holds each candidate's latest text back by one event, so the finish reason rides on its last chunk."""
+
+    shape: ResponseShape
+    candidates: int
+    _held: dict[int, TextDelta] = field(default_factory=dict)
+    _finished: int = 0
+    _output_tokens: int = 0
+
+    def add(self, event: TextDelta | CandidateFinished) -> GenerateContentResponse | None:
+        previous = self._held.pop(event.index, None)
+        if isinstance(event, TextDelta):
+            self._held[event.index] = event
+            return self._chunk(previous, None) if previous is not None else None
+        self._finished += 1
+        self._output_tokens += event.output_tokens
+        return self._chunk(previous or TextDelta(event.index, ""), event)
+
+    def _chunk(self, delta: TextDelta, finish: CandidateFinished | None) -> GenerateContentResponse:
+        steps = list(delta.logprobs) if self.shape.logprobs else None
+        last = finish is not None and self._finished == self.candidates
+        usage = self.shape.usage(self._output_tokens if last else None)
+        return self.shape.response([_candidate(delta.index, delta.text, steps, finish)], usage)

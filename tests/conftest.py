@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from google import genai
+from google.genai import types
+
+from localgem.app import create_app
+from localgem.settings import load_settings
+from tests.fakes import FakeEngine
+from tests.server import RunningServer, start_server
+
+API_KEY = "test-key"
+SMOLLM = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """localgem with its real default models, over a real socket, for the whole session."""
+    settings = load_settings(environ={}, data_dir=tmp_path_factory.mktemp("data"), api_keys=[API_KEY])
+    server = start_server(create_app(settings))
+    yield server
+    server.stop()
+
+
+def engine_of(server: RunningServer, model_id: str = SMOLLM):
+    return server.app.state.engines.loaded()[model_id].engine
+
+
+@pytest.fixture(scope="session")
+def client(real_server: RunningServer) -> genai.Client:
+    """google-genai with its defaults (3.x talks to /v1), changing nothing but the base URL."""
+    return genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=real_server.url))
+
+
+@pytest.fixture(scope="session")
+def client_v1beta(real_server: RunningServer) -> genai.Client:
+    return genai.Client(api_key=API_KEY,
+                        http_options=types.HttpOptions(base_url=real_server.url, api_version="v1beta"))
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def fake_server(tmp_path, fake_engine: FakeEngine) -> Iterator[RunningServer]:
+    """The real HTTP stack over the deterministic fake engine (unit tier)."""
+    settings = load_settings(environ={}, data_dir=tmp_path, api_keys=[API_KEY], max_request_bytes=64 * 1024)
+    server = start_server(create_app(settings, engine_factory=lambda entry: fake_engine))
+    yield server
+    server.stop()

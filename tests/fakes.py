@@ -1,0 +1,81 @@
+"""A tiny deterministic engine, only for testing the HTTP layer without a model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from localgem import errors
+from localgem.engines.base import (
+    CandidateFinished,
+    DeadlineReached,
+    EngineEvent,
+    EngineStats,
+    FinishReason,
+    GenerationRequest,
+    ModelInfo,
+    StepLogprobs,
+    TextDelta,
+    TokenLogprob,
+)
+from localgem.engines.text import TextAssembler
+
+WORDS = ["alpha", " beta", " gamma", " delta", " epsilon", " zeta", " eta", " theta"]
+
+
+@dataclass
+class FakeEngine:
+    """Tokens are characters; the answer cycles through WORDS, one word per token.
+
+    ``fail_after`` makes generation raise after that many tokens (a mid-stream failure);
+    ``delay`` slows each token so tests can disconnect mid-generation.
+    """
+
+    fail_after: int | None = None
+    delay: float = 0.0
+    info: ModelInfo = field(default_factory=lambda: ModelInfo(
+        context_length=4096, trained_context_length=4096, vocab_size=256, chat_template=None,
+        bos_token="", eos_token="", add_bos=False))
+    stats: EngineStats = field(default_factory=EngineStats)
+    cancelled: int = 0
+
+    async def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+        return [ord(c) % 256 for c in text]
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+        self.stats.requests_started += 1
+        finished = False
+        try:
+            for index in range(request.candidates):
+                text = TextAssembler(request.stop_sequences)
+                produced, reason = 0, FinishReason.MAX_TOKENS
+                while produced < request.max_tokens:
+                    if self.fail_after is not None and produced >= self.fail_after:
+                        raise errors.Internal("the fake engine failed on purpose")
+                    if request.deadline is not None and asyncio.get_running_loop().time() > request.deadline:
+                        yield DeadlineReached()
+                        return
+                    await asyncio.sleep(self.delay)
+                    word = WORDS[(produced + index) % len(WORDS)]
+                    step = StepLogprobs(TokenLogprob(produced, word, -0.5), (TokenLogprob(produced, word, -0.5),))
+                    produced += 1
+                    self.stats.tokens_generated += 1
+                    released = text.push(word.encode(), step if request.logprobs is not None else None)
+                    if released.text or released.logprobs:
+                        yield TextDelta(index, released.text, released.logprobs)
+                    if released.stopped:
+                        reason = FinishReason.STOP
+                        break
+                else:
+                    tail = text.finish()
+                    if tail.text:
+                        yield TextDelta(index, tail.text, tail.logprobs)
+                yield CandidateFinished(index, reason, produced)
+            finished = True
+        finally:
+            if not finished:
+                self.cancelled += 1
+
+    async def close(self) -> None:
+        pass

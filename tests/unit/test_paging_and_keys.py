@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from localgem import errors
+from localgem.auth.keys import ApiKeys, stored_key
+from localgem.services.paging import paginate
+
+
+def test_pages_walk_the_whole_list() -> None:
+    items, token, seen = list(range(7)), None, []
+    while True:
+        page, token = paginate(items, 3, token, default_size=50, max_size=1000)
+        seen += page
+        if token is None:
+            break
+    assert seen == items
+
+
+def test_bad_page_token_and_size() -> None:
+    with pytest.raises(errors.InvalidArgument, match="page_token"):
+        paginate([1], 1, "garbage!", default_size=50, max_size=1000)
+    with pytest.raises(errors.InvalidArgument, match="page_size"):
+        paginate([1], -1, None, default_size=50, max_size=1000)
+
+
+def test_stored_key_is_created_once_and_private(tmp_path: Path) -> None:
+    key, created = stored_key(tmp_path / "state")
+    again, created_again = stored_key(tmp_path / "state")
+    assert created and not created_again and key == again and key.startswith("lg-")
+    assert stat.S_IMODE((tmp_path / "state" / "api-key").stat().st_mode) == 0o600
+
+
+def test_key_checks_match_google() -> None:
+    keys = ApiKeys(["good"])
+    keys.check("good")
+    with pytest.raises(errors.PermissionDenied):
+        keys.check(None)
+    with pytest.raises(errors.InvalidArgument) as caught:
+        keys.check("bad")
+    assert caught.value.details[0]["reason"] == "API_KEY_INVALID"

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localgem import errors
+from localgem.catalog.registry import ModelRegistry
+from localgem.settings import load_settings
+
+
+def registry(**overrides) -> ModelRegistry:
+    return ModelRegistry(load_settings(environ={}, **overrides))
+
+
+def test_builtin_models_and_limits() -> None:
+    entries = {e.id: e for e in registry().entries()}
+    assert set(entries) == {"smollm2-135m-instruct", "gemma-3-270m"}
+    assert entries["gemma-3-270m"].context_length == 8192 and entries["gemma-3-270m"].output_token_limit == 4096
+
+
+@pytest.mark.parametrize("name", [
+    "gemini-2.5-flash", "models/gemini-2.5-pro", "gemini-flash-latest", "gemini-3.8-flash", "gemma-3-27b-it"])
+def test_gemini_names_resolve_to_the_default_model(name: str) -> None:
+    assert registry().resolve(name, "generateContent").id == "smollm2-135m-instruct"
+
+
+def test_local_ids_and_explicit_aliases_win() -> None:
+    reg = registry(model_aliases={"gemini-2.5-pro": "gemma-3-270m"})
+    assert reg.resolve("models/gemma-3-270m", "generateContent").id == "gemma-3-270m"
+    assert reg.resolve("gemini-2.5-pro", "generateContent").id == "gemma-3-270m"
+    assert reg.resolve("gemini-2.5-flash", "generateContent").id == "smollm2-135m-instruct"
+
+
+@pytest.mark.parametrize("name", ["custom-gemini-2.0-flash", "gemini-embedding-001", "gpt-4o", "models/"])
+def test_other_names_are_not_found(name: str) -> None:
+    with pytest.raises(errors.NotFound, match="is not found, or is not supported for generateContent"):
+        registry().resolve(name, "generateContent")
+
+
+def test_user_gguf_by_path_and_missing_file(tmp_path: Path) -> None:
+    reg = registry(models=[{"id": "mine", "path": str(tmp_path / "none.gguf")}], default_model="mine")
+    entry = reg.resolve("gemini-2.5-flash", "generateContent")
+    assert entry.id == "mine"
+    with pytest.raises(errors.FailedPrecondition, match="does not exist"):
+        entry.weights(tmp_path)
+
+
+def test_settings_naming_unknown_models_fail_at_start() -> None:
+    with pytest.raises(ValueError, match="not configured: nope"):
+        registry(default_model="nope")
