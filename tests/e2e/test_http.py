@@ -92,6 +92,8 @@ def test_count_tokens_with_a_whole_request_equals_prompt_token_count(http: httpx
     ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"thinkingConfig": {"thinkingBudget": 1024}}},
      400, "Thinking"),
     ({"contents": [{"parts": [{"text": "x " * 9000}]}]}, 400, "exceeds the maximum number of tokens"),
+    ({"contents": [{"parts": [{"text": "x"}]}], "continuationToken": "abc"}, 400, "not supported"),
+    ({"contents": [{"parts": [{"text": "x", "documentMetadata": {"startPage": 1}}]}]}, 400, "not supported"),
 ])
 def test_bad_requests_get_googles_4xx(http: httpx.Client, body, status: int, needle: str) -> None:
     kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}

@@ -9,6 +9,8 @@ from localgem.types.content import Content, Part
 _ROLES = {"user": "user", "model": "assistant"}
 _DATA_FIELDS = ("text", "inline_data", "file_data", "function_call", "function_response", "executable_code",
                 "code_execution_result", "tool_call", "tool_response")
+_MEDIA_ANNOTATIONS = ("audio_metadata", "audio_transcription", "document_metadata", "speech_metadata",
+                      "spreadsheet_metadata")
 _TEXT_MIME_TYPES = ("application/json", "application/xml", "application/x-yaml", "application/javascript")
 
 
@@ -55,6 +57,9 @@ def _part_text(part: Part, where: str) -> str:
                                           f"Cannot set '{kinds[1]}'")
     if part.video_metadata is not None:
         raise errors.not_supported(f"{where}.video_metadata", "Video input")
+    for field in _MEDIA_ANNOTATIONS:
+        if getattr(part, field) is not None:
+            raise errors.not_supported(f"{where}.{field}")
     kind = kinds[0]
     if kind == "text":
         # Thought summaries of earlier turns are not fed back to the model, as on Google's side.

@@ -40,6 +40,9 @@ def refuse_unsupported_request(body: GenerateContentRequest, prefix: str = "") -
         raise errors.not_supported(f"{prefix}tool_config", "toolConfig")
     if body.cached_content:
         raise errors.not_supported(f"{prefix}cached_content", "Context caching (cachedContent)")
+    if body.continuation_token:
+        raise errors.not_supported(f"{prefix}continuation_token", "Continuing a response (continuationToken)")
+    # serviceTier and store are accepted as they are: there is one tier here, and nothing is logged.
     for i, setting in enumerate(body.safety_settings or []):
         where = f"{prefix}safety_settings[{i}]"
         if setting.category is None or setting.threshold is None:

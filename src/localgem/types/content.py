@@ -119,6 +119,13 @@ class Part(WireModel):
     tool_call: ToolCall | None = None
     tool_response: ToolResponse | None = None
     video_metadata: VideoMetadata | None = None
+    # Newer than the reference surface (google-genai 3.6 sends them): parsed, so that they are
+    # refused by name rather than as unknown.
+    audio_metadata: dict[str, Any] | None = None
+    audio_transcription: dict[str, Any] | None = None
+    document_metadata: dict[str, Any] | None = None
+    speech_metadata: dict[str, Any] | None = None
+    spreadsheet_metadata: dict[str, Any] | None = None
 
 
 class Content(WireModel):

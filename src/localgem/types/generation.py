@@ -178,6 +178,7 @@ class GenerateContentRequest(WireModel):
 
     cached_content: str | None = None
     contents: list[Content] | None = None
+    continuation_token: str | None = None  # newer than the reference surface; sent by google-genai 3.6
     generation_config: GenerationConfig | None = None
     model: str | None = None
     safety_settings: list[SafetySetting] | None = None
