@@ -22,7 +22,7 @@ import uvicorn
 
 from localgem.app import create_app
 from localgem.catalog.packaged import smollm2_135m_instruct
-from localgem.engines.base import GenerationRequest, SamplingParams, TextDelta
+from localgem.engines.base import GenerationRequest, SamplingParams
 from localgem.engines.llama_cpp import LlamaCppEngine
 from localgem.settings import load_settings
 
@@ -48,18 +48,24 @@ def localgem_engine(engine: LlamaCppEngine, tokens: int) -> float:
         start = time.perf_counter()
         async for _ in engine.generate(request):
             pass
-        return _rate("localgem engine", engine.stats.last_request_tokens_generated, tokens,
-                     time.perf_counter() - start)
+        return _rate("localgem engine", engine.stats.last_request_tokens_generated, tokens, time.perf_counter() - start)
 
     return asyncio.run(run())
 
 
 def localgem_http(url: str, tokens: int) -> float:
     # A base-model prompt without EOS pressure: the raw text continues for `tokens` tokens.
-    body = {"contents": [{"parts": [{"text": PROMPT}]}], "generationConfig": {"temperature": 0, "maxOutputTokens": tokens}}
+    body = {
+        "contents": [{"parts": [{"text": PROMPT}]}],
+        "generationConfig": {"temperature": 0, "maxOutputTokens": tokens},
+    }
     start = time.perf_counter()
-    response = httpx.post(f"{url}/v1beta/models/smollm2-135m-instruct:generateContent", json=body,
-                          headers={"x-goog-api-key": KEY}, timeout=600).json()
+    response = httpx.post(
+        f"{url}/v1beta/models/smollm2-135m-instruct:generateContent",
+        json=body,
+        headers={"x-goog-api-key": KEY},
+        timeout=600,
+    ).json()
     elapsed = time.perf_counter() - start
     return _rate("localgem HTTP", response["usageMetadata"]["candidatesTokenCount"], tokens, elapsed)
 

@@ -36,8 +36,7 @@ def client(real_server: RunningServer) -> genai.Client:
 
 @pytest.fixture(scope="session")
 def client_v1beta(real_server: RunningServer) -> genai.Client:
-    return genai.Client(api_key=API_KEY,
-                        http_options=types.HttpOptions(base_url=real_server.url, api_version="v1beta"))
+    return genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=real_server.url, api_version="v1beta"))
 
 
 @pytest.fixture

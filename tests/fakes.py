@@ -34,9 +34,17 @@ class FakeEngine:
 
     fail_after: int | None = None
     delay: float = 0.0
-    info: ModelInfo = field(default_factory=lambda: ModelInfo(
-        context_length=4096, trained_context_length=4096, vocab_size=256, chat_template=None,
-        bos_token="", eos_token="", add_bos=False))
+    info: ModelInfo = field(
+        default_factory=lambda: ModelInfo(
+            context_length=4096,
+            trained_context_length=4096,
+            vocab_size=256,
+            chat_template=None,
+            bos_token="",
+            eos_token="",
+            add_bos=False,
+        )
+    )
     stats: EngineStats = field(default_factory=EngineStats)
     cancelled: int = 0
 

@@ -28,8 +28,9 @@ def llama_cpp_factory(settings: Settings) -> EngineFactory:
     def load(entry: ModelEntry) -> Engine:
         from localgem.engines.llama_cpp import LlamaCppEngine
 
-        return LlamaCppEngine(entry.weights(settings.data_dir), context_length=entry.context_length,
-                              threads=settings.threads)
+        return LlamaCppEngine(
+            entry.weights(settings.data_dir), context_length=entry.context_length, threads=settings.threads
+        )
 
     return load
 
@@ -47,8 +48,9 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         yield
         await engines.close()
 
-    app = FastAPI(title="localgem", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="localgem", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.services = Services(
         keys=ApiKeys(keys),
         models=ModelService(registry),
@@ -58,8 +60,13 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.state.engines = engines
     install_error_handlers(app)
     # Browsers running the JS SDK need CORS, and must be able to read the upload headers.
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
-                       expose_headers=["x-goog-upload-url", "x-goog-upload-status"])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["x-goog-upload-url", "x-goog-upload-status"],
+    )
     for version in API_VERSIONS:
         for module in (models, generation):
             app.include_router(module.router, prefix=f"/{version}")

@@ -23,8 +23,14 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--config", type=Path, help="TOML settings file (also LOCALGEM_CONFIG)")
         command.add_argument("--data-dir", type=Path, help="where state goes (also LOCALGEM_DATA_DIR)")
-        command.add_argument("--model", action="append", type=Path, default=[], metavar="GGUF",
-                             help="serve this GGUF file too (repeatable); its id is the file name")
+        command.add_argument(
+            "--model",
+            action="append",
+            type=Path,
+            default=[],
+            metavar="GGUF",
+            help="serve this GGUF file too (repeatable); its id is the file name",
+        )
         command.add_argument("--default-model", help="model that Gemini model names resolve to")
         if name == "serve":
             command.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -33,8 +39,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(args.config, host=getattr(args, "host", None), port=getattr(args, "port", None),
-                             data_dir=args.data_dir, default_model=args.default_model)
+    settings = load_settings(
+        args.config,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=args.data_dir,
+        default_model=args.default_model,
+    )
     extra = [ModelConfig(id=_model_id(path), path=path.resolve()) for path in args.model]
     return settings.model_copy(update={"models": [*settings.models, *extra]}) if extra else settings
 
@@ -50,20 +61,28 @@ def _banner(settings: Settings) -> str:
     else:
         key, created = stored_key(settings.data_dir)
         where = f"API key: {key}  ({'created' if created else 'kept'} in {settings.data_dir / KEY_FILE})"
-    body = json.dumps({"contents": [{"parts": [{"text": "Write a haiku about the sea."}]}],
-                       "generationConfig": {"maxOutputTokens": 100}})
-    curl = (f"curl {url}/v1beta/models/gemini-2.5-flash:generateContent -H 'x-goog-api-key: {key}' "
-            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
-    return "\n".join([
-        f"localgem {__version__} serving the Gemini API on {url}",
-        where,
-        f"Default model: models/{settings.default_model} (any gemini-* name resolves to it)",
-        "Try it:",
-        f"  {curl}",
-        "Or from Python:",
-        f"  genai.Client(api_key={key!r}, http_options={{'base_url': {url!r}}})",
-        "",
-    ])
+    body = json.dumps(
+        {
+            "contents": [{"parts": [{"text": "Write a haiku about the sea."}]}],
+            "generationConfig": {"maxOutputTokens": 100},
+        }
+    )
+    curl = (
+        f"curl {url}/v1beta/models/gemini-2.5-flash:generateContent -H 'x-goog-api-key: {key}' "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
+    return "\n".join(
+        [
+            f"localgem {__version__} serving the Gemini API on {url}",
+            where,
+            f"Default model: models/{settings.default_model} (any gemini-* name resolves to it)",
+            "Try it:",
+            f"  {curl}",
+            "Or from Python:",
+            f"  genai.Client(api_key={key!r}, http_options={{'base_url': {url!r}}})",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,7 +62,8 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     api_keys: list[str] = Field(
-        default_factory=list, description="Accepted API keys. Empty: serve generates one and keeps it in data_dir.")
+        default_factory=list, description="Accepted API keys. Empty: serve generates one and keeps it in data_dir."
+    )
     data_dir: Path = Field(default_factory=lambda: platformdirs.user_data_path("localgem"))
     max_request_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest accepted request body.")
 
@@ -72,7 +73,8 @@ class Settings(BaseModel):
     model_aliases: dict[str, str] = Field(default_factory=dict, description="Explicit name → local id; wins.")
     alias_patterns: list[str] = Field(
         default_factory=lambda: ["gemini-*", "gemma-*", "learnlm-*"],
-        description="Glob patterns of model names that resolve to default_model.")
+        description="Glob patterns of model names that resolve to default_model.",
+    )
     preload: list[str] | None = Field(None, description="Model ids loaded at start-up (default: the default model).")
     threads: int | None = Field(None, gt=0, description="CPU threads per model; default: all cores.")
     log_level: str = "info"
@@ -97,8 +99,9 @@ class Settings(BaseModel):
 ENV_PREFIX = "LOCALGEM_"
 
 
-def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None,
-                  **overrides: Any) -> Settings:
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
     """Build settings from a TOML file (``config_file`` or ``LOCALGEM_CONFIG``), the environment and overrides."""
     environ = os.environ if environ is None else environ
     path = config_file or (Path(environ[ENV_PREFIX + "CONFIG"]) if environ.get(ENV_PREFIX + "CONFIG") else None)

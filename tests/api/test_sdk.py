@@ -44,8 +44,9 @@ def test_stream_concatenates_to_the_unary_text(client: genai.Client) -> None:
 def test_count_tokens_matches_prompt_token_count(client: genai.Client, client_v1beta: genai.Client) -> None:
     contents = [types.Content(role="user", parts=[types.Part(text="How many tokens is this?")])]
     counted = client.models.count_tokens(model=MODEL, contents=contents)
-    generated = client.models.generate_content(model=MODEL, contents=contents,
-                                               config=types.GenerateContentConfig(max_output_tokens=1))
+    generated = client.models.generate_content(
+        model=MODEL, contents=contents, config=types.GenerateContentConfig(max_output_tokens=1)
+    )
     assert counted.total_tokens == generated.usage_metadata.prompt_token_count > 5
     assert client_v1beta.models.count_tokens(model=MODEL, contents=contents).total_tokens == counted.total_tokens
 
@@ -71,7 +72,8 @@ def test_chat_multi_turn_sends_the_history(client: genai.Client) -> None:
     assert [c.role for c in history] == ["user", "model", "user", "model"]
     # The second turn's prompt holds the first turn: it is longer than the first prompt plus its answer.
     assert second.usage_metadata.prompt_token_count > (
-        first.usage_metadata.prompt_token_count + first.usage_metadata.candidates_token_count)
+        first.usage_metadata.prompt_token_count + first.usage_metadata.candidates_token_count
+    )
 
 
 def test_chat_stream(client: genai.Client) -> None:
@@ -83,10 +85,14 @@ def test_chat_stream(client: genai.Client) -> None:
     assert history[0].role == "user" and {c.role for c in history[1:]} == {"model"}
     assert "".join(p.text for c in history[1:] for p in c.parts) == text
     follow_up = chat.send_message("Thanks.")
-    joined = client.models.count_tokens(model=MODEL, contents=[
-        types.Content(role="user", parts=[types.Part(text="Say hello.")]),
-        types.Content(role="model", parts=[types.Part(text=text)]),
-        types.Content(role="user", parts=[types.Part(text="Thanks.")])])
+    joined = client.models.count_tokens(
+        model=MODEL,
+        contents=[
+            types.Content(role="user", parts=[types.Part(text="Say hello.")]),
+            types.Content(role="model", parts=[types.Part(text=text)]),
+            types.Content(role="user", parts=[types.Part(text="Thanks.")]),
+        ],
+    )
     assert follow_up.usage_metadata.prompt_token_count == joined.total_tokens
 
 
@@ -102,9 +108,17 @@ def test_async_client_streaming(client: genai.Client) -> None:
 
 def test_system_instruction_changes_the_prompt_and_answer(client: genai.Client) -> None:
     plain = client.models.generate_content(model=MODEL, contents="Who are you?", config=GREEDY)
-    pirate = client.models.generate_content(model=MODEL, contents="Who are you?", config=GREEDY.model_copy(
-        update={"system_instruction": "You are Blackbeard, a pirate captain of the Caribbean sea in 1718. Always answer like a pirate, "
-                              "with plenty of arr and matey, and mention your ship, the Queen Anne's Revenge."}))
+    pirate = client.models.generate_content(
+        model=MODEL,
+        contents="Who are you?",
+        config=GREEDY.model_copy(
+            update={
+                "system_instruction": "You are Blackbeard, a pirate captain of the Caribbean sea in 1718. "
+                "Always answer like a pirate, with plenty of arr and matey, and mention your ship, "
+                "the Queen Anne's Revenge."
+            }
+        ),
+    )
     assert pirate.usage_metadata.prompt_token_count != plain.usage_metadata.prompt_token_count
     assert pirate.text != plain.text
 
@@ -136,8 +150,10 @@ def test_stop_sequences_cut_the_text(client: genai.Client) -> None:
     cut = client.models.generate_content(model=MODEL, contents="List three fruits.", config=config)
     assert cut.text == full[: full.index(stop)]
     assert cut.candidates[0].finish_reason == types.FinishReason.STOP
-    streamed = "".join(c.text or "" for c in client.models.generate_content_stream(
-        model=MODEL, contents="List three fruits.", config=config))
+    streamed = "".join(
+        c.text or ""
+        for c in client.models.generate_content_stream(model=MODEL, contents="List three fruits.", config=config)
+    )
     assert streamed == cut.text
 
 
@@ -148,7 +164,7 @@ def test_logprobs_are_real_log_probabilities(client: genai.Client) -> None:
     result = candidate.logprobs_result
     assert len(result.chosen_candidates) == response.usage_metadata.candidates_token_count
     assert len(result.top_candidates) == len(result.chosen_candidates)
-    for chosen, top in zip(result.chosen_candidates, result.top_candidates):
+    for chosen, top in zip(result.chosen_candidates, result.top_candidates, strict=False):
         values = [c.log_probability for c in top.candidates]
         assert len(values) == 3 and values == sorted(values, reverse=True) and values[0] <= 0
         assert sum(math.exp(v) for v in values) <= 1.0 + 1e-6
@@ -163,8 +179,11 @@ def test_presence_and_frequency_penalties_change_the_output(client: genai.Client
     contents = "Repeat the word 'cat' many times."
     config = types.GenerateContentConfig(temperature=0, max_output_tokens=30)
     plain = client.models.generate_content(model=MODEL, contents=contents, config=config).text
-    penalised = client.models.generate_content(model=MODEL, contents=contents, config=config.model_copy(
-        update={"presence_penalty": 1.9, "frequency_penalty": 1.9})).text
+    penalised = client.models.generate_content(
+        model=MODEL,
+        contents=contents,
+        config=config.model_copy(update={"presence_penalty": 1.9, "frequency_penalty": 1.9}),
+    ).text
     assert plain != penalised
 
 
@@ -173,19 +192,27 @@ def test_errors_surface_as_sdk_errors(client: genai.Client) -> None:
         client.models.generate_content(model=MODEL, contents="x", config=types.GenerateContentConfig(temperature=5))
     assert caught.value.code == 400 and "temperature" in caught.value.message
     with pytest.raises(genai_errors.ClientError) as caught:
-        client.models.generate_content(model=MODEL, contents=types.Part.from_bytes(data=b"\x89PNG", mime_type="image/png"))
+        client.models.generate_content(
+            model=MODEL, contents=types.Part.from_bytes(data=b"\x89PNG", mime_type="image/png")
+        )
     assert caught.value.code == 400 and "image/png" in caught.value.message
     with pytest.raises(genai_errors.ClientError) as caught:
-        client.models.generate_content(model=MODEL, contents="x", config=types.GenerateContentConfig(
-            response_mime_type="application/json"))
+        client.models.generate_content(
+            model=MODEL, contents="x", config=types.GenerateContentConfig(response_mime_type="application/json")
+        )
     assert caught.value.code == 400 and "not supported" in caught.value.message
     with pytest.raises(genai_errors.ClientError, match="not supported"):
-        client.models.generate_content(model=MODEL, contents="x", config=types.GenerateContentConfig(
-            tools=[types.Tool(function_declarations=[types.FunctionDeclaration(name="f", description="d")])]))
+        client.models.generate_content(
+            model=MODEL,
+            contents="x",
+            config=types.GenerateContentConfig(
+                tools=[types.Tool(function_declarations=[types.FunctionDeclaration(name="f", description="d")])]
+            ),
+        )
 
 
 def test_text_inline_data_is_read_as_text(client: genai.Client) -> None:
-    document = types.Part.from_bytes(data="The password is swordfish.".encode(), mime_type="text/plain")
+    document = types.Part.from_bytes(data=b"The password is swordfish.", mime_type="text/plain")
     with_doc = client.models.count_tokens(model=MODEL, contents=[document, "What is the password?"])
     without = client.models.count_tokens(model=MODEL, contents=["What is the password?"])
     assert with_doc.total_tokens > without.total_tokens + 4
@@ -194,12 +221,20 @@ def test_text_inline_data_is_read_as_text(client: genai.Client) -> None:
 def test_an_error_mid_stream_is_raised_by_the_sdk(real_server) -> None:
     # A server-side deadline (the header the SDK sends for its timeout) ends a stream that has
     # started; the base model never stops on its own.
-    impatient = genai.Client(api_key="test-key", http_options=types.HttpOptions(
-        base_url=real_server.url, headers={"X-Server-Timeout": "1"}, retry_options=types.HttpRetryOptions(attempts=1)))
+    impatient = genai.Client(
+        api_key="test-key",
+        http_options=types.HttpOptions(
+            base_url=real_server.url,
+            headers={"X-Server-Timeout": "1"},
+            retry_options=types.HttpRetryOptions(attempts=1),
+        ),
+    )
     received = []
     with pytest.raises(genai_errors.APIError) as caught:
         for chunk in impatient.models.generate_content_stream(
-                model="gemma-3-270m", contents="Once upon a time",
-                config=types.GenerateContentConfig(max_output_tokens=4000)):
+            model="gemma-3-270m",
+            contents="Once upon a time",
+            config=types.GenerateContentConfig(max_output_tokens=4000),
+        ):
             received.append(chunk.text)
     assert received and caught.value.code == 504

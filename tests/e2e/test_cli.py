@@ -28,8 +28,13 @@ def clean_env(data_dir: Path) -> dict[str, str]:
 
 def test_serve_generates_a_key_and_prints_a_working_curl_line(tmp_path: Path) -> None:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "localgem", "serve", "--port", str(port)],
-                               env=clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localgem", "serve", "--port", str(port)],
+        env=clean_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         banner = []
         deadline = time.monotonic() + 120
@@ -52,16 +57,26 @@ def test_serve_generates_a_key_and_prints_a_working_curl_line(tmp_path: Path) ->
         process.terminate()
         process.wait(timeout=30)
     # A second start keeps the same key.
-    again = subprocess.run([sys.executable, "-m", "localgem", "models"], env=clean_env(tmp_path),
-                           capture_output=True, text=True, check=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "localgem", "models"],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "models/smollm2-135m-instruct" in again.stdout and "models/gemma-3-270m" in again.stdout
 
 
 def test_models_lists_a_gguf_added_by_path(tmp_path: Path) -> None:
     gguf = tmp_path / "My-Model.Q4.gguf"
     gguf.write_bytes(b"GGUF")
-    result = subprocess.run([sys.executable, "-m", "localgem", "models", "--model", str(gguf)],
-                            env=clean_env(tmp_path), capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "localgem", "models", "--model", str(gguf)],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert f"models/my-model.q4\tmy-model.q4\t{gguf}" in result.stdout
 
 

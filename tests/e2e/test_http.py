@@ -13,8 +13,10 @@ from tests.conftest import API_KEY, engine_of
 from tests.server import RunningServer
 
 HEADERS = {"x-goog-api-key": API_KEY}
-PROMPT = {"contents": [{"role": "user", "parts": [{"text": "Write one sentence about rain."}]}],
-          "generationConfig": {"temperature": 0, "maxOutputTokens": 16}}
+PROMPT = {
+    "contents": [{"role": "user", "parts": [{"text": "Write one sentence about rain."}]}],
+    "generationConfig": {"temperature": 0, "maxOutputTokens": 16},
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +53,18 @@ def test_sse_chunks_arrive_as_they_are_produced(http: httpx.Client) -> None:
 
 
 def test_camel_and_snake_case_give_the_same_answer(http: httpx.Client) -> None:
-    snake = {"contents": [{"role": "user", "parts": [{"text": "Write one sentence about rain."}]}],
-             "generation_config": {"temperature": 0, "max_output_tokens": 16}}
-    mixed = {"contents": [{"role": "user", "parts": [{"text": "Write one sentence about rain."}]}],
-             "generationConfig": {"temperature": 0, "max_output_tokens": 16}}
-    answers = [http.post("/v1/models/gemini-2.5-flash:generateContent", json=b).json()["candidates"][0]["content"]
-               for b in (PROMPT, snake, mixed)]
+    snake = {
+        "contents": [{"role": "user", "parts": [{"text": "Write one sentence about rain."}]}],
+        "generation_config": {"temperature": 0, "max_output_tokens": 16},
+    }
+    mixed = {
+        "contents": [{"role": "user", "parts": [{"text": "Write one sentence about rain."}]}],
+        "generationConfig": {"temperature": 0, "max_output_tokens": 16},
+    }
+    answers = [
+        http.post("/v1/models/gemini-2.5-flash:generateContent", json=b).json()["candidates"][0]["content"]
+        for b in (PROMPT, snake, mixed)
+    ]
     assert answers[0] == answers[1] == answers[2]
 
 
@@ -70,31 +78,58 @@ def test_count_tokens_with_a_whole_request_equals_prompt_token_count(http: httpx
     assert plain["promptTokensDetails"] == [{"modality": "TEXT", "tokenCount": plain["totalTokens"]}]
 
 
-@pytest.mark.parametrize("body, status, needle", [
-    (b'{"contents": [', 400, "Invalid JSON payload"),
-    ({"contents": "hello"}, 400, "'contents'"),
-    ({"contents": []}, 400, "contents is not specified"),
-    ({"contents": [{"role": "user", "parts": []}]}, 400, "contents.parts must not be empty"),
-    ({"contents": [{"role": "robot", "parts": [{"text": "x"}]}]}, 400, "valid role"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"temperature": "warm"}}, 400, "TYPE_FLOAT"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"candidateCount": 9}}, 400, "candidate_count"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"stopSequences": ["a"] * 6}}, 400, "stop"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"logprobs": 2}}, 400, "responseLogprobs"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": 0}}, 400, "max_output_tokens"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "safetySettings": [{"category": "HARM_CATEGORY_X",
-                                                                     "threshold": "BLOCK_NONE"}]}, 400, "HarmCategory"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"topp": 1}}, 400, 'Unknown name "topp"'),
-    ({"contents": [{"parts": [{"text": "x", "inlineData": {"mimeType": "text/plain", "data": ""}}]}]}, 400, "oneof"),
-    ({"contents": [{"parts": [{"inlineData": {"mimeType": "image/jpeg", "data": "/9j/"}}]}]}, 400, "image/jpeg"),
-    ({"contents": [{"parts": [{"fileData": {"fileUri": "files/abc"}}]}]}, 400, "not supported"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "cachedContent": "cachedContents/x"}, 400, "not supported"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"responseModalities": ["AUDIO"]}}, 400, "TEXT"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"thinkingConfig": {"thinkingBudget": 1024}}},
-     400, "Thinking"),
-    ({"contents": [{"parts": [{"text": "x " * 9000}]}]}, 400, "exceeds the maximum number of tokens"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "continuationToken": "abc"}, 400, "not supported"),
-    ({"contents": [{"parts": [{"text": "x", "documentMetadata": {"startPage": 1}}]}]}, 400, "not supported"),
-])
+@pytest.mark.parametrize(
+    "body, status, needle",
+    [
+        (b'{"contents": [', 400, "Invalid JSON payload"),
+        ({"contents": "hello"}, 400, "'contents'"),
+        ({"contents": []}, 400, "contents is not specified"),
+        ({"contents": [{"role": "user", "parts": []}]}, 400, "contents.parts must not be empty"),
+        ({"contents": [{"role": "robot", "parts": [{"text": "x"}]}]}, 400, "valid role"),
+        ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"temperature": "warm"}}, 400, "TYPE_FLOAT"),
+        ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"candidateCount": 9}}, 400, "candidate_count"),
+        ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"stopSequences": ["a"] * 6}}, 400, "stop"),
+        ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"logprobs": 2}}, 400, "responseLogprobs"),
+        (
+            {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": 0}},
+            400,
+            "max_output_tokens",
+        ),
+        (
+            {
+                "contents": [{"parts": [{"text": "x"}]}],
+                "safetySettings": [{"category": "HARM_CATEGORY_X", "threshold": "BLOCK_NONE"}],
+            },
+            400,
+            "HarmCategory",
+        ),
+        ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"topp": 1}}, 400, 'Unknown name "topp"'),
+        (
+            {"contents": [{"parts": [{"text": "x", "inlineData": {"mimeType": "text/plain", "data": ""}}]}]},
+            400,
+            "oneof",
+        ),
+        ({"contents": [{"parts": [{"inlineData": {"mimeType": "image/jpeg", "data": "/9j/"}}]}]}, 400, "image/jpeg"),
+        ({"contents": [{"parts": [{"fileData": {"fileUri": "files/abc"}}]}]}, 400, "not supported"),
+        ({"contents": [{"parts": [{"text": "x"}]}], "cachedContent": "cachedContents/x"}, 400, "not supported"),
+        (
+            {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"responseModalities": ["AUDIO"]}},
+            400,
+            "TEXT",
+        ),
+        (
+            {
+                "contents": [{"parts": [{"text": "x"}]}],
+                "generationConfig": {"thinkingConfig": {"thinkingBudget": 1024}},
+            },
+            400,
+            "Thinking",
+        ),
+        ({"contents": [{"parts": [{"text": "x " * 9000}]}]}, 400, "exceeds the maximum number of tokens"),
+        ({"contents": [{"parts": [{"text": "x"}]}], "continuationToken": "abc"}, 400, "not supported"),
+        ({"contents": [{"parts": [{"text": "x", "documentMetadata": {"startPage": 1}}]}]}, 400, "not supported"),
+    ],
+)
 def test_bad_requests_get_googles_4xx(http: httpx.Client, body, status: int, needle: str) -> None:
     kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
     response = http.post("/v1beta/models/gemini-2.5-flash:generateContent", **kwargs)
@@ -132,12 +167,16 @@ def test_concurrent_requests_all_complete_correctly(real_server: RunningServer) 
     prompts = [f"Write one sentence about the number {n}." for n in range(8)]
 
     def body(prompt: str) -> dict:
-        return {"contents": [{"parts": [{"text": prompt}]}], "generationConfig": {"temperature": 0, "maxOutputTokens": 12}}
+        return {
+            "contents": [{"parts": [{"text": prompt}]}],
+            "generationConfig": {"temperature": 0, "maxOutputTokens": 12},
+        }
 
     async def run_all() -> list[dict]:
         async with httpx.AsyncClient(base_url=real_server.url, headers=HEADERS, timeout=300) as client:
-            responses = await asyncio.gather(*[
-                client.post("/v1beta/models/gemini-2.5-flash:generateContent", json=body(p)) for p in prompts])
+            responses = await asyncio.gather(
+                *[client.post("/v1beta/models/gemini-2.5-flash:generateContent", json=body(p)) for p in prompts]
+            )
             healthy = await client.get("/healthz")  # the event loop kept answering meanwhile
             assert healthy.status_code == 200
             return [r.json() for r in responses]
@@ -174,8 +213,7 @@ def test_stream_disconnect_stops_the_model(real_server: RunningServer, http: htt
     engine = _gemma_engine(real_server, http)
     aborted = engine.stats.requests_aborted
     with httpx.Client(base_url=real_server.url, headers=HEADERS) as client:
-        with client.stream("POST", "/v1beta/models/gemma-3-270m:streamGenerateContent?alt=sse",
-                           json=LONG) as response:
+        with client.stream("POST", "/v1beta/models/gemma-3-270m:streamGenerateContent?alt=sse", json=LONG) as response:
             next(response.iter_bytes())
     produced = _wait_idle(engine)
     assert engine.stats.requests_aborted == aborted + 1
@@ -186,29 +224,36 @@ def test_unary_disconnect_stops_the_model(real_server: RunningServer, http: http
     engine = _gemma_engine(real_server, http)
     aborted = engine.stats.requests_aborted
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{real_server.url}/v1beta/models/gemma-3-270m:generateContent", json=LONG,
-                   headers=HEADERS, timeout=0.5)
+        httpx.post(
+            f"{real_server.url}/v1beta/models/gemma-3-270m:generateContent", json=LONG, headers=HEADERS, timeout=0.5
+        )
     produced = _wait_idle(engine)
     assert engine.stats.requests_aborted == aborted + 1
     assert produced < 400
 
 
 def test_deadline_mid_stream_ends_with_an_error_event(http: httpx.Client) -> None:
-    raw = http.post("/v1beta/models/gemma-3-270m:streamGenerateContent?alt=sse", json=LONG,
-                    headers={"X-Server-Timeout": "0.5"}).content
+    raw = http.post(
+        "/v1beta/models/gemma-3-270m:streamGenerateContent?alt=sse", json=LONG, headers={"X-Server-Timeout": "0.5"}
+    ).content
     events = sse_events(raw)
     assert "candidates" in events[0]
     assert events[-1]["error"]["code"] == 504 and events[-1]["error"]["status"] == "DEADLINE_EXCEEDED"
 
 
 def test_gemma_serves_too(http: httpx.Client) -> None:
-    response = http.post("/v1beta/models/gemma-3-270m:generateContent", json={
-        "contents": [{"parts": [{"text": "The capital of France is"}]}],
-        "systemInstruction": {"parts": [{"text": "Answer briefly."}]},
-        "generationConfig": {"maxOutputTokens": 8, "seed": 3}}).json()
+    response = http.post(
+        "/v1beta/models/gemma-3-270m:generateContent",
+        json={
+            "contents": [{"parts": [{"text": "The capital of France is"}]}],
+            "systemInstruction": {"parts": [{"text": "Answer briefly."}]},
+            "generationConfig": {"maxOutputTokens": 8, "seed": 3},
+        },
+    ).json()
     assert response["modelVersion"] == "gemma-3-270m"
     assert response["usageMetadata"]["candidatesTokenCount"] > 0
     assert response["candidates"][0]["content"]["parts"][0]["text"]
-    alternation = http.post("/v1beta/models/gemma-3-270m:countTokens", json={"contents": [
-        {"role": "model", "parts": [{"text": "hi"}]}]})
+    alternation = http.post(
+        "/v1beta/models/gemma-3-270m:countTokens", json={"contents": [{"role": "model", "parts": [{"text": "hi"}]}]}
+    )
     assert alternation.status_code == 400 and "alternate" in alternation.json()["error"]["message"]

@@ -30,7 +30,7 @@ def test_sse_framing_is_googles(http: httpx.Client) -> None:
     assert raw.endswith(b"\r\n\r\n")
     events = raw.split(b"\r\n\r\n")[:-1]
     assert all(e.startswith(b"data: {") and b"\n" not in e for e in events)
-    chunks = [json.loads(e[len(b"data: "):]) for e in events]
+    chunks = [json.loads(e[len(b"data: ") :]) for e in events]
     assert "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks) == "alpha beta gamma"
     assert [c["candidates"][0].get("finishReason") for c in chunks] == [None, None, "MAX_TOKENS"]
     assert len({c["responseId"] for c in chunks}) == 1
@@ -46,8 +46,9 @@ def test_json_array_framing_without_alt(http: httpx.Client) -> None:
     chunks = response.json()
     assert isinstance(chunks, list) and len(chunks) == 3
     assert chunks[-1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
-    gapic = http.post("/v1beta/models/gemini-2.5-flash:streamGenerateContent?%24alt=json%3Benum-encoding%3Dint",
-                      json=BODY)
+    gapic = http.post(
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?%24alt=json%3Benum-encoding%3Dint", json=BODY
+    )
     assert gapic.json() == [{**c, "responseId": gapic.json()[0]["responseId"]} for c in chunks]
 
 
@@ -58,13 +59,14 @@ def test_unary_response_shape(http: httpx.Client) -> None:
     assert data["candidates"][0]["content"] == {"parts": [{"text": "alpha beta gamma"}], "role": "model"}
     assert data["candidates"][0]["finishReason"] == "STOP"
     assert data["usageMetadata"]["totalTokenCount"] == (
-        data["usageMetadata"]["promptTokenCount"] + data["usageMetadata"]["candidatesTokenCount"])
+        data["usageMetadata"]["promptTokenCount"] + data["usageMetadata"]["candidatesTokenCount"]
+    )
 
 
 def test_error_after_the_stream_started_is_an_error_event(fake_engine: FakeEngine, http: httpx.Client) -> None:
     fake_engine.fail_after = 2
     raw = http.post("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", json=BODY).content
-    events = [json.loads(e[len(b"data: "):]) for e in raw.split(b"\r\n\r\n")[:-1]]
+    events = [json.loads(e[len(b"data: ") :]) for e in raw.split(b"\r\n\r\n")[:-1]]
     assert events[-1] == {"error": {"code": 500, "message": "the fake engine failed on purpose", "status": "INTERNAL"}}
     assert raw.endswith(b"\r\n\r\n")
     array = http.post("/v1beta/models/gemini-2.5-flash:streamGenerateContent", json=BODY).json()
@@ -81,8 +83,7 @@ def test_stream_disconnect_aborts_generation(fake_engine: FakeEngine, fake_serve
     fake_engine.delay = 0.01
     body = {**BODY, "generationConfig": {"maxOutputTokens": 4000}}
     with httpx.Client(base_url=fake_server.url, headers=HEADERS) as client:
-        with client.stream("POST", "/v1beta/models/gemini-x:streamGenerateContent?alt=sse",
-                           json=body) as response:
+        with client.stream("POST", "/v1beta/models/gemini-x:streamGenerateContent?alt=sse", json=body) as response:
             next(response.iter_bytes())
     _wait(lambda: fake_engine.cancelled == 1)
     produced = fake_engine.stats.tokens_generated
@@ -94,24 +95,29 @@ def test_unary_disconnect_aborts_generation(fake_engine: FakeEngine, fake_server
     fake_engine.delay = 0.01
     body = {**BODY, "generationConfig": {"maxOutputTokens": 4000}}
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{fake_server.url}/v1beta/models/gemini-x:generateContent", json=body, headers=HEADERS,
-                   timeout=0.5)
+        httpx.post(f"{fake_server.url}/v1beta/models/gemini-x:generateContent", json=body, headers=HEADERS, timeout=0.5)
     _wait(lambda: fake_engine.cancelled == 1)
     assert fake_engine.stats.tokens_generated < 1000
 
 
-def test_server_timeout_header_ends_a_stream_with_deadline_exceeded(fake_engine: FakeEngine,
-                                                                    http: httpx.Client) -> None:
+def test_server_timeout_header_ends_a_stream_with_deadline_exceeded(
+    fake_engine: FakeEngine, http: httpx.Client
+) -> None:
     fake_engine.delay = 0.01
     body = {**BODY, "generationConfig": {"maxOutputTokens": 4000}}
-    raw = http.post("/v1beta/models/gemini-x:streamGenerateContent?alt=sse", json=body,
-                    headers={"X-Server-Timeout": "0.3"}).content
-    last = json.loads(raw.split(b"\r\n\r\n")[-2][len(b"data: "):])
+    raw = http.post(
+        "/v1beta/models/gemini-x:streamGenerateContent?alt=sse", json=body, headers={"X-Server-Timeout": "0.3"}
+    ).content
+    last = json.loads(raw.split(b"\r\n\r\n")[-2][len(b"data: ") :])
     assert last["error"]["code"] == 504 and last["error"]["status"] == "DEADLINE_EXCEEDED"
     unary = http.post("/v1beta/models/gemini-x:generateContent", json=body, headers={"X-Server-Timeout": "0.3"})
     assert unary.status_code == 504
-    assert http.post("/v1beta/models/gemini-x:generateContent", json=body,
-                     headers={"X-Server-Timeout": "soon"}).status_code == 400
+    assert (
+        http.post(
+            "/v1beta/models/gemini-x:generateContent", json=body, headers={"X-Server-Timeout": "soon"}
+        ).status_code
+        == 400
+    )
 
 
 def test_auth_forms(fake_server: RunningServer) -> None:
@@ -151,15 +157,26 @@ def test_models_list_pages(http: httpx.Client) -> None:
     second = http.get("/v1beta/models", params={"pageSize": 1, "pageToken": first["nextPageToken"]}).json()
     assert len(second["models"]) == 1 and "nextPageToken" not in second
     assert {first["models"][0]["name"], second["models"][0]["name"]} == {
-        "models/smollm2-135m-instruct", "models/gemma-3-270m"}
+        "models/smollm2-135m-instruct",
+        "models/gemma-3-270m",
+    }
     assert http.get("/v1beta/models", params={"pageSize": "many"}).status_code == 400
 
 
 VALID = {
     "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
     "systemInstruction": {"parts": [{"text": "be brief"}]},
-    "generationConfig": {"temperature": 0.5, "topK": 3, "topP": 0.5, "maxOutputTokens": 2, "stopSequences": ["x"],
-                         "candidateCount": 1, "seed": 1, "responseLogprobs": True, "logprobs": 1},
+    "generationConfig": {
+        "temperature": 0.5,
+        "topK": 3,
+        "topP": 0.5,
+        "maxOutputTokens": 2,
+        "stopSequences": ["x"],
+        "candidateCount": 1,
+        "seed": 1,
+        "responseLogprobs": True,
+        "logprobs": 1,
+    },
     "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
 }
 GARBAGE = [None, 0, -1, 1.5, 10**12, "", "x", True, [], [1], {}, {"a": 1}]

@@ -19,8 +19,9 @@ def test_builtin_models_and_limits() -> None:
     assert entries["gemma-3-270m"].context_length == 8192 and entries["gemma-3-270m"].output_token_limit == 4096
 
 
-@pytest.mark.parametrize("name", [
-    "gemini-2.5-flash", "models/gemini-2.5-pro", "gemini-flash-latest", "gemini-3.8-flash", "gemma-3-27b-it"])
+@pytest.mark.parametrize(
+    "name", ["gemini-2.5-flash", "models/gemini-2.5-pro", "gemini-flash-latest", "gemini-3.8-flash", "gemma-3-27b-it"]
+)
 def test_gemini_names_resolve_to_the_default_model(name: str) -> None:
     assert registry().resolve(name, "generateContent").id == "smollm2-135m-instruct"
 

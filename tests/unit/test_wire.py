@@ -15,13 +15,26 @@ def parse(data: dict) -> GenerateContentRequest:
 
 
 def test_camel_and_snake_case_mixed_at_every_depth() -> None:
-    request = parse({
-        "contents": [{"role": "user", "parts": [{"inline_data": {"mimeType": "text/plain", "data": "aGk"}},
-                                                {"text": "x", "thoughtSignature": "AAEC"}]}],
-        "generation_config": {"maxOutputTokens": 5, "stop_sequences": ["."], "thinkingConfig": {"thinking_budget": 0}},
-        "systemInstruction": {"parts": [{"text": "be brief"}]},
-        "safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
-    })
+    request = parse(
+        {
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {"inline_data": {"mimeType": "text/plain", "data": "aGk"}},
+                        {"text": "x", "thoughtSignature": "AAEC"},
+                    ],
+                }
+            ],
+            "generation_config": {
+                "maxOutputTokens": 5,
+                "stop_sequences": ["."],
+                "thinkingConfig": {"thinking_budget": 0},
+            },
+            "systemInstruction": {"parts": [{"text": "be brief"}]},
+            "safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+        }
+    )
     assert request.contents[0].parts[0].inline_data.data == b"hi"
     assert request.contents[0].parts[1].thought_signature == b"\x00\x01\x02"
     assert request.generation_config.max_output_tokens == 5
@@ -34,14 +47,17 @@ def test_unknown_fields_are_rejected_naming_the_field_and_where() -> None:
     with pytest.raises(errors.InvalidArgument) as caught:
         parse({"contents": [], "generationConfig": {"temperatur": 1}})
     assert caught.value.message == (
-        'Invalid JSON payload received. Unknown name "temperatur" at \'generation_config\': Cannot find field.')
+        "Invalid JSON payload received. Unknown name \"temperatur\" at 'generation_config': Cannot find field."
+    )
     assert caught.value.details[0]["fieldViolations"][0]["field"] == "generation_config.temperatur"
     with pytest.raises(errors.InvalidArgument, match='Unknown name "bogus": Cannot find field'):
         parse({"bogus": 1})
 
 
-@pytest.mark.parametrize("category, threshold", [
-    ("HARM_CATEGORY_HATE_SPEECH", "BLOCK_NONE"), (8, 4), ("8", "4"), ("harm_category_hate_speech", "block_none")])
+@pytest.mark.parametrize(
+    "category, threshold",
+    [("HARM_CATEGORY_HATE_SPEECH", "BLOCK_NONE"), (8, 4), ("8", "4"), ("harm_category_hate_speech", "block_none")],
+)
 def test_enums_accept_names_and_numbers(category, threshold) -> None:
     setting = parse({"safetySettings": [{"category": category, "threshold": threshold}]}).safety_settings[0]
     assert (setting.category, setting.threshold) == ("HARM_CATEGORY_HATE_SPEECH", "BLOCK_NONE")

@@ -31,8 +31,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def routing(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code in (404, 405):
-            return render(errors.NotFound(f"The requested URL {request.url.path} was not found on this server "
-                                          f"(method {request.method})."))
+            return render(
+                errors.NotFound(
+                    f"The requested URL {request.url.path} was not found on this server (method {request.method})."
+                )
+            )
         return render(errors.InvalidArgument(str(exc.detail)))
 
     @app.exception_handler(Exception)

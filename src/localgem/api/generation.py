@@ -28,8 +28,9 @@ async def stream_generate_content(request: Request, model: str) -> StreamingResp
     prepared = await generation.prepare(model, body, timeout=server_timeout(request))
     chunks = generation.stream(prepared)
     if _alt(request) == "sse":
-        return StreamingResponse(server_sent_events(chunks), media_type="text/event-stream",
-                                 headers={"Content-Disposition": "attachment"})
+        return StreamingResponse(
+            server_sent_events(chunks), media_type="text/event-stream", headers={"Content-Disposition": "attachment"}
+        )
     return StreamingResponse(json_array(chunks), media_type="application/json")
 
 

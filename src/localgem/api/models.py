@@ -10,8 +10,11 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
 @router.get("/models")
-def list_models(request: Request, page_size: int | None = Query(None, alias="pageSize"),
-                page_token: str | None = Query(None, alias="pageToken")) -> dict:
+def list_models(
+    request: Request,
+    page_size: int | None = Query(None, alias="pageSize"),
+    page_token: str | None = Query(None, alias="pageToken"),
+) -> dict:
     return services(request).models.list(page_size, page_token).to_wire()
 
 

@@ -29,7 +29,8 @@ class ApiKeys:
         if not presented:
             raise errors.PermissionDenied(
                 "Method doesn't allow unregistered callers (callers without established identity). "
-                "Please use API Key or other form of API consumer identity to call this API.")
+                "Please use API Key or other form of API consumer identity to call this API."
+            )
         digest = _digest(presented)
         if not any(hmac.compare_digest(digest, known) for known in self._digests):
             message = "API key not valid. Please pass a valid API key."

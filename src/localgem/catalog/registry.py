@@ -53,7 +53,9 @@ class ModelRegistry:
         configs = {c.id: c for c in BUILTIN_MODELS} if settings.builtin_models else {}
         configs.update({c.id: c for c in settings.models})  # a user entry with a builtin's id replaces it
         self._entries = {model_id: ModelEntry.from_config(c) for model_id, c in configs.items()}
-        self._aliases = {k.removeprefix("models/"): v.removeprefix("models/") for k, v in settings.model_aliases.items()}
+        self._aliases = {
+            k.removeprefix("models/"): v.removeprefix("models/") for k, v in settings.model_aliases.items()
+        }
         self._patterns = list(settings.alias_patterns)
         self._excluded = ["*embedding*"]  # Gemini embedding model names never mean a chat model
         self.default_id = settings.default_model
@@ -83,5 +85,6 @@ class ModelRegistry:
             full = name if name.startswith("models/") else f"models/{name}"
             raise errors.NotFound(
                 f"{full} is not found, or is not supported for {method}. "
-                "Call ListModels to see the list of available models and their supported methods.")
+                "Call ListModels to see the list of available models and their supported methods."
+            )
         return entry

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -112,7 +112,7 @@ class Engine(Protocol):
 
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]: ...
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
         """Stream events for every candidate. Closing the iterator aborts the request."""
         ...
 

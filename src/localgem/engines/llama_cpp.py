@@ -15,7 +15,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +62,11 @@ def _init_backend() -> None:
 
         @lc.llama_log_callback
         def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-            native.log(logging.ERROR if level == _NATIVE_ERROR else logging.DEBUG, "%s", text.decode("utf-8", "replace").rstrip())
+            native.log(
+                logging.ERROR if level == _NATIVE_ERROR else logging.DEBUG,
+                "%s",
+                text.decode("utf-8", "replace").rstrip(),
+            )
 
         _backend_state["log_callback"] = forward  # ctypes callbacks must outlive their registration
         lc.llama_log_set(forward, ctypes.c_void_p(0))
@@ -90,8 +94,9 @@ class _Aborted(Exception):
 class LlamaCppEngine:
     """A GGUF model served by llama.cpp."""
 
-    def __init__(self, path: Path, *, context_length: int | None = None, threads: int | None = None,
-                 batch_size: int = 512) -> None:
+    def __init__(
+        self, path: Path, *, context_length: int | None = None, threads: int | None = None, batch_size: int = 512
+    ) -> None:
         _init_backend()
         lc = _llama()
         self._lc = lc
@@ -160,7 +165,7 @@ class LlamaCppEngine:
             raise errors.Internal("llama.cpp failed to tokenize the prompt")
         return list(tokens[:n])
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
         job = _Job(request, asyncio.get_running_loop())
         self._jobs.put(job)
         remaining = request.candidates
@@ -215,10 +220,9 @@ class LlamaCppEngine:
                 self._lc.llama_memory_seq_rm(self._memory, 0, len(prompt) - 1, -1)
                 self._decode(prompt[-1:], len(prompt) - 1, job)
                 self.stats.prompt_tokens_evaluated += 1
-            if not self._candidate(job, index):
-                return
+            self._candidate(job, index)
 
-    def _candidate(self, job: _Job, index: int) -> bool:
+    def _candidate(self, job: _Job, index: int) -> None:
         request = job.request
         sampler = self._sampler(request.sampling, index, request.max_tokens)
         text = TextAssembler(request.stop_sequences)
@@ -227,9 +231,6 @@ class LlamaCppEngine:
         try:
             while True:
                 self._check(job)
-                if request.deadline is not None and time.monotonic() > request.deadline:
-                    job.emit(DeadlineReached())
-                    return False
                 token = self._lc.llama_sampler_sample(sampler, self._ctx, -1)
                 step = self._step_logprobs(token, request.logprobs) if request.logprobs is not None else None
                 if self._lc.llama_vocab_is_eog(self._vocab, token):
@@ -253,19 +254,22 @@ class LlamaCppEngine:
                 if tail.text or tail.logprobs:
                     job.emit(TextDelta(index, tail.text, tail.logprobs))
             job.emit(CandidateFinished(index, reason, produced))
-            return True
         finally:
             self._lc.llama_sampler_free(sampler)
 
     def _check(self, job: _Job) -> None:
+        """Between decode steps: stop for a client that left or a deadline that passed."""
         if job.cancelled.is_set():
+            raise _Aborted
+        if job.request.deadline is not None and time.monotonic() > job.request.deadline:
+            job.emit(DeadlineReached())
             raise _Aborted
 
     def _decode(self, tokens: list[int], start: int, job: _Job) -> None:
         batch = self._batch
         for offset in range(0, len(tokens), self._batch_size):
             self._check(job)
-            chunk = tokens[offset: offset + self._batch_size]
+            chunk = tokens[offset : offset + self._batch_size]
             for i, token in enumerate(chunk):
                 batch.token[i] = token
                 batch.pos[i] = start + offset + i
@@ -283,8 +287,12 @@ class LlamaCppEngine:
         chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         if params.presence_penalty or params.frequency_penalty:
             # Only generated tokens are accepted into the sampler, so penalties cover the response.
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_penalties(
-                self._n_vocab, max_tokens, 1.0, params.frequency_penalty, params.presence_penalty))
+            lc.llama_sampler_chain_add(
+                chain,
+                lc.llama_sampler_init_penalties(
+                    self._n_vocab, max_tokens, 1.0, params.frequency_penalty, params.presence_penalty
+                ),
+            )
         if params.temperature <= 0:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
             return chain

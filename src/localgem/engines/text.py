@@ -60,7 +60,7 @@ class TextAssembler:
         return best
 
     def _emit(self, text: str, everything: bool, stopped: bool = False) -> Release:
-        self._held = "" if everything else self._held[len(text):]
+        self._held = "" if everything else self._held[len(text) :]
         self._released_chars += len(text)
         limit = self._released_chars
         # A token belongs to the answer once text it started is released; tokens that only

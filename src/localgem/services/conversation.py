@@ -7,18 +7,33 @@ from localgem.prompting.chat_template import Message
 from localgem.types.content import Content, Part
 
 _ROLES = {"user": "user", "model": "assistant"}
-_DATA_FIELDS = ("text", "inline_data", "file_data", "function_call", "function_response", "executable_code",
-                "code_execution_result", "tool_call", "tool_response")
-_MEDIA_ANNOTATIONS = ("audio_metadata", "audio_transcription", "document_metadata", "speech_metadata",
-                      "spreadsheet_metadata")
+_DATA_FIELDS = (
+    "text",
+    "inline_data",
+    "file_data",
+    "function_call",
+    "function_response",
+    "executable_code",
+    "code_execution_result",
+    "tool_call",
+    "tool_response",
+)
+_MEDIA_ANNOTATIONS = (
+    "audio_metadata",
+    "audio_transcription",
+    "document_metadata",
+    "speech_metadata",
+    "spreadsheet_metadata",
+)
 _TEXT_MIME_TYPES = ("application/json", "application/xml", "application/x-yaml", "application/javascript")
 
 
-def to_messages(contents: list[Content] | None, system_instruction: Content | None,
-                prefix: str = "") -> list[Message]:
+def to_messages(contents: list[Content] | None, system_instruction: Content | None, prefix: str = "") -> list[Message]:
     """Validate and flatten a conversation; consecutive turns of one role merge into one message."""
     if not contents:
-        raise errors.invalid_field(f"{prefix}contents", f"* GenerateContentRequest.{prefix}contents: contents is not specified")
+        raise errors.invalid_field(
+            f"{prefix}contents", f"* GenerateContentRequest.{prefix}contents: contents is not specified"
+        )
     messages: list[Message] = []
     if system_instruction is not None:
         system = _text_of(system_instruction, f"{prefix}system_instruction")
@@ -28,7 +43,9 @@ def to_messages(contents: list[Content] | None, system_instruction: Content | No
         where = f"{prefix}contents[{i}]"
         role = content.role or "user"
         if role not in _ROLES:
-            raise errors.invalid_field(f"{where}.role", f"Please use a valid role: user, model. Got {role!r} at {where}.role.")
+            raise errors.invalid_field(
+                f"{where}.role", f"Please use a valid role: user, model. Got {role!r} at {where}.role."
+            )
         text = _text_of(content, where)
         if messages and messages[-1].role == _ROLES[role]:
             # The SDKs' chats keep a streamed answer as one model Content per chunk, so model turns
@@ -42,8 +59,9 @@ def to_messages(contents: list[Content] | None, system_instruction: Content | No
 
 def _text_of(content: Content, where: str) -> str:
     if not content.parts:
-        raise errors.invalid_field(f"{where}.parts",
-                                   f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.")
+        raise errors.invalid_field(
+            f"{where}.parts", f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty."
+        )
     return "".join(_part_text(part, f"{where}.parts[{j}]") for j, part in enumerate(content.parts))
 
 
@@ -51,10 +69,12 @@ def _part_text(part: Part, where: str) -> str:
     kinds = [name for name in _DATA_FIELDS if getattr(part, name) is not None]
     if not kinds:
         raise errors.invalid_field(
-            where, f"* GenerateContentRequest.{where}.data: required oneof field 'data' must have one initialized field")
+            where, f"* GenerateContentRequest.{where}.data: required oneof field 'data' must have one initialized field"
+        )
     if len(kinds) > 1:
-        raise errors.invalid_field(where, f"Invalid value at '{where}': oneof field 'data' is already set. "
-                                          f"Cannot set '{kinds[1]}'")
+        raise errors.invalid_field(
+            where, f"Invalid value at '{where}': oneof field 'data' is already set. Cannot set '{kinds[1]}'"
+        )
     if part.video_metadata is not None:
         raise errors.not_supported(f"{where}.video_metadata", "Video input")
     for field in _MEDIA_ANNOTATIONS:
@@ -81,9 +101,11 @@ def _inline_text(part: Part, where: str) -> str:
         raise errors.invalid_field(
             f"{where}.inline_data",
             f"Unsupported MIME type {mime!r} at {where}.inline_data: this model reads text only "
-            "(text/* and JSON/XML/YAML documents).")
+            "(text/* and JSON/XML/YAML documents).",
+        )
     try:
         return (blob.data or b"").decode("utf-8")
     except UnicodeDecodeError:
-        raise errors.invalid_field(f"{where}.inline_data.data",
-                                   f"{where}.inline_data is declared {mime} but is not UTF-8 text.") from None
+        raise errors.invalid_field(
+            f"{where}.inline_data.data", f"{where}.inline_data is declared {mime} but is not UTF-8 text."
+        ) from None

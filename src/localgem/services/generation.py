@@ -5,11 +5,12 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from localgem import errors
 from localgem.catalog.registry import ModelEntry, ModelRegistry
-from localgem.engines.base import DeadlineReached, GenerationRequest
+from localgem.engines.base import CandidateFinished, DeadlineReached, GenerationRequest, TextDelta
 from localgem.services.conversation import to_messages
 from localgem.services.engines import EnginePool, LoadedModel
 from localgem.services.options import generation_options, refuse_unsupported_request
@@ -29,14 +30,16 @@ class PreparedGeneration:
 
 
 class GenerationService:
-    def __init__(self, registry: ModelRegistry, engines: EnginePool,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, registry: ModelRegistry, engines: EnginePool, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._registry = registry
         self._engines = engines
         self._clock = clock
 
-    async def prepare(self, model: str, body: GenerateContentRequest, *,
-                      timeout: float | None = None) -> PreparedGeneration:
+    async def prepare(
+        self, model: str, body: GenerateContentRequest, *, timeout: float | None = None
+    ) -> PreparedGeneration:
         entry = self._registry.resolve(model, "generateContent")
         refuse_unsupported_request(body)
         options = generation_options(body.generation_config, entry)
@@ -51,29 +54,35 @@ class GenerationService:
             logprobs=options.logprobs,
             deadline=self._clock() + timeout if timeout else None,
         )
-        shape = ResponseShape(response_id=secrets.token_urlsafe(16), model_version=entry.id,
-                              prompt_tokens=len(prompt), logprobs=options.logprobs is not None)
+        shape = ResponseShape(
+            response_id=secrets.token_urlsafe(16),
+            model_version=entry.id,
+            prompt_tokens=len(prompt),
+            logprobs=options.logprobs is not None,
+        )
         return PreparedGeneration(loaded, request, shape)
 
     async def generate(self, prepared: PreparedGeneration) -> GenerateContentResponse:
         builder = UnaryResponseBuilder(prepared.shape)
-        async for event in prepared.model.engine.generate(prepared.request):
-            if isinstance(event, DeadlineReached):
-                raise _deadline_exceeded()
+        async for event in self._events(prepared):
             builder.add(event)
         return builder.build()
 
     async def stream(self, prepared: PreparedGeneration) -> AsyncIterator[GenerateContentResponse]:
         chunker = StreamChunker(prepared.shape, prepared.request.candidates)
-        events = prepared.model.engine.generate(prepared.request)
-        try:
+        async for event in self._events(prepared):
+            if (chunk := chunker.add(event)) is not None:
+                yield chunk
+
+    async def _events(self, prepared: PreparedGeneration) -> AsyncIterator[TextDelta | CandidateFinished]:
+        # aclosing: a consumer that stops early (a client that left) aborts the generation at once.
+        async with aclosing(prepared.model.engine.generate(prepared.request)) as events:
             async for event in events:
                 if isinstance(event, DeadlineReached):
-                    raise _deadline_exceeded()
-                if (chunk := chunker.add(event)) is not None:
-                    yield chunk
-        finally:
-            await events.aclose()  # a consumer that stops early aborts the generation now
+                    raise errors.DeadlineExceeded(
+                        "The request deadline (X-Server-Timeout) passed before generation finished."
+                    )
+                yield event
 
     async def count_tokens(self, model: str, body: CountTokensRequest) -> CountTokensResponse:
         entry = self._registry.resolve(model, "countTokens")
@@ -82,15 +91,19 @@ class GenerationService:
             raise errors.InvalidArgument("Set either contents or generateContentRequest, not both.")
         if inner is not None:
             refuse_unsupported_request(inner, prefix="generate_content_request.")
-            _, prompt = await self._prompt(entry, inner.contents, inner.system_instruction,
-                                           prefix="generate_content_request.")
+            _, prompt = await self._prompt(
+                entry, inner.contents, inner.system_instruction, prefix="generate_content_request."
+            )
         else:
             _, prompt = await self._prompt(entry, body.contents, None)
-        return CountTokensResponse(total_tokens=len(prompt),
-                                   prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=len(prompt))])
+        return CountTokensResponse(
+            total_tokens=len(prompt),
+            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=len(prompt))],
+        )
 
-    async def _prompt(self, entry: ModelEntry, contents: list[Content] | None, system: Content | None,
-                      prefix: str = "") -> tuple[LoadedModel, list[int]]:
+    async def _prompt(
+        self, entry: ModelEntry, contents: list[Content] | None, system: Content | None, prefix: str = ""
+    ) -> tuple[LoadedModel, list[int]]:
         messages = to_messages(contents, system, prefix)
         loaded = await self._engines.get(entry)
         text = loaded.template.render(messages)
@@ -101,9 +114,6 @@ class GenerationService:
         if len(prompt) > limit:
             raise errors.invalid_field(
                 f"{prefix}contents",
-                f"The input token count ({len(prompt)}) exceeds the maximum number of tokens allowed ({limit}).")
+                f"The input token count ({len(prompt)}) exceeds the maximum number of tokens allowed ({limit}).",
+            )
         return loaded, prompt
-
-
-def _deadline_exceeded() -> errors.DeadlineExceeded:
-    return errors.DeadlineExceeded("The request deadline (X-Server-Timeout) passed before generation finished.")

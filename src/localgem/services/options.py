@@ -18,8 +18,12 @@ MAX_CANDIDATES = 8
 MAX_STOP_SEQUENCES = 5
 MAX_LOGPROBS = 20
 _GEMINI_HARM_CATEGORIES = {
-    "HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH", "HARM_CATEGORY_SEXUALLY_EXPLICIT",
-    "HARM_CATEGORY_DANGEROUS_CONTENT", "HARM_CATEGORY_CIVIC_INTEGRITY", "HARM_CATEGORY_JAILBREAK",
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_CIVIC_INTEGRITY",
+    "HARM_CATEGORY_JAILBREAK",
 }
 
 
@@ -48,16 +52,24 @@ def refuse_unsupported_request(body: GenerateContentRequest, prefix: str = "") -
         if setting.category is None or setting.threshold is None:
             raise errors.invalid_field(where, f"{where}: a safety setting needs both category and threshold.")
         if setting.category not in _GEMINI_HARM_CATEGORIES:
-            raise errors.invalid_field(f"{where}.category",
-                                       f"{setting.category} is not supported by generateContent (PaLM-era category).")
+            raise errors.invalid_field(
+                f"{where}.category", f"{setting.category} is not supported by generateContent (PaLM-era category)."
+            )
 
 
 def _refuse_unsupported_config(config: GenerationConfig, where: str, model: str) -> None:
     mime = config.response_mime_type
     if mime not in (None, "", "text/plain"):
         raise errors.not_supported(f"{where}.response_mime_type", f"responseMimeType {mime!r}")
-    for field in ("response_schema", "response_json_schema", "speech_config", "image_config", "response_format",
-                  "audio_transcription_config", "translation_config"):
+    for field in (
+        "response_schema",
+        "response_json_schema",
+        "speech_config",
+        "image_config",
+        "response_format",
+        "audio_transcription_config",
+        "translation_config",
+    ):
         if getattr(config, field) is not None:
             raise errors.not_supported(f"{where}.{field}")
     for field in ("enable_affective_dialog", "enable_enhanced_civic_answers"):
@@ -65,19 +77,27 @@ def _refuse_unsupported_config(config: GenerationConfig, where: str, model: str)
             raise errors.not_supported(f"{where}.{field}")
     for modality in config.response_modalities or []:
         if modality not in ("TEXT", "MODALITY_UNSPECIFIED"):
-            raise errors.invalid_field(f"{where}.response_modalities",
-                                       f"{model} can only produce TEXT; the response modality {modality} is not supported.")
+            raise errors.invalid_field(
+                f"{where}.response_modalities",
+                f"{model} can only produce TEXT; the response modality {modality} is not supported.",
+            )
     thinking = config.thinking_config
-    if thinking is not None and (thinking.include_thoughts or thinking.thinking_budget not in (None, 0)
-                                 or thinking.thinking_level not in (None, "THINKING_LEVEL_UNSPECIFIED")):
+    if thinking is not None and (
+        thinking.include_thoughts
+        or thinking.thinking_budget not in (None, 0)
+        or thinking.thinking_level not in (None, "THINKING_LEVEL_UNSPECIFIED")
+    ):
         raise errors.invalid_field(f"{where}.thinking_config", f"Thinking is not supported by {model}.")
 
 
 def _check_range(where: str, value: float | int, low: float, high: float, *, high_inclusive: bool = True) -> None:
     if not math.isfinite(value) or value < low or value > high or (value == high and not high_inclusive):
         closing = "(inclusive)" if high_inclusive else "(exclusive)"
-        raise errors.invalid_field(where, f"Unable to submit request because it has a {where.split('.')[-1]} value of "
-                                          f"{value} but the supported range is from {low} (inclusive) to {high} {closing}.")
+        raise errors.invalid_field(
+            where,
+            f"Unable to submit request because it has a {where.split('.')[-1]} value of "
+            f"{value} but the supported range is from {low} (inclusive) to {high} {closing}.",
+        )
 
 
 def generation_options(config: GenerationConfig | None, entry: ModelEntry, prefix: str = "") -> GenerationOptions:
@@ -101,14 +121,20 @@ def generation_options(config: GenerationConfig | None, entry: ModelEntry, prefi
     _check_range(f"{where}.max_output_tokens", max_tokens, 1, entry.output_token_limit)
     stops = tuple(config.stop_sequences or ())
     if len(stops) > MAX_STOP_SEQUENCES:
-        raise errors.invalid_field(f"{where}.stop_sequences",
-                                   f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed; got {len(stops)}.")
+        raise errors.invalid_field(
+            f"{where}.stop_sequences", f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed; got {len(stops)}."
+        )
     if any(not stop for stop in stops):
         raise errors.invalid_field(f"{where}.stop_sequences", "Stop sequences must not be empty strings.")
     logprobs = _logprobs(config, where)
     sampling = SamplingParams(
-        temperature=temperature, top_p=top_p, top_k=top_k, seed=config.seed,
-        presence_penalty=config.presence_penalty or 0.0, frequency_penalty=config.frequency_penalty or 0.0)
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        seed=config.seed,
+        presence_penalty=config.presence_penalty or 0.0,
+        frequency_penalty=config.frequency_penalty or 0.0,
+    )
     return GenerationOptions(sampling, max_tokens, stops, candidates, logprobs)
 
 

@@ -11,8 +11,9 @@ from localgem import errors
 T = TypeVar("T")
 
 
-def paginate(items: Sequence[T], page_size: int | None, page_token: str | None, *,
-             default_size: int, max_size: int) -> tuple[list[T], str | None]:
+def paginate(
+    items: Sequence[T], page_size: int | None, page_token: str | None, *, default_size: int, max_size: int
+) -> tuple[list[T], str | None]:
     if page_size is None or page_size == 0:
         page_size = default_size
     if page_size < 0:

@@ -25,7 +25,8 @@ def logprobs_result(steps: list[StepLogprobs]) -> LogprobsResult:
     return LogprobsResult(
         chosen_candidates=[_token(step.chosen) for step in steps],
         top_candidates=[TopCandidates(candidates=[_token(t) for t in step.top]) for step in steps]
-        if any(step.top for step in steps) else None,
+        if any(step.top for step in steps)
+        else None,
         log_probability_sum=sum(step.chosen.logprob for step in steps),
     )
 
@@ -35,9 +36,10 @@ def _candidate(index: int, text: str, steps: list[StepLogprobs] | None, finish: 
     if finish is not None:
         candidate.finish_reason = finish.reason.value
     if steps is not None:
+        total = sum(step.chosen.logprob for step in steps)
         candidate.logprobs_result = logprobs_result(steps)
         if steps:
-            candidate.avg_logprobs = candidate.logprobs_result.log_probability_sum / len(steps)
+            candidate.avg_logprobs = total / len(steps)
     return candidate
 
 
@@ -62,8 +64,9 @@ class ResponseShape:
         return usage
 
     def response(self, candidates: list[Candidate], usage: UsageMetadata) -> GenerateContentResponse:
-        return GenerateContentResponse(candidates=candidates, usage_metadata=usage,
-                                       model_version=self.model_version, response_id=self.response_id)
+        return GenerateContentResponse(
+            candidates=candidates, usage_metadata=usage, model_version=self.model_version, response_id=self.response_id
+        )
 
 
 @dataclass

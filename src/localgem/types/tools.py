@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
-
 from localgem.types.enums import (
     Behavior,
     ComputerUseEnvironment,
@@ -187,6 +185,3 @@ class ToolConfig(WireModel):
     function_calling_config: FunctionCallingConfig | None = None
     include_server_side_tool_invocations: bool | None = None
     retrieval_config: RetrievalConfig | None = None
-
-
-

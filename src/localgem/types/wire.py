@@ -151,16 +151,24 @@ def parse_message(cls: type[M], data: Any) -> M:
     """Validate a decoded JSON body, turning pydantic's errors into Google's 400 messages."""
     if not isinstance(data, dict):
         raise errors.InvalidArgument(
-            f"Invalid JSON payload received. Expected an object for {cls.__name__}, got {type(data).__name__}.")
+            f"Invalid JSON payload received. Expected an object for {cls.__name__}, got {type(data).__name__}."
+        )
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
         violations = [_violation(error) for error in exc.errors(include_url=False)]
         message = "\n".join(description for _, description in violations)
-        raise errors.InvalidArgument(message, [
-            {"@type": "type.googleapis.com/google.rpc.BadRequest",
-             "fieldViolations": [{"field": field, "description": description} for field, description in violations]},
-        ]) from None
+        raise errors.InvalidArgument(
+            message,
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [
+                        {"field": field, "description": description} for field, description in violations
+                    ],
+                },
+            ],
+        ) from None
 
 
 _TYPE_NAMES = {"float": "TYPE_FLOAT", "int": "TYPE_INT32", "bool": "TYPE_BOOL", "string": "TYPE_STRING"}
