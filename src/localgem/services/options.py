@@ -12,19 +12,12 @@ from dataclasses import dataclass
 from localgem import errors
 from localgem.catalog.registry import ModelEntry
 from localgem.engines.base import SamplingParams
+from localgem.types.enums import GEMINI_HARM_CATEGORIES
 from localgem.types.generation import GenerateContentRequest, GenerationConfig
 
 MAX_CANDIDATES = 8
 MAX_STOP_SEQUENCES = 5
 MAX_LOGPROBS = 20
-_GEMINI_HARM_CATEGORIES = {
-    "HARM_CATEGORY_HARASSMENT",
-    "HARM_CATEGORY_HATE_SPEECH",
-    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
-    "HARM_CATEGORY_DANGEROUS_CONTENT",
-    "HARM_CATEGORY_CIVIC_INTEGRITY",
-    "HARM_CATEGORY_JAILBREAK",
-}
 
 
 @dataclass(frozen=True)
@@ -51,7 +44,7 @@ def refuse_unsupported_request(body: GenerateContentRequest, prefix: str = "") -
         where = f"{prefix}safety_settings[{i}]"
         if setting.category is None or setting.threshold is None:
             raise errors.invalid_field(where, f"{where}: a safety setting needs both category and threshold.")
-        if setting.category not in _GEMINI_HARM_CATEGORIES:
+        if setting.category not in GEMINI_HARM_CATEGORIES:
             raise errors.invalid_field(
                 f"{where}.category", f"{setting.category} is not supported by generateContent (PaLM-era category)."
             )

@@ -36,10 +36,9 @@ def _candidate(index: int, text: str, steps: list[StepLogprobs] | None, finish: 
     if finish is not None:
         candidate.finish_reason = finish.reason.value
     if steps is not None:
-        total = sum(step.chosen.logprob for step in steps)
-        candidate.logprobs_result = logprobs_result(steps)
-        if steps:
-            candidate.avg_logprobs = total / len(steps)
+        result = candidate.logprobs_result = logprobs_result(steps)
+        if steps and result.log_probability_sum is not None:
+            candidate.avg_logprobs = result.log_probability_sum / len(steps)
     return candidate
 
 

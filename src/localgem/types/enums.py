@@ -19,6 +19,8 @@ _HARM_CATEGORIES = [
     "HARM_CATEGORY_CIVIC_INTEGRITY",
     "HARM_CATEGORY_JAILBREAK",
 ]
+#: The categories generateContent takes; the six before them are PaLM-era.
+GEMINI_HARM_CATEGORIES = frozenset(_HARM_CATEGORIES[7:])
 
 
 def _numbered(values: list[str], known: int | None = None) -> dict[str, int]:
