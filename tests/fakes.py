@@ -85,5 +85,8 @@ class FakeEngine:
             if not finished:
                 self.cancelled += 1
 
+    def healthy(self) -> bool:
+        return True
+
     async def close(self) -> None:
         pass

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from localgem import __version__
-from localgem.api import generation, models
+from localgem.api import generation, health, models
 from localgem.api.context import Services
 from localgem.api.errors import install_error_handlers
 from localgem.auth.keys import ApiKeys, stored_key
@@ -29,7 +29,12 @@ def llama_cpp_factory(settings: Settings) -> EngineFactory:
         from localgem.engines.llama_cpp import LlamaCppEngine
 
         return LlamaCppEngine(
-            entry.weights(settings.data_dir), context_length=entry.context_length, threads=settings.threads
+            entry.weights(settings.data_dir),
+            context_length=entry.context_length,
+            threads=settings.threads,
+            slots=settings.slots,
+            max_queue=settings.max_queue,
+            prefill_chunk=settings.prefill_chunk,
         )
 
     return load
@@ -58,6 +63,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         max_request_bytes=settings.max_request_bytes,
     )
     app.state.engines = engines
+    app.state.preload = [registry.resolve(model_id, "load").id for model_id in preload]
     install_error_handlers(app)
     # Browsers running the JS SDK need CORS, and must be able to read the upload headers.
     app.add_middleware(
@@ -70,9 +76,5 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     for version in API_VERSIONS:
         for module in (models, generation):
             app.include_router(module.router, prefix=f"/{version}")
-
-    @app.get("/healthz", include_in_schema=False)
-    def health() -> dict:
-        return {"status": "ok", "loaded": sorted(engines.loaded())}
-
+    app.include_router(health.router)
     return app

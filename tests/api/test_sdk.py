@@ -130,7 +130,12 @@ def test_candidate_count(client: genai.Client) -> None:
     assert len({c.content.parts[0].text for c in response.candidates}) > 1
     stream = list(client.models.generate_content_stream(model=MODEL, contents="Write a word.", config=config))
     finished = [c.candidates[0].index for c in stream if c.candidates[0].finish_reason]
-    assert finished == [0, 1, 2]
+    assert sorted(finished) == [0, 1, 2]  # candidates decode side by side, each finishing once
+    streamed = {
+        i: "".join(c.candidates[0].content.parts[0].text for c in stream if c.candidates[0].index == i)
+        for i in range(3)
+    }
+    assert streamed == {c.index: c.content.parts[0].text for c in response.candidates}  # seeded: same texts
 
 
 def test_seed_makes_sampling_deterministic(client: genai.Client) -> None:

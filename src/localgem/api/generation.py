@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from localgem.api.context import read_message, require_api_key, server_timeout, services, unless_disconnected
-from localgem.api.streaming import json_array, server_sent_events
+from localgem.api.streaming import json_array, server_sent_events, started
 from localgem.types.generation import CountTokensRequest, GenerateContentRequest
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -26,7 +26,7 @@ async def stream_generate_content(request: Request, model: str) -> StreamingResp
     body = await read_message(request, GenerateContentRequest)
     generation = services(request).generation
     prepared = await generation.prepare(model, body, timeout=server_timeout(request))
-    chunks = generation.stream(prepared)
+    chunks = await unless_disconnected(request, started(generation.stream(prepared)))
     if _alt(request) == "sse":
         return StreamingResponse(
             server_sent_events(chunks), media_type="text/event-stream", headers={"Content-Disposition": "attachment"}

@@ -5,12 +5,26 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from localgem import errors
 from localgem.types.wire import WireModel
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def started(chunks: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Wait for the first chunk, so that whatever fails before it (a full queue, a deadline)
+    is answered with its own HTTP status, as Google does, rather than inside a 200 stream."""
+    first = await anext(chunks)
+
+    async def rest() -> AsyncIterator[T]:
+        yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return rest()
 
 
 def compact_json(data: Any) -> bytes:

@@ -77,20 +77,35 @@ class DeadlineReached:
     """The request's deadline passed before generation finished."""
 
 
-EngineEvent = TextDelta | CandidateFinished | DeadlineReached
+@dataclass(frozen=True)
+class Admitted:
+    """The request left the queue; ``cached_tokens`` of its prompt were reused, not recomputed."""
+
+    cached_tokens: int = 0
+
+
+EngineEvent = Admitted | TextDelta | CandidateFinished | DeadlineReached
 
 
 @dataclass
 class EngineStats:
-    """Counters that tests and benchmarks read to see what the engine really did."""
+    """Counters that tests, benchmarks and /readyz read to see what the engine really did."""
 
     requests_started: int = 0
     requests_finished: int = 0
     requests_aborted: int = 0
+    requests_rejected: int = 0
     prompt_tokens_evaluated: int = 0
+    prompt_tokens_reused: int = 0
     tokens_generated: int = 0
     last_request_tokens_generated: int = 0
-    started_at: float = field(default_factory=time.monotonic)
+    active_sequences: int = 0
+    queued_requests: int = 0
+    #: Decode steps, and the rows (sequences) they decoded: rows/steps is the average batch.
+    decode_steps: int = 0
+    decode_rows: int = 0
+    #: Monotonic time of the scheduler loop's last turn (it turns at least twice a second).
+    last_progress: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,10 @@ class Engine(Protocol):
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
         """Stream events for every candidate. Closing the iterator aborts the request."""
+        ...
+
+    def healthy(self) -> bool:
+        """The engine's loop is alive and making progress."""
         ...
 
     async def close(self) -> None: ...

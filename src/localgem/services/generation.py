@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from localgem import errors
 from localgem.catalog.registry import ModelEntry, ModelRegistry
-from localgem.engines.base import CandidateFinished, DeadlineReached, GenerationRequest, TextDelta
+from localgem.engines.base import Admitted, CandidateFinished, DeadlineReached, GenerationRequest, TextDelta
 from localgem.services.conversation import to_messages
 from localgem.services.engines import EnginePool, LoadedModel
 from localgem.services.options import generation_options, refuse_unsupported_request
@@ -45,6 +45,12 @@ class GenerationService:
         options = generation_options(body.generation_config, entry)
         loaded, prompt = await self._prompt(entry, body.contents, body.system_instruction)
         room = loaded.context_length - len(prompt)
+        if options.explicit_max_output_tokens and options.max_output_tokens > room:
+            raise errors.invalid_field(
+                "generation_config.max_output_tokens",
+                f"The input ({len(prompt)} tokens) plus maxOutputTokens ({options.max_output_tokens}) exceeds the "
+                f"context window of {entry.name} ({loaded.context_length} tokens).",
+            )
         request = GenerationRequest(
             prompt_tokens=prompt,
             sampling=options.sampling,
@@ -82,6 +88,9 @@ class GenerationService:
                     raise errors.DeadlineExceeded(
                         "The request deadline (X-Server-Timeout) passed before generation finished."
                     )
+                if isinstance(event, Admitted):
+                    prepared.shape.cached_tokens = event.cached_tokens
+                    continue
                 yield event
 
     async def count_tokens(self, model: str, body: CountTokensRequest) -> CountTokensResponse:

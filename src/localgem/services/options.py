@@ -24,6 +24,7 @@ MAX_LOGPROBS = 20
 class GenerationOptions:
     sampling: SamplingParams
     max_output_tokens: int
+    explicit_max_output_tokens: bool
     stop_sequences: tuple[str, ...]
     candidate_count: int
     logprobs: int | None  # None: not requested
@@ -128,7 +129,7 @@ def generation_options(config: GenerationConfig | None, entry: ModelEntry, prefi
         presence_penalty=config.presence_penalty or 0.0,
         frequency_penalty=config.frequency_penalty or 0.0,
     )
-    return GenerationOptions(sampling, max_tokens, stops, candidates, logprobs)
+    return GenerationOptions(sampling, max_tokens, config.max_output_tokens is not None, stops, candidates, logprobs)
 
 
 def _logprobs(config: GenerationConfig, where: str) -> int | None:

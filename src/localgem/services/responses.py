@@ -50,6 +50,8 @@ class ResponseShape:
     model_version: str
     prompt_tokens: int
     logprobs: bool
+    #: Prompt tokens the engine reused from its prefix cache (part of prompt_tokens, as Google counts).
+    cached_tokens: int = 0
 
     def usage(self, output_tokens: int | None = None) -> UsageMetadata:
         usage = UsageMetadata(
@@ -57,6 +59,9 @@ class ResponseShape:
             total_token_count=self.prompt_tokens + (output_tokens or 0),
             prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.prompt_tokens)],
         )
+        if self.cached_tokens:
+            usage.cached_content_token_count = self.cached_tokens
+            usage.cache_tokens_details = [ModalityTokenCount(modality="TEXT", token_count=self.cached_tokens)]
         if output_tokens is not None:
             usage.candidates_token_count = output_tokens
             usage.candidates_tokens_details = [ModalityTokenCount(modality="TEXT", token_count=output_tokens)]

@@ -1,0 +1,36 @@
+"""Liveness and readiness, for supervisors and load balancers (no API key: they reveal no data)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from localgem import errors
+from localgem.api.errors import render
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> dict:
+    """The process answers; this never waits on a model, even with every slot busy."""
+    return {"status": "ok", "loaded": sorted(request.app.state.engines.loaded())}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(request: Request) -> dict | JSONResponse:
+    """The models to preload are loaded and every scheduler loop is making progress."""
+    loaded = request.app.state.engines.loaded()
+    missing = [model_id for model_id in request.app.state.preload if model_id not in loaded]
+    stalled = [model_id for model_id, model in loaded.items() if not model.engine.healthy()]
+    if missing or stalled:
+        return render(errors.Unavailable(f"Not ready: loading {missing or 'nothing'}, stalled {stalled or 'nothing'}."))
+    return {"status": "ready", "models": {model_id: _stats(model.engine.stats) for model_id, model in loaded.items()}}
+
+
+def _stats(stats: object) -> dict:
+    values = dataclasses.asdict(stats)  # type: ignore[call-overload]
+    values.pop("last_progress", None)
+    return values

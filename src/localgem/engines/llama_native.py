@@ -1,0 +1,230 @@
+"""A thin, typed layer over llama-cpp-python's C bindings: one model, one context, one batch.
+
+Only the scheduler thread may call the methods that touch the context (``decode``, ``logits``,
+``seq_*``, samplers, ``piece``); ``tokenize`` only reads the vocabulary and is safe anywhere.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from localgem import errors
+from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
+
+log = logging.getLogger(__name__)
+
+_backend_lock = threading.Lock()
+_backend_state: dict[str, object] = {}
+_NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
+_FLASH_ATTENTION_OFF = 0  # llama_flash_attn_type: -1 auto, 0 off, 1 on
+
+
+def _llama() -> Any:  # imported lazily: loading the shared library is work, not for import time
+    import llama_cpp
+
+    return llama_cpp
+
+
+def _init_backend() -> None:
+    """Once per process: route llama.cpp's native log lines into logging, start its backend."""
+    with _backend_lock:
+        if _backend_state:
+            return
+        lc = _llama()
+        native = logging.getLogger("localgem.llama_cpp.native")
+
+        @lc.llama_log_callback
+        def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+            native.log(
+                logging.ERROR if level == _NATIVE_ERROR else logging.DEBUG,
+                "%s",
+                text.decode("utf-8", "replace").rstrip(),
+            )
+
+        _backend_state["log_callback"] = forward  # ctypes callbacks must outlive their registration
+        lc.llama_log_set(forward, ctypes.c_void_p(0))
+        lc.llama_backend_init()
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    sequence: int
+    token: int
+    position: int
+    logits: bool
+
+
+class Sampler:
+    """A llama.cpp sampler chain for one sequence (it keeps the RNG and penalty history)."""
+
+    def __init__(self, native: NativeModel, params: SamplingParams, seed: int | None, window: int) -> None:
+        lc = native.lc
+        self._lc = lc
+        self._native = native
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if params.presence_penalty or params.frequency_penalty:
+            # Only generated tokens are accepted into the chain, so penalties cover the response.
+            lc.llama_sampler_chain_add(
+                chain,
+                lc.llama_sampler_init_penalties(
+                    native.vocab_size, window, 1.0, params.frequency_penalty, params.presence_penalty
+                ),
+            )
+        if params.temperature <= 0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+        else:
+            if params.top_k > 0:
+                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(params.top_k))
+            if params.top_p < 1.0:
+                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(params.top_p, 1))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(params.temperature))
+            value = secrets.randbits(31) if seed is None else seed
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(value % 0xFFFFFFFF))
+        self._chain = chain
+
+    def sample(self, batch_index: int) -> int:
+        """Pick the next token from the logits of one batch row (this also accepts it into the chain)."""
+        return int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            self._lc.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+class NativeModel:
+    """A GGUF model with a context of ``slots`` sequences, each with its own KV stream.
+
+    Why one stream per sequence, and no flash attention: llama.cpp's CPU attention sums over a
+    stream's cells in cell order, and flash attention switches kernels with the cache size. In its
+    own stream a sequence always holds cells [0, n) in position order, so what it computes does
+    not depend on the other sequences: a seeded request gives the same text alone or among others.
+    """
+
+    def __init__(self, path: Path, *, slots: int, sequence_length: int, batch_size: int, threads: int | None) -> None:
+        _init_backend()
+        lc = self.lc = _llama()
+        model_params = lc.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        self.model = lc.llama_model_load_from_file(str(path).encode(), model_params)
+        if not self.model:
+            raise errors.Internal(f"llama.cpp could not load the model file {path}")
+        self.vocab = lc.llama_model_get_vocab(self.model)
+        trained = lc.llama_model_n_ctx_train(self.model)
+        n_threads = threads or os.cpu_count() or 1
+        context_length = min(sequence_length, trained)
+        params = lc.llama_context_default_params()
+        params.n_ctx = context_length * slots  # split evenly into one stream per sequence
+        params.n_batch = batch_size
+        params.n_ubatch = batch_size
+        params.n_seq_max = slots
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.kv_unified = False
+        params.flash_attn_type = _FLASH_ATTENTION_OFF
+        params.no_perf = True
+        self.ctx = lc.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            lc.llama_model_free(self.model)
+            raise errors.Internal(f"llama.cpp could not create a context for {path}")
+        self.memory = lc.llama_get_memory(self.ctx)
+        self.batch_size = batch_size
+        self.slots = slots
+        self._batch = lc.llama_batch_init(batch_size, 0, 1)
+        self.vocab_size = lc.llama_vocab_n_tokens(self.vocab)
+        self._piece_buffer = ctypes.create_string_buffer(256)
+        template = lc.llama_model_chat_template(self.model, None)
+        self.info = ModelInfo(
+            context_length=context_length,
+            trained_context_length=trained,
+            vocab_size=self.vocab_size,
+            chat_template=template.decode("utf-8") if template else None,
+            bos_token=self.token_text(lc.llama_vocab_bos(self.vocab)),
+            eos_token=self.token_text(lc.llama_vocab_eos(self.vocab)),
+            add_bos=bool(lc.llama_vocab_get_add_bos(self.vocab)),
+        )
+
+    def close(self) -> None:
+        self.lc.llama_batch_free(self._batch)
+        self.lc.llama_free(self.ctx)
+        self.lc.llama_model_free(self.model)
+
+    # -- vocabulary -----------------------------------------------------------------------------
+
+    def token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        raw = self.lc.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (self.lc.llama_token * capacity)()
+        n = self.lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, True)
+        if n < 0:
+            raise errors.Internal("llama.cpp failed to tokenize the prompt")
+        return list(tokens[:n])
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(self.lc.llama_vocab_is_eog(self.vocab, token))
+
+    def piece(self, token: int) -> bytes:
+        n = self.lc.llama_token_to_piece(self.vocab, token, self._piece_buffer, len(self._piece_buffer), 0, False)
+        if n < 0:
+            self._piece_buffer = ctypes.create_string_buffer(-n)
+            n = self.lc.llama_token_to_piece(self.vocab, token, self._piece_buffer, -n, 0, False)
+        return self._piece_buffer.raw[:n]
+
+    # -- context --------------------------------------------------------------------------------
+
+    def decode(self, items: list[BatchItem]) -> bool:
+        """Decode one batch; False when the KV cache has no room for it (nothing was changed)."""
+        batch = self._batch
+        for i, item in enumerate(items):
+            batch.token[i] = item.token
+            batch.pos[i] = item.position
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = item.sequence
+            batch.logits[i] = item.logits
+        batch.n_tokens = len(items)
+        status = self.lc.llama_decode(self.ctx, batch)
+        if status == 1:
+            return False
+        if status != 0:
+            raise errors.Internal(f"llama.cpp decode failed with status {status}")
+        return True
+
+    def forget(self, sequence: int, start: int = -1) -> None:
+        """Drop a sequence's cells from ``start`` on (all of them by default)."""
+        self.lc.llama_memory_seq_rm(self.memory, sequence, start, -1)
+
+    def copy(self, source: int, target: int) -> None:
+        """Give ``target`` a copy of all of ``source``'s cells (done at the next decode)."""
+        self.lc.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+
+    def clear(self) -> None:
+        self.lc.llama_memory_clear(self.memory, False)
+
+    def step_logprobs(self, batch_index: int, chosen: int, top_n: int) -> StepLogprobs:
+        logits = np.ctypeslib.as_array(self.lc.llama_get_logits_ith(self.ctx, batch_index), shape=(self.vocab_size,))
+        peak = float(logits.max())
+        log_total = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
+        top: tuple[TokenLogprob, ...] = ()
+        if top_n > 0:
+            best = np.argpartition(-logits, top_n)[:top_n]
+            best = best[np.argsort(-logits[best], kind="stable")]
+            top = tuple(self._token_logprob(int(t), float(logits[t]) - log_total) for t in best)
+        return StepLogprobs(self._token_logprob(chosen, float(logits[chosen]) - log_total), top)
+
+    def _token_logprob(self, token: int, logprob: float) -> TokenLogprob:
+        return TokenLogprob(token, self.piece(token).decode("utf-8", errors="replace"), logprob)

@@ -1,0 +1,369 @@
+"""Continuous batching over one llama.cpp context.
+
+One thread owns the context and turns a loop. Each turn it drops requests whose client left or
+whose deadline passed, admits queued requests into free slots, decodes one token for every
+running sequence in a single batch, and feeds prompts in chunks (one sequence per decode call,
+within a per-turn budget), so a long prompt never stalls the running streams for long.
+
+Each slot is one KV stream (see ``NativeModel``). A slot keeps the tokens of its last request
+after it ends: a new prompt that starts the same way (the next turn of a chat, a shared system
+prompt) takes that slot and only computes the rest. Candidates of one request start from a
+copy of the first candidate's prompt cells.
+
+Batch invariance rules this module keeps (so seeded output does not depend on the load):
+prompt chunks hold at least two tokens, and a prompt's last token is always decoded in a
+decode step, never in a chunk (llama.cpp uses other kernels for one row than for several).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from localgem import errors
+from localgem.engines.base import (
+    Admitted,
+    CandidateFinished,
+    DeadlineReached,
+    EngineEvent,
+    EngineStats,
+    FinishReason,
+    GenerationRequest,
+    TextDelta,
+)
+from localgem.engines.llama_native import BatchItem, NativeModel, Sampler
+from localgem.engines.text import TextAssembler
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT = 0.5  # seconds the loop sleeps without work before it turns again
+
+
+@dataclass(eq=False)
+class Job:
+    """One request: its candidates run as sequences, one slot each.
+
+    Events collect during a turn and cross to the event loop once per turn, in one list.
+    """
+
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[list[EngineEvent] | BaseException] = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    sequences: list[Sequence] = field(default_factory=list)
+    _outbox: list[EngineEvent] = field(default_factory=list)
+
+    def emit(self, event: EngineEvent) -> None:
+        self._outbox.append(event)
+
+    def flush(self) -> None:
+        if self._outbox:
+            self._send(self._outbox)
+            self._outbox = []
+
+    def fail(self, error: BaseException) -> None:
+        self.flush()
+        self._send(error)
+
+    def _send(self, item: list[EngineEvent] | BaseException) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:  # the event loop is gone: nobody is listening any more
+            self.cancelled.set()
+
+    def expired(self, now: float) -> bool:
+        return self.request.deadline is not None and now > self.request.deadline
+
+
+@dataclass(eq=False)
+class Slot:
+    seq_id: int
+    #: Tokens whose KV cells this slot's stream holds, at positions 0..len-1.
+    cached: list[int] = field(default_factory=list)
+    sequence: Sequence | None = None
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One candidate: its tokens, and how many of them its slot has decoded."""
+
+    job: Job
+    index: int
+    slot: Slot
+    tokens: list[int]
+    decoded: int
+    sampler: Sampler
+    text: TextAssembler
+    #: Candidates after the first wait for its prompt cells, then start from a copy of them.
+    leader: Sequence | None = None
+    produced: int = 0
+    done: bool = False
+
+    @property
+    def pending(self) -> int:
+        return len(self.tokens) - self.decoded
+
+
+class Scheduler:
+    def __init__(self, native: NativeModel, *, max_queue: int, prefill_chunk: int, stats: EngineStats) -> None:
+        self._native = native
+        self._max_queue = max_queue
+        self._chunk = max(2, prefill_chunk)
+        self.stats = stats
+        self._slots = [Slot(i) for i in range(native.slots)]
+        self._queue: deque[Job] = deque()
+        self._running: list[Sequence] = []
+        self._touched: set[Job] = set()  # jobs with events to flush at the end of the turn
+        self._condition = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="localgem scheduler", daemon=True)
+        self._thread.start()
+
+    # -- called from the event loop -------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        if job.request.candidates > len(self._slots):
+            raise errors.InvalidArgument(
+                f"candidateCount {job.request.candidates} exceeds the {len(self._slots)} parallel slots of this model."
+            )
+        with self._condition:
+            if len(self._queue) >= self._max_queue:
+                self.stats.requests_rejected += 1
+                raise errors.Unavailable(
+                    "The model is overloaded: all slots are busy and the wait queue is full. Please try again later."
+                )
+            self._queue.append(job)
+            self.stats.queued_requests = len(self._queue)
+            self._condition.notify()
+
+    def wake(self) -> None:
+        with self._condition:
+            self._condition.notify()
+
+    def close(self) -> None:
+        with self._condition:
+            self._closing = True
+            self._condition.notify()
+        self._thread.join()
+
+    def healthy(self, now: float) -> bool:
+        return self._thread.is_alive() and now - self.stats.last_progress < 30
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._condition:
+                if self._closing:
+                    break
+                if not self._queue and not self._running:
+                    self._condition.wait(IDLE_WAIT)
+                    self.stats.last_progress = time.monotonic()
+                    continue
+            try:
+                self._turn()
+            except Exception as exc:  # the running requests fail; the loop keeps serving
+                log.exception("scheduler turn failed")
+                self._fail_running(
+                    exc if isinstance(exc, errors.ApiError) else errors.Internal(f"Generation failed: {exc}")
+                )
+            self.stats.last_progress = time.monotonic()
+        self._fail_running(errors.Unavailable("The server is shutting down."))
+        for job in self._queue:
+            job.fail(errors.Unavailable("The server is shutting down."))
+
+    def _turn(self) -> None:
+        self._drop_abandoned()
+        self._admit()
+        self._decode_step()
+        self._prefill()
+        self.stats.active_sequences = len(self._running)
+        for job in self._touched:
+            job.flush()
+        self._touched.clear()
+
+    def _fail_running(self, failure: errors.ApiError) -> None:
+        for job in {s.job for s in self._running}:
+            job.fail(failure)
+            self._release(job)
+        self._touched.clear()
+        self._native.clear()
+        for slot in self._slots:
+            slot.cached = []
+
+    def _drop_abandoned(self) -> None:
+        """Requests whose client left or whose deadline passed stop here, queued or running."""
+        now = time.monotonic()
+        with self._condition:
+            gone = [job for job in self._queue if job.cancelled.is_set() or job.expired(now)]
+            for job in gone:
+                self._queue.remove(job)
+        gone += [job for job in {s.job for s in self._running} if job.cancelled.is_set() or job.expired(now)]
+        for job in gone:
+            self.stats.requests_aborted += 1
+            if not job.cancelled.is_set():
+                self._emit(job, DeadlineReached())
+            self._release(job)
+
+    # -- admission and the prefix cache ---------------------------------------------------------
+
+    def _admit(self) -> None:
+        while True:
+            with self._condition:
+                free = [slot for slot in self._slots if slot.sequence is None]
+                if not self._queue or self._queue[0].request.candidates > len(free):
+                    self.stats.queued_requests = len(self._queue)
+                    return
+                job = self._queue.popleft()
+                self.stats.queued_requests = len(self._queue)
+            self._start(job, free)
+
+    def _start(self, job: Job, free: list[Slot]) -> None:
+        request = job.request
+        prompt = request.prompt_tokens
+        first, reused = self._best_slot(free, prompt)
+        slots = [first] + [slot for slot in free if slot is not first][: request.candidates - 1]
+        self.stats.requests_started += 1
+        self.stats.prompt_tokens_reused += reused
+        self.stats.last_request_tokens_generated = 0
+        leader: Sequence | None = None
+        for index, slot in enumerate(slots):
+            kept = reused if leader is None else 0
+            self._native.forget(slot.seq_id, kept)
+            slot.cached = slot.cached[:kept]
+            seed = None if request.sampling.seed is None else request.sampling.seed + index
+            sequence = Sequence(
+                job=job,
+                index=index,
+                slot=slot,
+                tokens=list(prompt),
+                decoded=kept,
+                sampler=Sampler(self._native, request.sampling, seed, request.max_tokens),
+                text=TextAssembler(request.stop_sequences),
+                leader=leader,
+            )
+            slot.sequence = sequence
+            leader = leader or sequence
+            job.sequences.append(sequence)
+            self._running.append(sequence)
+        self._emit(job, Admitted(cached_tokens=reused))
+
+    def _best_slot(self, free: list[Slot], prompt: list[int]) -> tuple[Slot, int]:
+        """The free slot that already holds the longest start of ``prompt``, else the lowest free one.
+
+        Lowest first keeps busy slots next to each other: llama.cpp decodes neighbouring
+        streams in one pass. At most all but the prompt's last token are reused, and never so many
+        that a single token would be left to prefill on its own.
+        """
+        best, reused = free[0], 0
+        last = len(prompt) - 1
+        for slot in free:
+            n = _common_prefix(slot.cached, prompt, last)
+            if n == last - 1 and n > 0:
+                n -= 1
+            if n > reused:
+                best, reused = slot, n
+        return best, reused
+
+    def _emit(self, job: Job, event: EngineEvent) -> None:
+        job.emit(event)
+        self._touched.add(job)
+
+    def _release(self, job: Job) -> None:
+        """A job ends: its slots free up, keeping what they decoded as prefix cache."""
+        for sequence in job.sequences:
+            sequence.sampler.close()
+            if sequence in self._running:
+                self._running.remove(sequence)
+            sequence.slot.cached = sequence.tokens[: sequence.decoded]
+            sequence.slot.sequence = None
+        job.sequences.clear()
+        self.stats.active_sequences = len(self._running)
+
+    # -- decoding -------------------------------------------------------------------------------
+
+    def _decode_step(self) -> None:
+        """One token for every sequence whose prompt is in its slot but for its last token."""
+        for sequence in self._running:
+            leader = sequence.leader
+            if leader is not None and sequence.decoded == 0 and leader.decoded >= len(sequence.tokens) - 1:
+                # The first candidate's prompt is in: start from a copy of its cells, minus any it
+                # has added since.
+                self._native.copy(leader.slot.seq_id, sequence.slot.seq_id)
+                self._native.forget(sequence.slot.seq_id, len(sequence.tokens) - 1)
+                sequence.decoded = len(sequence.tokens) - 1
+        ready = sorted(
+            (s for s in self._running if s.pending == 1), key=lambda s: s.slot.seq_id
+        )  # neighbouring streams share one llama.cpp pass
+        if not ready:
+            return
+        if not self._native.decode([BatchItem(s.slot.seq_id, s.tokens[-1], s.decoded, True) for s in ready]):
+            raise errors.ResourceExhausted("The KV cache of this model is full.")
+        self.stats.decode_steps += 1
+        self.stats.decode_rows += len(ready)
+        for row, sequence in enumerate(ready):
+            sequence.decoded += 1
+            self._sample(sequence, row)
+
+    def _prefill(self) -> None:
+        """Prompt chunks, one sequence per decode call, within a per-turn token budget."""
+        budget = 2 * self._chunk
+        for sequence in list(self._running):
+            while budget > 0 and sequence.pending > 1 and sequence.leader is None:
+                end = len(sequence.tokens) - 1
+                stop = min(sequence.decoded + self._chunk, end)
+                if end - stop == 1:  # never leave a one-token chunk behind
+                    stop = end
+                chunk = sequence.tokens[sequence.decoded : stop]
+                items = [
+                    BatchItem(sequence.slot.seq_id, token, sequence.decoded + i, False) for i, token in enumerate(chunk)
+                ]
+                if not self._native.decode(items):
+                    raise errors.ResourceExhausted("The KV cache of this model is full.")
+                sequence.decoded = stop
+                self.stats.prompt_tokens_evaluated += len(chunk)
+                budget -= len(chunk)
+
+    def _sample(self, sequence: Sequence, row: int) -> None:
+        request = sequence.job.request
+        token = sequence.sampler.sample(row)
+        step = self._native.step_logprobs(row, token, request.logprobs) if request.logprobs is not None else None
+        if self._native.is_end_of_generation(token):
+            self._finish(sequence, FinishReason.STOP)
+            return
+        sequence.produced += 1
+        self.stats.tokens_generated += 1
+        self.stats.last_request_tokens_generated += 1
+        released = sequence.text.push(self._native.piece(token), step)
+        if released.text or released.logprobs:
+            self._emit(sequence.job, TextDelta(sequence.index, released.text, released.logprobs))
+        if released.stopped:
+            self._finish(sequence, FinishReason.STOP, flush=False)
+        elif sequence.produced >= request.max_tokens or len(sequence.tokens) + 1 >= self._native.info.context_length:
+            self._finish(sequence, FinishReason.MAX_TOKENS)
+        else:
+            sequence.tokens.append(token)
+
+    def _finish(self, sequence: Sequence, reason: FinishReason, flush: bool = True) -> None:
+        job = sequence.job
+        if flush:
+            tail = sequence.text.finish()
+            if tail.text or tail.logprobs:
+                self._emit(job, TextDelta(sequence.index, tail.text, tail.logprobs))
+        self._emit(job, CandidateFinished(sequence.index, reason, sequence.produced))
+        sequence.done = True
+        if all(s.done for s in job.sequences):
+            self.stats.requests_finished += 1
+            self._release(job)
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n

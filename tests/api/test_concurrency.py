@@ -1,0 +1,56 @@
+"""Many clients at once, through the SDK: continuous batching must not change any answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from google import genai
+from google.genai import types
+
+from tests.conftest import engine_of
+
+MODEL = "gemini-2.5-flash"
+TOPICS = ["rain", "cats", "the moon", "bread", "trains", "music", "winter", "bees"]
+
+
+def configs() -> list[types.GenerateContentConfig]:
+    # Different seeds, temperatures and lengths: greedy and sampled requests side by side.
+    return [
+        types.GenerateContentConfig(
+            seed=100 + i, temperature=0 if i % 2 else 0.9, top_k=40, top_p=0.95, max_output_tokens=12 + 5 * i
+        )
+        for i in range(8)
+    ]
+
+
+async def stream_text(client: genai.Client, topic: str, config: types.GenerateContentConfig) -> str:
+    stream = await client.aio.models.generate_content_stream(
+        model=MODEL, contents=f"Write a short poem about {topic}.", config=config
+    )
+    return "".join([chunk.text or "" async for chunk in stream])
+
+
+def test_eight_concurrent_streams_equal_their_solo_results(client: genai.Client, real_server) -> None:
+    engine = engine_of(real_server)
+    solo = [asyncio.run(stream_text(client, t, c)) for t, c in zip(TOPICS, configs(), strict=True)]
+    steps, rows = engine.stats.decode_steps, engine.stats.decode_rows
+
+    async def together() -> list[str]:
+        return await asyncio.gather(*[stream_text(client, t, c) for t, c in zip(TOPICS, configs(), strict=True)])
+
+    concurrent = asyncio.run(together())
+    assert concurrent == solo
+    assert all(solo)
+    # They really shared decode steps: on average well over one sequence per step.
+    assert (engine.stats.decode_rows - rows) / (engine.stats.decode_steps - steps) > 2
+
+
+def test_second_chat_turn_reuses_the_first_turns_cells(client: genai.Client) -> None:
+    chat = client.chats.create(model=MODEL, config=types.GenerateContentConfig(temperature=0, max_output_tokens=20))
+    first = chat.send_message("Tell me a fact about the ocean.")
+    second = chat.send_message("And one about rivers?")
+    cached = second.usage_metadata.cached_content_token_count
+    # The whole first turn (prompt and answer) came from the prefix cache, not recomputed.
+    assert cached >= first.usage_metadata.prompt_token_count
+    assert cached < second.usage_metadata.prompt_token_count
+    assert second.usage_metadata.cache_tokens_details[0].token_count == cached
