@@ -13,11 +13,20 @@ MODEL = "gemini-2.5-flash"
 TOPICS = ["rain", "cats", "the moon", "bread", "trains", "music", "winter", "bees"]
 
 
+GUIDE = " ".join(f"Rule {i}: keep every line of the poem under {i + 5} words." for i in range(16))
+
+
 def configs() -> list[types.GenerateContentConfig]:
-    # Different seeds, temperatures and lengths: greedy and sampled requests side by side.
+    # Different seeds, temperatures and lengths: greedy and sampled requests side by side. Half
+    # share a long system instruction, so prompts are cut in several chunks and reuse cached ones.
     return [
         types.GenerateContentConfig(
-            seed=100 + i, temperature=0 if i % 2 else 0.9, top_k=40, top_p=0.95, max_output_tokens=12 + 5 * i
+            seed=100 + i,
+            temperature=0 if i % 2 else 0.9,
+            top_k=40,
+            top_p=0.95,
+            max_output_tokens=12 + 5 * i,
+            system_instruction=GUIDE if i % 4 < 2 else None,
         )
         for i in range(8)
     ]
@@ -38,8 +47,10 @@ def test_eight_concurrent_streams_equal_their_solo_results(client: genai.Client,
     async def together() -> list[str]:
         return await asyncio.gather(*[stream_text(client, t, c) for t, c in zip(TOPICS, configs(), strict=True)])
 
+    reused = engine.stats.prompt_tokens_reused
     concurrent = asyncio.run(together())
     assert concurrent == solo
+    assert engine.stats.prompt_tokens_reused > reused  # cached chunks were reused, and changed nothing
     assert all(solo)
     # They really shared decode steps: on average well over one sequence per step.
     assert (engine.stats.decode_rows - rows) / (engine.stats.decode_steps - steps) > 2
@@ -47,10 +58,12 @@ def test_eight_concurrent_streams_equal_their_solo_results(client: genai.Client,
 
 def test_second_chat_turn_reuses_the_first_turns_cells(client: genai.Client) -> None:
     chat = client.chats.create(model=MODEL, config=types.GenerateContentConfig(temperature=0, max_output_tokens=20))
-    first = chat.send_message("Tell me a fact about the ocean.")
-    second = chat.send_message("And one about rivers?")
+    notes = " ".join(f"Note {i}: the tide was {'high' if i % 2 else 'low'} at dawn." for i in range(20))
+    first = chat.send_message(f"Here are my notes. {notes} Which note mentions a high tide first?")
+    second = chat.send_message("And which note is the last one?")
     cached = second.usage_metadata.cached_content_token_count
-    # The whole first turn (prompt and answer) came from the prefix cache, not recomputed.
-    assert cached >= first.usage_metadata.prompt_token_count
-    assert cached < second.usage_metadata.prompt_token_count
+    prompt = first.usage_metadata.prompt_token_count
+    # The first turn's prompt came from the prefix cache, in whole 64-token chunks, not recomputed.
+    assert cached and cached % 64 == 0 and prompt - 64 < cached < prompt
     assert second.usage_metadata.cache_tokens_details[0].token_count == cached
+    assert first.usage_metadata.cached_content_token_count is None

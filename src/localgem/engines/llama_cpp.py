@@ -20,7 +20,7 @@ from localgem.engines.base import (
     ModelInfo,
 )
 from localgem.engines.llama_native import NativeModel
-from localgem.engines.scheduler import Job, Scheduler
+from localgem.engines.scheduler import MIN_CHUNK, Job, Scheduler
 
 
 class LlamaCppEngine:
@@ -32,13 +32,13 @@ class LlamaCppEngine:
         threads: int | None = None,
         slots: int = 8,
         max_queue: int = 64,
-        prefill_chunk: int = 256,
+        prefill_chunk: int = 64,
     ) -> None:
         self._native = NativeModel(
             path,
             slots=slots,
             sequence_length=context_length,
-            batch_size=max(512, prefill_chunk + 1, slots),
+            batch_size=max(512, prefill_chunk + MIN_CHUNK, 2 * slots),
             threads=threads,
         )
         self.info: ModelInfo = self._native.info

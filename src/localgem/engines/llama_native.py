@@ -104,10 +104,17 @@ class Sampler:
 class NativeModel:
     """A GGUF model with a context of ``slots`` sequences, each with its own KV stream.
 
-    Why one stream per sequence, and no flash attention: llama.cpp's CPU attention sums over a
-    stream's cells in cell order, and flash attention switches kernels with the cache size. In its
-    own stream a sequence always holds cells [0, n) in position order, so what it computes does
-    not depend on the other sequences: a seeded request gives the same text alone or among others.
+    Why one stream per sequence: llama.cpp's CPU attention sums over a stream's cells in cell
+    order. In a shared (unified) cache a sequence's cells land wherever there is room, so its
+    numbers would depend on what else is cached; in its own stream it always holds cells [0, n) in
+    position order. Why no flash attention: its CPU kernel switches to other variants by chunk
+    size and cache size, so a prompt's numbers would depend on how it was cut and what else ran.
+    With the scheduler's rules on top (see ``scheduler``), a seeded request gives the same text
+    alone or among others. (Flash attention would decode ~15% faster on SmolLM2, ~3% on Gemma 3.)
+
+    That holds where llama.cpp's matmul kernels round the same whatever the batch width: it does
+    for SmolLM2's Q4_1 weights; Gemma 3's Q4_K_M mix (Q4_K, Q5_0, Q8_0) rounds differently with
+    more than about four rows per pass, so its seeded texts can differ under load.
     """
 
     def __init__(self, path: Path, *, slots: int, sequence_length: int, batch_size: int, threads: int | None) -> None:

@@ -10,9 +10,13 @@ after it ends: a new prompt that starts the same way (the next turn of a chat, a
 prompt) takes that slot and only computes the rest. Candidates of one request start from a
 copy of the first candidate's prompt cells.
 
-Batch invariance rules this module keeps (so seeded output does not depend on the load):
-prompt chunks hold at least two tokens, and a prompt's last token is always decoded in a
-decode step, never in a chunk (llama.cpp uses other kernels for one row than for several).
+Batch invariance rules this module keeps, so that seeded output does not depend on the load
+(llama.cpp's kernels round differently for one row, a few, or many): prompts are decoded in
+chunks that start at multiples of the chunk size, whatever is reused (so a prompt is always cut
+the same way), and hold at least MIN_CHUNK tokens; a prompt's last token is always decoded in a decode step, never
+in a chunk; no decode pass holds a single row: a sequence without a busy neighbouring slot gets
+a scratch row in the slot next to it, dropped right after; and only cells that were computed as
+prompt (not decoded one by one) are reused by later prompts.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ from localgem.engines.text import TextAssembler
 log = logging.getLogger(__name__)
 
 IDLE_WAIT = 0.5  # seconds the loop sleeps without work before it turns again
+#: Prompt chunks are never shorter (but for prompts that short): llama.cpp's quantized matmuls
+#: switch kernels below four rows.
+MIN_CHUNK = 4
+#: Prompt chunks decoded per turn at most, so running streams get a decode step between them.
+PREFILL_CHUNKS_PER_TURN = 4
+#: A stream's new text crosses to the event loop at most this often (its first and last always at
+#: once): fewer, slightly larger chunks leave the CPU to the model, as Google's chunks do.
+FLUSH_INTERVAL = 0.02
 
 
 @dataclass(eq=False)
@@ -56,14 +68,30 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     sequences: list[Sequence] = field(default_factory=list)
     _outbox: list[EngineEvent] = field(default_factory=list)
+    _flushed_at: float | None = None
+    _urgent: bool = False
 
     def emit(self, event: EngineEvent) -> None:
-        self._outbox.append(event)
+        last = self._outbox[-1] if self._outbox else None
+        if isinstance(event, TextDelta) and isinstance(last, TextDelta) and last.index == event.index:
+            self._outbox[-1] = TextDelta(event.index, last.text + event.text, last.logprobs + event.logprobs)
+        else:
+            self._outbox.append(event)
+        self._urgent = self._urgent or not isinstance(event, TextDelta) or self._flushed_at is None
 
-    def flush(self) -> None:
-        if self._outbox:
-            self._send(self._outbox)
-            self._outbox = []
+    def flush(self, now: float | None = None) -> bool:
+        """Send what collected; with ``now``, only if urgent or FLUSH_INTERVAL has passed.
+
+        True while events are still held back."""
+        if not self._outbox:
+            return False
+        if now is not None and not self._urgent and now - (self._flushed_at or 0.0) < FLUSH_INTERVAL:
+            return True
+        self._send(self._outbox)
+        self._outbox = []
+        self._flushed_at = time.monotonic()
+        self._urgent = False
+        return False
 
     def fail(self, error: BaseException) -> None:
         self.flush()
@@ -82,9 +110,10 @@ class Job:
 @dataclass(eq=False)
 class Slot:
     seq_id: int
-    #: Tokens whose KV cells this slot's stream holds, at positions 0..len-1.
+    #: Tokens whose KV cells this slot's stream holds, computed as prompt (so reusable as such).
     cached: list[int] = field(default_factory=list)
     sequence: Sequence | None = None
+    last_used: float = 0.0
 
 
 @dataclass(eq=False)
@@ -112,7 +141,7 @@ class Scheduler:
     def __init__(self, native: NativeModel, *, max_queue: int, prefill_chunk: int, stats: EngineStats) -> None:
         self._native = native
         self._max_queue = max_queue
-        self._chunk = max(2, prefill_chunk)
+        self._chunk = max(MIN_CHUNK, prefill_chunk)
         self.stats = stats
         self._slots = [Slot(i) for i in range(native.slots)]
         self._queue: deque[Job] = deque()
@@ -182,9 +211,8 @@ class Scheduler:
         self._decode_step()
         self._prefill()
         self.stats.active_sequences = len(self._running)
-        for job in self._touched:
-            job.flush()
-        self._touched.clear()
+        now = time.monotonic()
+        self._touched = {job for job in self._touched if job.flush(now)}
 
     def _fail_running(self, failure: errors.ApiError) -> None:
         for job in {s.job for s in self._running}:
@@ -226,7 +254,10 @@ class Scheduler:
         request = job.request
         prompt = request.prompt_tokens
         first, reused = self._best_slot(free, prompt)
-        slots = [first] + [slot for slot in free if slot is not first][: request.candidates - 1]
+        others = sorted(
+            (slot for slot in free if slot is not first), key=lambda slot: (bool(slot.cached), slot.last_used)
+        )
+        slots = [first] + others[: request.candidates - 1]
         self.stats.requests_started += 1
         self.stats.prompt_tokens_reused += reused
         self.stats.last_request_tokens_generated = 0
@@ -253,36 +284,41 @@ class Scheduler:
         self._emit(job, Admitted(cached_tokens=reused))
 
     def _best_slot(self, free: list[Slot], prompt: list[int]) -> tuple[Slot, int]:
-        """The free slot that already holds the longest start of ``prompt``, else the lowest free one.
+        """The free slot that already holds the longest start of ``prompt``; else an empty one,
+        else the one used longest ago (so useful caches live longest).
 
-        Lowest first keeps busy slots next to each other: llama.cpp decodes neighbouring
-        streams in one pass. At most all but the prompt's last token are reused, and never so many
-        that a single token would be left to prefill on its own.
+        What is reused ends where a chunk of the prompt would start, and leaves at least the
+        prompt's last token to decode.
         """
-        best, reused = free[0], 0
+        best, reused = min(free, key=lambda slot: (bool(slot.cached), slot.last_used, slot.seq_id)), 0
         last = len(prompt) - 1
         for slot in free:
-            n = _common_prefix(slot.cached, prompt, last)
-            if n == last - 1 and n > 0:
-                n -= 1
+            n = _common_prefix(slot.cached, prompt, last) // self._chunk * self._chunk
+            if n and self._chunk_end(n, last) != min(n + self._chunk, last):  # n is inside a merged tail
+                n -= self._chunk
             if n > reused:
                 best, reused = slot, n
         return best, reused
 
-    def _emit(self, job: Job, event: EngineEvent) -> None:
-        job.emit(event)
-        self._touched.add(job)
-
     def _release(self, job: Job) -> None:
         """A job ends: its slots free up, keeping what they decoded as prefix cache."""
+        now = time.monotonic()
         for sequence in job.sequences:
             sequence.sampler.close()
             if sequence in self._running:
                 self._running.remove(sequence)
-            sequence.slot.cached = sequence.tokens[: sequence.decoded]
+            # Keep the cells computed as prompt; those decoded one by one are not reusable as prompt.
+            kept = min(sequence.decoded, len(sequence.job.request.prompt_tokens) - 1)
+            self._native.forget(sequence.slot.seq_id, kept)
+            sequence.slot.cached = sequence.tokens[:kept]
             sequence.slot.sequence = None
+            sequence.slot.last_used = now
         job.sequences.clear()
         self.stats.active_sequences = len(self._running)
+
+    def _emit(self, job: Job, event: EngineEvent) -> None:
+        job.emit(event)
+        self._touched.add(job)
 
     # -- decoding -------------------------------------------------------------------------------
 
@@ -296,28 +332,53 @@ class Scheduler:
                 self._native.copy(leader.slot.seq_id, sequence.slot.seq_id)
                 self._native.forget(sequence.slot.seq_id, len(sequence.tokens) - 1)
                 sequence.decoded = len(sequence.tokens) - 1
-        ready = sorted(
-            (s for s in self._running if s.pending == 1), key=lambda s: s.slot.seq_id
-        )  # neighbouring streams share one llama.cpp pass
+        ready = sorted((s for s in self._running if s.pending == 1), key=lambda s: s.slot.seq_id)
         if not ready:
             return
-        if not self._native.decode([BatchItem(s.slot.seq_id, s.tokens[-1], s.decoded, True) for s in ready]):
+        scratch = self._scratch_rows(ready)
+        # Sorted by slot: llama.cpp decodes each run of neighbouring streams in one pass.
+        items = sorted(
+            [BatchItem(s.slot.seq_id, s.tokens[-1], s.decoded, True) for s in ready] + scratch,
+            key=lambda item: item.sequence,
+        )
+        rows = {item.sequence: row for row, item in enumerate(items)}
+        decoded = self._native.decode(items)
+        for item in scratch:
+            self._native.forget(item.sequence, item.position)
+        if not decoded:
             raise errors.ResourceExhausted("The KV cache of this model is full.")
         self.stats.decode_steps += 1
         self.stats.decode_rows += len(ready)
-        for row, sequence in enumerate(ready):
+        for sequence in ready:
             sequence.decoded += 1
-            self._sample(sequence, row)
+            self._sample(sequence, rows[sequence.slot.seq_id])
+
+    def _scratch_rows(self, ready: list[Sequence]) -> list[BatchItem]:
+        """A throwaway row next to every sequence that has no decoding neighbour (see the module doc).
+
+        The row goes at the end of that slot's cells and is forgotten right after the pass, so the
+        slot's cache (or its running sequence's prompt) is untouched."""
+        busy = {s.slot.seq_id for s in ready}
+        rows: list[BatchItem] = []
+        for sequence in ready:
+            k = sequence.slot.seq_id
+            if k - 1 in busy or k + 1 in busy:
+                continue
+            neighbour = k + 1 if k + 1 < len(self._slots) else k - 1
+            if neighbour < 0:
+                continue  # a single slot: there is nobody to batch with anyway
+            slot = self._slots[neighbour]
+            end = slot.sequence.decoded if slot.sequence is not None else len(slot.cached)
+            rows.append(BatchItem(neighbour, sequence.tokens[-1], end, False))
+            busy.add(neighbour)
+        return rows
 
     def _prefill(self) -> None:
         """Prompt chunks, one sequence per decode call, within a per-turn token budget."""
-        budget = 2 * self._chunk
+        budget = PREFILL_CHUNKS_PER_TURN * self._chunk
         for sequence in list(self._running):
             while budget > 0 and sequence.pending > 1 and sequence.leader is None:
-                end = len(sequence.tokens) - 1
-                stop = min(sequence.decoded + self._chunk, end)
-                if end - stop == 1:  # never leave a one-token chunk behind
-                    stop = end
+                stop = self._chunk_end(sequence.decoded, len(sequence.tokens) - 1)
                 chunk = sequence.tokens[sequence.decoded : stop]
                 items = [
                     BatchItem(sequence.slot.seq_id, token, sequence.decoded + i, False) for i, token in enumerate(chunk)
@@ -327,6 +388,11 @@ class Scheduler:
                 sequence.decoded = stop
                 self.stats.prompt_tokens_evaluated += len(chunk)
                 budget -= len(chunk)
+
+    def _chunk_end(self, start: int, end: int) -> int:
+        """Chunks end at multiples of the chunk size; a short tail joins the chunk before it."""
+        stop = min((start // self._chunk + 1) * self._chunk, end)
+        return end if end - stop < MIN_CHUNK else stop
 
     def _sample(self, sequence: Sequence, row: int) -> None:
         request = sequence.job.request

@@ -1,0 +1,277 @@
+"""Throughput under concurrency, and time to first token with the prefix cache.
+
+In one run, on the same model and prompts, with greedy decoding:
+  (a) llama-cpp-python's ``Llama.create_completion`` in this process, one request at a time;
+  (b) localgem over HTTP, one stream at a time;
+  (c) localgem over HTTP, 8 and 16 concurrent streams;
+  (d) the second turn of a chat with a long first turn: time to first token warm (the first turn
+      is in the prefix cache) vs cold (same length, nothing to reuse).
+Prints tokens/s, the ratios, and the issue's targets.
+
+    .venv/bin/python bench/throughput.py --model smollm2-135m-instruct [--rounds 3]
+    .venv/bin/python bench/throughput.py --model gemma-3-270m --llama-server /path/to/llama-server
+
+Each figure is the median of ``--rounds`` interleaved rounds (these shared machines are noisy).
+With ``--llama-server`` (a llama.cpp server binary built with the same flags; never committed),
+it also measures llama.cpp's own server with ``-np 8`` on the same prompts, as Ollama runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from localgem.catalog.registry import ModelRegistry
+from localgem.prompting.chat_template import ChatTemplate, Message
+from localgem.settings import load_settings
+
+KEY = "bench-key"
+TOPICS = [
+    "the sea",
+    "a city at night",
+    "an old clock",
+    "a mountain village",
+    "the first snow",
+    "a lighthouse",
+    "a library",
+    "a train journey",
+    "a garden",
+    "the desert",
+    "a thunderstorm",
+    "a market",
+    "a violin",
+    "the stars",
+    "a bakery",
+    "a river",
+]
+TARGETS = {"smollm2-135m-instruct": 2.0, "gemma-3-270m": 2.5}
+
+
+def prompt_text(topic: str) -> str:
+    return f"Write a long, detailed story about {topic}."
+
+
+def serve(model: str, data_dir: str) -> tuple[str, subprocess.Popen]:
+    """``localgem serve`` in its own process, as users run it (the load generator stays out of its GIL)."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALGEM_")}
+    env.update(LOCALGEM_DATA_DIR=data_dir, LOCALGEM_API_KEYS=KEY, LOCALGEM_PRELOAD=model, LOCALGEM_MAX_QUEUE="64")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localgem", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return _wait_ready(f"http://127.0.0.1:{port}", "/readyz", process)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, path: str, process: subprocess.Popen) -> tuple[str, subprocess.Popen]:
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}{path}").status_code == 200:
+                return url, process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{url} did not become ready")
+
+
+class Baseline:
+    """(a): the same rendered prompts through llama-cpp-python's own completion API."""
+
+    def __init__(self, model: str, data_dir: str) -> None:
+        from llama_cpp import Llama
+
+        entry = ModelRegistry(load_settings(environ={}, data_dir=Path(data_dir))).resolve(model, "bench")
+        self.path = entry.weights(Path(data_dir))
+        threads = os.cpu_count() or 1
+        self.llm = Llama(str(self.path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+        source = entry.config.chat_template or self.llm.metadata.get("tokenizer.chat_template")
+        self.template = ChatTemplate(
+            source,
+            bos_token=self.llm._model.token_get_text(self.llm.token_bos()),
+            eos_token=self.llm._model.token_get_text(self.llm.token_eos()),
+        )
+
+    def render(self, topic: str) -> str:
+        return self.template.render([Message("user", prompt_text(topic))])
+
+    def run(self, tokens: int, topics: list[str]) -> float:
+        produced, start = 0, time.perf_counter()
+        for topic in topics:
+            out = self.llm.create_completion(self.render(topic), max_tokens=tokens, temperature=0)
+            produced += out["usage"]["completion_tokens"]
+        return produced / (time.perf_counter() - start)
+
+
+def start_llama_server(binary: str, model_path: Path) -> tuple[str, subprocess.Popen]:
+    port = _free_port()
+    env = {**os.environ, "LD_LIBRARY_PATH": str(Path(binary).resolve().parent)}
+    process = subprocess.Popen(
+        [binary, "-m", str(model_path), "-np", "8", "-t", str(os.cpu_count() or 1), "-c", "16384", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return _wait_ready(f"http://127.0.0.1:{port}", "/health", process)
+
+
+async def llama_server_streams(url: str, prompts: list[str], tokens: int, concurrent: bool) -> float:
+    async def one(client: httpx.AsyncClient, prompt: str) -> int:
+        body = {"prompt": prompt, "n_predict": tokens, "temperature": 0, "stream": True}
+        last = ""
+        async with client.stream("POST", "/completion", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    last = line
+        return json.loads(last[6:])["tokens_predicted"]
+
+    # llama-server may close a connection after a stream: never reuse one.
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        start = time.perf_counter()
+        if concurrent:
+            counts = await asyncio.gather(*[one(client, p) for p in prompts])
+        else:
+            counts = [await one(client, p) for p in prompts]
+        return sum(counts) / (time.perf_counter() - start)
+
+
+async def one_stream(client: httpx.AsyncClient, model: str, topic: str, tokens: int) -> int:
+    body = {
+        "contents": [{"parts": [{"text": prompt_text(topic)}]}],
+        "generationConfig": {"temperature": 0, "maxOutputTokens": tokens},
+    }
+    last = ""
+    async with client.stream("POST", f"/v1beta/models/{model}:streamGenerateContent?alt=sse", json=body) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                last = line
+    return json.loads(last[6:])["usageMetadata"]["candidatesTokenCount"]
+
+
+async def streams(url: str, model: str, tokens: int, topics: list[str], concurrent: bool) -> float:
+    async with httpx.AsyncClient(base_url=url, headers={"x-goog-api-key": KEY}, timeout=600) as client:
+        start = time.perf_counter()
+        if concurrent:
+            counts = await asyncio.gather(*[one_stream(client, model, t, tokens) for t in topics])
+        else:
+            counts = [await one_stream(client, model, t, tokens) for t in topics]
+        return sum(counts) / (time.perf_counter() - start)
+
+
+async def time_to_first_token(client: httpx.AsyncClient, model: str, contents: list[dict]) -> float:
+    body = {"contents": contents, "generationConfig": {"temperature": 0, "maxOutputTokens": 8}}
+    start = time.perf_counter()
+    async with client.stream("POST", f"/v1beta/models/{model}:streamGenerateContent?alt=sse", json=body) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                return time.perf_counter() - start
+    raise RuntimeError("no chunk")
+
+
+async def chat_ttft(url: str, model: str) -> tuple[float, float]:
+    """(d): a 2-turn chat whose first turn carries a long document."""
+    document = " ".join(f"Paragraph {i}: the harbour master logged ship {i} at dawn." for i in range(60))
+    async with httpx.AsyncClient(base_url=url, headers={"x-goog-api-key": KEY}, timeout=600) as client:
+
+        def turns(tag: str, answer: str) -> list[dict]:
+            return [
+                {"role": "user", "parts": [{"text": f"[{tag}] {document}\nSummarise the log."}]},
+                {"role": "model", "parts": [{"text": answer}]},
+                {"role": "user", "parts": [{"text": "Which ship came first?"}]},
+            ]
+
+        first = {"contents": turns("A", "")[:1], "generationConfig": {"temperature": 0, "maxOutputTokens": 24}}
+        reply = (await client.post(f"/v1beta/models/{model}:generateContent", json=first)).json()
+        answer = reply["candidates"][0]["content"]["parts"][0]["text"]
+        warm = await time_to_first_token(client, model, turns("A", answer))
+        cold = await time_to_first_token(client, model, turns("B", answer))  # differs from the first token on
+        return warm, cold
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--llama-server", help="a llama-server binary to measure side by side")
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {}
+
+    def record(name: str, value: float) -> None:
+        results.setdefault(name, []).append(value)
+
+    single, eight, sixteen = TOPICS[:4], TOPICS[:8], TOPICS
+    with tempfile.TemporaryDirectory() as data_dir:
+        baseline = Baseline(args.model, data_dir)
+        url, server = serve(args.model, data_dir)
+        other = start_llama_server(args.llama_server, baseline.path) if args.llama_server else None
+        try:
+            for _ in range(args.rounds):
+                record("a", baseline.run(args.tokens, single))
+                record("b", asyncio.run(streams(url, args.model, args.tokens, single, concurrent=False)))
+                record("c8", asyncio.run(streams(url, args.model, args.tokens, eight, concurrent=True)))
+                record("c16", asyncio.run(streams(url, args.model, args.tokens, sixteen, concurrent=True)))
+                if other:
+                    for name, topics, concurrent in (
+                        ("s1", single, False),
+                        ("s8", eight, True),
+                        ("s16", sixteen, True),
+                    ):
+                        prompts = [baseline.render(t) for t in topics]
+                        record(name, asyncio.run(llama_server_streams(other[0], prompts, args.tokens, concurrent)))
+                warm, cold = asyncio.run(chat_ttft(url, args.model))
+                record("warm", warm)
+                record("cold", cold)
+        finally:
+            for process in (server, other[1] if other else None):
+                if process is not None:
+                    process.terminate()
+                    process.wait()
+    m = {name: statistics.median(values) for name, values in results.items()}
+    target = TARGETS.get(args.model, 2.0)
+    print(
+        f"{args.model}, greedy, up to {args.tokens} tokens per request, {os.cpu_count()} CPU threads, "
+        f"median of {args.rounds} rounds"
+    )
+    print(f"  (a) llama-cpp-python, 1 at a time   {m['a']:7.1f} tok/s")
+    print(
+        f"  (b) localgem HTTP, 1 stream         {m['b']:7.1f} tok/s   (b)/(a) = {m['b'] / m['a']:4.2f}  target >= 0.95"
+    )
+    print(
+        f"  (c) localgem HTTP, 8 streams        {m['c8']:7.1f} tok/s   (c)/(b) = {m['c8'] / m['b']:4.2f}  "
+        f"target >= {target}"
+    )
+    print(f"      localgem HTTP, 16 streams       {m['c16']:7.1f} tok/s   ratio   = {m['c16'] / m['b']:4.2f}")
+    if other:
+        print(
+            f"      llama-server -np 8: 1 stream {m['s1']:.1f}, 8 streams {m['s8']:.1f} ({m['s8'] / m['s1']:.2f}x), "
+            f"16 streams {m['s16']:.1f} ({m['s16'] / m['s1']:.2f}x); localgem/llama-server at 8 streams "
+            f"= {m['c8'] / m['s8']:.2f}"
+        )
+    print(
+        f"  (d) chat turn 2 time to first token: warm {m['warm'] * 1000:6.0f} ms, cold {m['cold'] * 1000:6.0f} ms, "
+        f"warm/cold = {m['warm'] / m['cold']:4.2f}  target <= 0.50"
+    )
+
+
+if __name__ == "__main__":
+    main()
