@@ -91,8 +91,9 @@ def test_full_queue_answers_503_at_once_and_queued_deadlines_504(one_slot: Runni
             async with client.stream("POST", STREAM, json=LONG) as running:  # takes the only slot
                 chunks = running.aiter_bytes()  # (kept: a dropped iterator would close the stream)
                 await anext(chunks)
-                waiting = asyncio.create_task(client.post(STREAM, json=LONG, headers={"X-Server-Timeout": "1.5"}))
-                await asyncio.sleep(0.3)  # let it reach the queue
+                waiting = asyncio.create_task(client.post(STREAM, json=LONG, headers={"X-Server-Timeout": "3"}))
+                while (await client.get("/readyz")).json()["models"]["gemma-3-270m"]["queued_requests"] < 1:
+                    await asyncio.sleep(0.02)  # until it waits in the queue
                 start = time.monotonic()
                 rejected = await client.post(STREAM, json=LONG)
                 rejected_after = time.monotonic() - start

@@ -12,11 +12,10 @@ copy of the first candidate's prompt cells.
 
 Batch invariance rules this module keeps, so that seeded output does not depend on the load
 (llama.cpp's kernels round differently for one row, a few, or many): prompts are decoded in
-chunks that start at multiples of the chunk size, whatever is reused (so a prompt is always cut
-the same way), and hold at least MIN_CHUNK tokens; a prompt's last token is always decoded in a decode step, never
-in a chunk; no decode pass holds a single row: a sequence without a busy neighbouring slot gets
-a scratch row in the slot next to it, dropped right after; and only cells that were computed as
-prompt (not decoded one by one) are reused by later prompts.
+chunks that start at multiples of the chunk size, whatever is reused, so a prompt is always cut
+the same way; chunks hold at least MIN_CHUNK tokens; a prompt's last token is always decoded in
+a decode step, never in a chunk; and only cells computed as prompt (not decoded one by one) are
+reused by later prompts.
 """
 
 from __future__ import annotations
@@ -335,43 +334,14 @@ class Scheduler:
         ready = sorted((s for s in self._running if s.pending == 1), key=lambda s: s.slot.seq_id)
         if not ready:
             return
-        scratch = self._scratch_rows(ready)
-        # Sorted by slot: llama.cpp decodes each run of neighbouring streams in one pass.
-        items = sorted(
-            [BatchItem(s.slot.seq_id, s.tokens[-1], s.decoded, True) for s in ready] + scratch,
-            key=lambda item: item.sequence,
-        )
-        rows = {item.sequence: row for row, item in enumerate(items)}
-        decoded = self._native.decode(items)
-        for item in scratch:
-            self._native.forget(item.sequence, item.position)
-        if not decoded:
+        # In slot order: llama.cpp decodes each run of neighbouring streams in one pass.
+        if not self._native.decode([BatchItem(s.slot.seq_id, s.tokens[-1], s.decoded, True) for s in ready]):
             raise errors.ResourceExhausted("The KV cache of this model is full.")
         self.stats.decode_steps += 1
         self.stats.decode_rows += len(ready)
-        for sequence in ready:
+        for row, sequence in enumerate(ready):
             sequence.decoded += 1
-            self._sample(sequence, rows[sequence.slot.seq_id])
-
-    def _scratch_rows(self, ready: list[Sequence]) -> list[BatchItem]:
-        """A throwaway row next to every sequence that has no decoding neighbour (see the module doc).
-
-        The row goes at the end of that slot's cells and is forgotten right after the pass, so the
-        slot's cache (or its running sequence's prompt) is untouched."""
-        busy = {s.slot.seq_id for s in ready}
-        rows: list[BatchItem] = []
-        for sequence in ready:
-            k = sequence.slot.seq_id
-            if k - 1 in busy or k + 1 in busy:
-                continue
-            neighbour = k + 1 if k + 1 < len(self._slots) else k - 1
-            if neighbour < 0:
-                continue  # a single slot: there is nobody to batch with anyway
-            slot = self._slots[neighbour]
-            end = slot.sequence.decoded if slot.sequence is not None else len(slot.cached)
-            rows.append(BatchItem(neighbour, sequence.tokens[-1], end, False))
-            busy.add(neighbour)
-        return rows
+            self._sample(sequence, row)
 
     def _prefill(self) -> None:
         """Prompt chunks, one sequence per decode call, within a per-turn token budget."""
