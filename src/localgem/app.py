@@ -35,6 +35,7 @@ def llama_cpp_factory(settings: Settings) -> EngineFactory:
             slots=settings.slots,
             max_queue=settings.max_queue,
             prefill_chunk=settings.prefill_chunk,
+            flash_attention=settings.flash_attention,
         )
 
     return load

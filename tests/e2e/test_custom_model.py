@@ -59,3 +59,20 @@ def test_a_gguf_added_by_path_serves_gemini_names(tmp_path: Path) -> None:
         assert too_long.status_code == 400 and "max_output_tokens" in too_long.json()["error"]["message"]
     finally:
         server.stop()
+
+
+def test_flash_attention_option_serves(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={"LOCALGEM_FLASH_ATTENTION": "true", "LOCALGEM_SLOTS": "2"}, data_dir=tmp_path, api_keys=[API_KEY]
+    )
+    assert settings.flash_attention and settings.slots == 2
+    server = start_server(create_app(settings))
+    try:
+        body = {"contents": [{"parts": [{"text": "Hello"}]}], "generationConfig": {"maxOutputTokens": 5, "seed": 1}}
+        url = f"{server.url}/v1beta/models/gemini-2.5-flash:generateContent"
+        first = httpx.post(url, json=body, headers={"x-goog-api-key": API_KEY}, timeout=120).json()
+        again = httpx.post(url, json=body, headers={"x-goog-api-key": API_KEY}, timeout=120).json()
+        assert first["candidates"][0]["content"] == again["candidates"][0]["content"]
+        assert first["usageMetadata"]["candidatesTokenCount"] > 0
+    finally:
+        server.stop()

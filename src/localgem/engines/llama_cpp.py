@@ -33,12 +33,14 @@ class LlamaCppEngine:
         slots: int = 8,
         max_queue: int = 64,
         prefill_chunk: int = 64,
+        flash_attention: bool = False,
     ) -> None:
         self._native = NativeModel(
             path,
             slots=slots,
             sequence_length=context_length,
             batch_size=max(512, prefill_chunk + MIN_CHUNK, 2 * slots),
+            flash_attention=flash_attention,
             threads=threads,
         )
         self.info: ModelInfo = self._native.info
