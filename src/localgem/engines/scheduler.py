@@ -58,7 +58,8 @@ FLUSH_INTERVAL = 0.02
 class Job:
     """One request: its candidates run as sequences, one slot each.
 
-    Events collect during a turn and cross to the event loop once per turn, in one list.
+    Events collect in an outbox (adjacent text of a candidate merged) and cross to the event loop
+    in one list per flush (see FLUSH_INTERVAL).
     """
 
     request: GenerationRequest
