@@ -62,11 +62,17 @@ def prompt_text(topic: str) -> str:
     return f"Write a long, detailed story about {topic}."
 
 
-def serve(model: str, data_dir: str) -> tuple[str, subprocess.Popen]:
+def serve(model: str, data_dir: str, flash_attention: bool = False) -> tuple[str, subprocess.Popen]:
     """``localgem serve`` in its own process, as users run it (the load generator stays out of its GIL)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALGEM_")}
-    env.update(LOCALGEM_DATA_DIR=data_dir, LOCALGEM_API_KEYS=KEY, LOCALGEM_PRELOAD=model, LOCALGEM_MAX_QUEUE="64")
+    env.update(
+        LOCALGEM_DATA_DIR=data_dir,
+        LOCALGEM_API_KEYS=KEY,
+        LOCALGEM_PRELOAD=model,
+        LOCALGEM_MAX_QUEUE="64",
+        LOCALGEM_FLASH_ATTENTION=str(flash_attention).lower(),
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "localgem", "serve", "--port", str(port)],
         env=env,
@@ -213,6 +219,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--llama-server", help="a llama-server binary to measure side by side")
+    parser.add_argument("--flash-attention", action="store_true", help="serve with flash_attention = true")
     args = parser.parse_args()
     results: dict[str, list[float]] = {}
 
@@ -222,7 +229,7 @@ def main() -> None:
     single, eight, sixteen = TOPICS[:4], TOPICS[:8], TOPICS
     with tempfile.TemporaryDirectory() as data_dir:
         baseline = Baseline(args.model, data_dir)
-        url, server = serve(args.model, data_dir)
+        url, server = serve(args.model, data_dir, args.flash_attention)
         other = start_llama_server(args.llama_server, baseline.path) if args.llama_server else None
         try:
             for _ in range(args.rounds):
@@ -249,7 +256,8 @@ def main() -> None:
     m = {name: statistics.median(values) for name, values in results.items()}
     target = TARGETS.get(args.model, 2.0)
     print(
-        f"{args.model}, greedy, up to {args.tokens} tokens per request, {os.cpu_count()} CPU threads, "
+        f"{args.model}{' (flash attention)' if args.flash_attention else ''}, greedy, up to {args.tokens} tokens "
+        f"per request, {os.cpu_count()} CPU threads, "
         f"median of {args.rounds} rounds"
     )
     print(f"  (a) llama-cpp-python, 1 at a time   {m['a']:7.1f} tok/s")
