@@ -254,9 +254,7 @@ class Scheduler:
         request = job.request
         prompt = request.prompt_tokens
         first, reused = self._best_slot(free, prompt)
-        others = sorted(
-            (slot for slot in free if slot is not first), key=lambda slot: (bool(slot.cached), slot.last_used)
-        )
+        others = sorted((slot for slot in free if slot is not first), key=_spare_first)
         slots = [first] + others[: request.candidates - 1]
         self.stats.requests_started += 1
         self.stats.prompt_tokens_reused += reused
@@ -290,7 +288,7 @@ class Scheduler:
         What is reused ends where a chunk of the prompt would start, and leaves at least the
         prompt's last token to decode.
         """
-        best, reused = min(free, key=lambda slot: (bool(slot.cached), slot.last_used, slot.seq_id)), 0
+        best, reused = min(free, key=_spare_first), 0
         last = len(prompt) - 1
         for slot in free:
             n = _common_prefix(slot.cached, prompt, last) // self._chunk * self._chunk
@@ -396,6 +394,11 @@ class Scheduler:
         if all(s.done for s in job.sequences):
             self.stats.requests_finished += 1
             self._release(job)
+
+
+def _spare_first(slot: Slot) -> tuple[bool, float, int]:
+    """Slots to give away first: empty ones, then the one whose cache was used longest ago."""
+    return bool(slot.cached), slot.last_used, slot.seq_id
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:

@@ -45,7 +45,7 @@ class GenerationService:
         options = generation_options(body.generation_config, entry)
         loaded, prompt = await self._prompt(entry, body.contents, body.system_instruction)
         room = loaded.context_length - len(prompt)
-        if options.explicit_max_output_tokens and options.max_output_tokens > room:
+        if options.max_output_tokens is not None and options.max_output_tokens > room:
             raise errors.invalid_field(
                 "generation_config.max_output_tokens",
                 f"The input ({len(prompt)} tokens) plus maxOutputTokens ({options.max_output_tokens}) exceeds the "
@@ -54,7 +54,7 @@ class GenerationService:
         request = GenerationRequest(
             prompt_tokens=prompt,
             sampling=options.sampling,
-            max_tokens=min(options.max_output_tokens, room),
+            max_tokens=min(options.max_output_tokens or entry.output_token_limit, room),
             stop_sequences=options.stop_sequences,
             candidates=options.candidate_count,
             logprobs=options.logprobs,

@@ -23,8 +23,7 @@ MAX_LOGPROBS = 20
 @dataclass(frozen=True)
 class GenerationOptions:
     sampling: SamplingParams
-    max_output_tokens: int
-    explicit_max_output_tokens: bool
+    max_output_tokens: int | None  # None: up to the model's output limit and what the context leaves
     stop_sequences: tuple[str, ...]
     candidate_count: int
     logprobs: int | None  # None: not requested
@@ -111,8 +110,9 @@ def generation_options(config: GenerationConfig | None, entry: ModelEntry, prefi
             _check_range(f"{where}.{name}", value, -2.0, 2.0, high_inclusive=False)
     candidates = 1 if config.candidate_count is None else config.candidate_count
     _check_range(f"{where}.candidate_count", candidates, 1, MAX_CANDIDATES)
-    max_tokens = entry.output_token_limit if config.max_output_tokens is None else config.max_output_tokens
-    _check_range(f"{where}.max_output_tokens", max_tokens, 1, entry.output_token_limit)
+    max_tokens = config.max_output_tokens
+    if max_tokens is not None:
+        _check_range(f"{where}.max_output_tokens", max_tokens, 1, entry.output_token_limit)
     stops = tuple(config.stop_sequences or ())
     if len(stops) > MAX_STOP_SEQUENCES:
         raise errors.invalid_field(
@@ -129,7 +129,7 @@ def generation_options(config: GenerationConfig | None, entry: ModelEntry, prefi
         presence_penalty=config.presence_penalty or 0.0,
         frequency_penalty=config.frequency_penalty or 0.0,
     )
-    return GenerationOptions(sampling, max_tokens, config.max_output_tokens is not None, stops, candidates, logprobs)
+    return GenerationOptions(sampling, max_tokens, stops, candidates, logprobs)
 
 
 def _logprobs(config: GenerationConfig, where: str) -> int | None:
