@@ -204,8 +204,12 @@ def _wait_idle(engine, timeout: float = 10.0) -> int:
     raise AssertionError("the engine kept generating")
 
 
-# Gemma 3 270M is a base model: it rambles on, so only a disconnect can stop it early.
-LONG = {"contents": [{"parts": [{"text": "Once upon a time"}]}], "generationConfig": {"maxOutputTokens": 4000}}
+# Gemma 3 270M is a base model: greedy, it rambles on without an end-of-text, so only a
+# disconnect can stop it early.
+LONG = {
+    "contents": [{"parts": [{"text": "Once upon a time"}]}],
+    "generationConfig": {"maxOutputTokens": 4000, "temperature": 0},
+}
 
 
 def _gemma_engine(real_server: RunningServer, http: httpx.Client):

@@ -14,8 +14,12 @@ from tests.conftest import API_KEY
 from tests.server import RunningServer, start_server
 
 HEADERS = {"x-goog-api-key": API_KEY}
-# Gemma 3 270M is a base model: it rambles on, so these requests only end when something stops them.
-LONG = {"contents": [{"parts": [{"text": "Once upon a time"}]}], "generationConfig": {"maxOutputTokens": 500}}
+# Gemma 3 270M is a base model: greedy, it rambles on without an end-of-text (checked: 500 of 500
+# tokens), so these requests only end when something stops them.
+LONG = {
+    "contents": [{"parts": [{"text": "Once upon a time"}]}],
+    "generationConfig": {"maxOutputTokens": 500, "temperature": 0},
+}
 STREAM = "/v1beta/models/gemma-3-270m:streamGenerateContent?alt=sse"
 
 
