@@ -22,21 +22,20 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import httpx
+from common import KEY, free_port, wait_ready
 
 from localgem.catalog.registry import ModelRegistry
 from localgem.prompting.chat_template import ChatTemplate, Message
 from localgem.settings import load_settings
 
-KEY = "bench-key"
 TOPICS = [
     "the sea",
     "a city at night",
@@ -64,40 +63,7 @@ def prompt_text(topic: str) -> str:
 
 def serve(model: str, data_dir: str, flash_attention: bool = False) -> tuple[str, subprocess.Popen]:
     """``localgem serve`` in its own process, as users run it (the load generator stays out of its GIL)."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALGEM_")}
-    env.update(
-        LOCALGEM_DATA_DIR=data_dir,
-        LOCALGEM_API_KEYS=KEY,
-        LOCALGEM_PRELOAD=model,
-        LOCALGEM_MAX_QUEUE="64",
-        LOCALGEM_FLASH_ATTENTION=str(flash_attention).lower(),
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localgem", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return _wait_ready(f"http://127.0.0.1:{port}", "/readyz", process)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(url: str, path: str, process: subprocess.Popen) -> tuple[str, subprocess.Popen]:
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}{path}").status_code == 200:
-                return url, process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{url} did not become ready")
+    return common.serve(data_dir, preload=model, max_queue="64", flash_attention=str(flash_attention).lower())
 
 
 class Baseline:
@@ -129,7 +95,7 @@ class Baseline:
 
 
 def start_llama_server(binary: str, model_path: Path) -> tuple[str, subprocess.Popen]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LD_LIBRARY_PATH": str(Path(binary).resolve().parent)}
     process = subprocess.Popen(
         [binary, "-m", str(model_path), "-np", "8", "-t", str(os.cpu_count() or 1), "-c", "16384", "--port", str(port)],
@@ -137,7 +103,7 @@ def start_llama_server(binary: str, model_path: Path) -> tuple[str, subprocess.P
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return _wait_ready(f"http://127.0.0.1:{port}", "/health", process)
+    return wait_ready(f"http://127.0.0.1:{port}", "/health", process)
 
 
 async def llama_server_streams(url: str, prompts: list[str], tokens: int, concurrent: bool) -> float:

@@ -9,16 +9,21 @@ from google.genai import types
 from localgem.app import create_app
 from localgem.settings import load_settings
 from tests.fakes import FakeEngine
+from tests.postgres import create_database, postgres_cluster
 from tests.server import RunningServer, start_server
 
 API_KEY = "test-key"
+#: A key of a second project, to prove that projects never see each other's resources.
+OTHER_KEY = "other-project-key"
 SMOLLM = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="session")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """localgem with its real default models, over a real socket, for the whole session."""
-    settings = load_settings(environ={}, data_dir=tmp_path_factory.mktemp("data"), api_keys=[API_KEY])
+    settings = load_settings(
+        environ={}, data_dir=tmp_path_factory.mktemp("data"), api_keys=[API_KEY], projects={"other": [OTHER_KEY]}
+    )
     server = start_server(create_app(settings))
     yield server
     server.stop()
@@ -39,6 +44,21 @@ def client_v1beta(real_server: RunningServer) -> genai.Client:
     return genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=real_server.url, api_version="v1beta"))
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (see tests/postgres.py)."""
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh, empty database on each backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    return create_database(request.getfixturevalue("postgres_server"))
+
+
 @pytest.fixture
 def fake_engine() -> FakeEngine:
     return FakeEngine()
@@ -47,7 +67,13 @@ def fake_engine() -> FakeEngine:
 @pytest.fixture
 def fake_server(tmp_path, fake_engine: FakeEngine) -> Iterator[RunningServer]:
     """The real HTTP stack over the deterministic fake engine (unit tier)."""
-    settings = load_settings(environ={}, data_dir=tmp_path, api_keys=[API_KEY], max_request_bytes=64 * 1024)
+    settings = load_settings(
+        environ={},
+        data_dir=tmp_path,
+        api_keys=[API_KEY],
+        projects={"other": [OTHER_KEY]},
+        max_request_bytes=64 * 1024,
+    )
     server = start_server(create_app(settings, engine_factory=lambda entry: fake_engine))
     yield server
     server.stop()

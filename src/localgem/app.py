@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from localgem import __version__
-from localgem.api import generation, health, models
+from localgem.api import files as files_api
+from localgem.api import generation, health, models, uploads
 from localgem.api.context import Services
 from localgem.api.errors import install_error_handlers
-from localgem.auth.keys import ApiKeys, stored_key
+from localgem.auth.keys import DEFAULT_PROJECT, ApiKeys, configured_keys, stored_key
 from localgem.catalog.registry import ModelEntry, ModelRegistry
 from localgem.engines.base import Engine
 from localgem.services.engines import EngineFactory, EnginePool
+from localgem.services.files import Clock, FileLimits, FileService
 from localgem.services.generation import GenerationService
 from localgem.services.models import ModelService
 from localgem.settings import Settings
+from localgem.storage.blobs import LocalBlobStore
+from localgem.storage.database import Database
+from localgem.storage.files import SqlFileRepository
+from localgem.storage.keys import SqlKeyRepository
+from localgem.storage.uploads import SqlUploadRepository
+
+log = logging.getLogger(__name__)
 
 #: google-genai 3.x calls /v1, older SDKs and Google's curl samples /v1beta; all get the same surface.
 API_VERSIONS = ("v1beta", "v1", "v1alpha")
@@ -41,28 +53,55 @@ def llama_cpp_factory(settings: Settings) -> EngineFactory:
     return load
 
 
-def create_app(settings: Settings, *, engine_factory: EngineFactory | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, engine_factory: EngineFactory | None = None, clock: Clock | None = None
+) -> FastAPI:
+    """``clock`` (UTC now) drives expiry; tests inject one to travel in time."""
     registry = ModelRegistry(settings)
     engines = EnginePool(engine_factory or llama_cpp_factory(settings))
-    keys = settings.api_keys or [stored_key(settings.data_dir)[0]]
+    keys = configured_keys(settings.api_keys, settings.projects)
+    if not keys:
+        keys = {stored_key(settings.data_dir)[0]: DEFAULT_PROJECT}
     preload = settings.preload if settings.preload is not None else [settings.default_model]
+    database = Database(settings.database())
+    files = FileService(
+        SqlFileRepository(database),
+        SqlUploadRepository(database),
+        LocalBlobStore(settings.blobs()),
+        FileLimits(
+            max_file_bytes=settings.max_file_bytes,
+            max_project_bytes=settings.max_project_bytes,
+            file_ttl=timedelta(seconds=settings.file_ttl_seconds),
+            upload_ttl=timedelta(seconds=settings.upload_ttl_seconds),
+        ),
+        clock or utc_now,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await database.migrate()
+        await files.resume_processing()
+        sweeper = asyncio.create_task(_sweep_forever(files, settings.sweep_interval_seconds))
         for model_id in preload:
             await engines.get(registry.resolve(model_id, "load"))
         yield
+        sweeper.cancel()
+        await files.close()
         await engines.close()
+        await database.close()
 
     app = FastAPI(
         title="localgem", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.services = Services(
-        keys=ApiKeys(keys),
+        keys=ApiKeys(keys, SqlKeyRepository(database)),
         models=ModelService(registry),
-        generation=GenerationService(registry, engines),
+        generation=GenerationService(registry, engines, files),
+        files=files,
         max_request_bytes=settings.max_request_bytes,
+        public_url=settings.public_url,
     )
+    app.state.database = database
     app.state.engines = engines
     app.state.preload = [registry.resolve(model_id, "load").id for model_id in preload]
     install_error_handlers(app)
@@ -72,10 +111,32 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         allow_origins=["*"],
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["x-goog-upload-url", "x-goog-upload-status"],
+        expose_headers=[
+            "x-goog-upload-url",
+            "x-goog-upload-status",
+            "x-goog-upload-size-received",
+            "x-goog-upload-control-url",
+        ],
     )
     for version in API_VERSIONS:
-        for module in (models, generation):
+        for module in (models, generation, files_api):
             app.include_router(module.router, prefix=f"/{version}")
+    app.include_router(uploads.router)
     app.include_router(health.router)
     return app
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _sweep_forever(files: FileService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            report = await files.sweep()
+        except Exception:  # a failed sweep is retried next interval; it must not end the loop
+            log.exception("sweeping expired files failed")
+            continue
+        if report.files or report.uploads or report.blobs:
+            log.info("swept %s expired files, %s upload sessions, %s stray blobs", *vars(report).values())

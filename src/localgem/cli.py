@@ -1,18 +1,23 @@
-"""``localgem serve | models``: flags and env → Settings → uvicorn."""
+"""``localgem serve | models | keys``: flags and env → Settings → uvicorn (or the key store)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import shlex
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from localgem import __version__
-from localgem.auth.keys import KEY_FILE, stored_key
+from localgem.auth.keys import DEFAULT_PROJECT, KEY_FILE, digest, new_key, stored_key
 from localgem.catalog.registry import ModelRegistry
-from localgem.settings import ModelConfig, Settings, load_settings
+from localgem.settings import PROJECT_ID, ModelConfig, Settings, load_settings
+from localgem.storage.database import Database
+from localgem.storage.keys import SqlKeyRepository
+from localgem.storage.records import KeyRecord
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
         if name == "serve":
             command.add_argument("--host", help="address to listen on (default 127.0.0.1)")
             command.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    keys = commands.add_parser("keys", help="manage API keys and the projects they act for")
+    keys.add_argument("--config", type=Path, help="TOML settings file (also LOCALGEM_CONFIG)")
+    keys.add_argument("--data-dir", type=Path, help="where state goes (also LOCALGEM_DATA_DIR)")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a key; it is printed once and stored only as a digest")
+    create.add_argument("--project", default=DEFAULT_PROJECT, help="the project the key acts for")
+    actions.add_parser("list", help="list keys (their first characters) and projects")
+    delete = actions.add_parser("delete", help="delete a key, named by the first characters `list` shows")
+    delete.add_argument("hint")
     return parser
 
 
@@ -44,9 +58,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         data_dir=args.data_dir,
-        default_model=args.default_model,
+        default_model=getattr(args, "default_model", None),
     )
-    extra = [ModelConfig(id=_model_id(path), path=path.resolve()) for path in args.model]
+    extra = [ModelConfig(id=_model_id(path), path=path.resolve()) for path in getattr(args, "model", [])]
     return settings.model_copy(update={"models": [*settings.models, *extra]}) if extra else settings
 
 
@@ -85,6 +99,29 @@ def _banner(settings: Settings) -> str:
     )
 
 
+async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    database = Database(settings.database())
+    try:
+        await database.migrate()
+        repository = SqlKeyRepository(database)
+        if args.action == "create":
+            if not PROJECT_ID.fullmatch(args.project):
+                print("localgem: a project is lowercase letters, digits and '-', at most 40", file=sys.stderr)
+                return 2
+            key = new_key()
+            await repository.add(KeyRecord(digest(key), args.project, key[:10], datetime.now(UTC)))
+            print(key)
+        elif args.action == "list":
+            for record in await repository.all():
+                print(f"{record.hint}…\t{record.project}\t{record.create_time:%Y-%m-%d %H:%M}")
+        elif await repository.remove(args.hint) == 0:
+            print(f"localgem: no key starts with {args.hint!r}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        await database.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -93,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"localgem: invalid settings: {exc}", file=sys.stderr)
         return 2
+    if args.command == "keys":
+        return asyncio.run(_keys(args, settings))
     if args.command == "models":
         for entry in registry.entries():
             source = entry.config.path or f"package {entry.config.package}"

@@ -71,6 +71,10 @@ class Internal(ApiError):
     http_status, status = 500, "INTERNAL"
 
 
+class DataLoss(ApiError):
+    http_status, status = 500, "DATA_LOSS"
+
+
 class Unimplemented(ApiError):
     http_status, status = 501, "UNIMPLEMENTED"
 

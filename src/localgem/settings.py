@@ -17,6 +17,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_ID = re.compile(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?")
+PROJECT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 
 
 class ModelConfig(BaseModel):
@@ -87,7 +88,23 @@ class Settings(BaseModel):
     )
     log_level: str = "info"
 
-    @field_validator("api_keys", "alias_patterns", "preload", "models", "model_aliases", mode="before")
+    projects: dict[str, list[str]] = Field(
+        default_factory=dict, description="Project → its API keys. Keys in api_keys belong to project 'default'."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL, e.g. postgresql://user@host/db. Default: SQLite in data_dir."
+    )
+    blob_dir: Path | None = Field(None, description="Where file bytes are kept. Default: data_dir/blobs.")
+    public_url: str | None = Field(
+        None, description="Base URL clients reach this server at (file uris, upload URLs). Default: from the request."
+    )
+    max_file_bytes: int = Field(2 * 1024**3, gt=0, description="Largest file (Google: 2 GB).")
+    max_project_bytes: int = Field(20 * 1024**3, gt=0, description="Storage per project (Google: 20 GB).")
+    file_ttl_seconds: int = Field(48 * 3600, gt=0, description="Files are deleted this long after upload.")
+    upload_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long a resumable upload URL stays valid.")
+    sweep_interval_seconds: float = Field(60.0, gt=0, description="How often expired files and uploads are removed.")
+
+    @field_validator("api_keys", "alias_patterns", "preload", "models", "model_aliases", "projects", mode="before")
     @classmethod
     def _parse_env_text(cls, value: Any) -> Any:
         """Env vars arrive as text: JSON for structures, or a comma-separated list."""
@@ -97,6 +114,20 @@ class Settings(BaseModel):
         if text.startswith(("[", "{")):
             return json.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("projects")
+    @classmethod
+    def _valid_projects(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for project in value:
+            if not PROJECT_ID.fullmatch(project):
+                raise ValueError(f"project {project!r}: lowercase letters, digits and '-', at most 40 characters")
+        return value
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'localgem.db'}"
+
+    def blobs(self) -> Path:
+        return self.blob_dir or self.data_dir / "blobs"
 
     @field_validator("default_model")
     @classmethod

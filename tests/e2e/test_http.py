@@ -114,7 +114,6 @@ def test_count_tokens_with_a_whole_request_equals_prompt_token_count(http: httpx
             "oneof",
         ),
         ({"contents": [{"parts": [{"inlineData": {"mimeType": "image/jpeg", "data": "/9j/"}}]}]}, 400, "image/jpeg"),
-        ({"contents": [{"parts": [{"fileData": {"fileUri": "files/abc"}}]}]}, 400, "not supported"),
         ({"contents": [{"parts": [{"text": "x"}]}], "cachedContent": "cachedContents/x"}, 400, "not supported"),
         (
             {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"responseModalities": ["AUDIO"]}},

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from localgem import errors
-from localgem.auth.keys import ApiKeys, stored_key
+from localgem.auth.keys import ApiKeys, configured_keys, digest, stored_key
 from localgem.services.paging import paginate
 
 
@@ -34,11 +34,31 @@ def test_stored_key_is_created_once_and_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "state" / "api-key").stat().st_mode) == 0o600
 
 
-def test_key_checks_match_google() -> None:
-    keys = ApiKeys(["good"])
-    keys.check("good")
+async def test_key_checks_match_google_and_name_the_project() -> None:
+    keys = ApiKeys(configured_keys(["good"], {"alpha": ["alpha-key"]}))
+    assert await keys.project_for("good") == "default"
+    assert await keys.project_for("alpha-key") == "alpha"
     with pytest.raises(errors.PermissionDenied):
-        keys.check(None)
+        await keys.project_for(None)
     with pytest.raises(errors.InvalidArgument) as caught:
-        keys.check("bad")
+        await keys.project_for("bad")
     assert caught.value.details[0]["reason"] == "API_KEY_INVALID"
+
+
+class StoredKeys:
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    async def project_of(self, key_digest: str) -> str | None:
+        self.lookups += 1
+        return "beta" if key_digest == digest("db-key") else None
+
+
+async def test_keys_created_with_the_cli_are_looked_up_and_cached() -> None:
+    stored = StoredKeys()
+    keys = ApiKeys({}, stored)  # type: ignore[arg-type]
+    assert await keys.project_for("db-key") == "beta"
+    assert await keys.project_for("db-key") == "beta"
+    assert stored.lookups == 1
+    with pytest.raises(errors.InvalidArgument):
+        await keys.project_for("unknown")

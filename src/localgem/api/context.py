@@ -12,6 +12,7 @@ from fastapi import Request
 
 from localgem import errors
 from localgem.auth.keys import ApiKeys
+from localgem.services.files import FileService
 from localgem.services.generation import GenerationService
 from localgem.services.models import ModelService
 from localgem.types.wire import WireModel, parse_message
@@ -25,17 +26,38 @@ class Services:
     keys: ApiKeys
     models: ModelService
     generation: GenerationService
+    files: FileService
     max_request_bytes: int
+    public_url: str | None = None
 
 
 def services(request: Request) -> Services:
     return request.app.state.services
 
 
-def require_api_key(request: Request) -> None:
-    """FastAPI dependency: ``x-goog-api-key`` header or ``?key=``, as Google accepts both."""
+async def require_api_key(request: Request) -> None:
+    """FastAPI dependency: ``x-goog-api-key`` header or ``?key=``, as Google accepts both.
+    Records the key's project on the request (see ``project``)."""
     presented = request.headers.get("x-goog-api-key") or request.query_params.get("key")
-    services(request).keys.check(presented)
+    request.state.project = await services(request).keys.project_for(presented)
+
+
+def project(request: Request) -> str:
+    """The project of the caller's API key; every stored resource belongs to one."""
+    return request.state.project
+
+
+def base_url(request: Request) -> str:
+    """How clients reach this server: the configured public URL, else what this request used."""
+    return (services(request).public_url or str(request.base_url)).rstrip("/")
+
+
+def api_version(request: Request) -> str:
+    """The version segment the client called (``v1beta``, ``v1``, ``v1alpha``)."""
+    for segment in request.url.path.split("/"):
+        if segment in ("v1beta", "v1", "v1alpha"):
+            return segment
+    return "v1beta"
 
 
 async def read_message(request: Request, cls: type[M]) -> M:

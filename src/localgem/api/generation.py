@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from localgem.api.context import read_message, require_api_key, server_timeout, services, unless_disconnected
+from localgem.api.context import (
+    project,
+    read_message,
+    require_api_key,
+    server_timeout,
+    services,
+    unless_disconnected,
+)
 from localgem.api.streaming import json_array, server_sent_events, started
 from localgem.types.generation import CountTokensRequest, GenerateContentRequest
 
@@ -16,7 +23,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 async def generate_content(request: Request, model: str) -> dict:
     body = await read_message(request, GenerateContentRequest)
     generation = services(request).generation
-    prepared = await generation.prepare(model, body, timeout=server_timeout(request))
+    prepared = await generation.prepare(model, body, project=project(request), timeout=server_timeout(request))
     response = await unless_disconnected(request, generation.generate(prepared))
     return response.to_wire()
 
@@ -25,7 +32,7 @@ async def generate_content(request: Request, model: str) -> dict:
 async def stream_generate_content(request: Request, model: str) -> StreamingResponse:
     body = await read_message(request, GenerateContentRequest)
     generation = services(request).generation
-    prepared = await generation.prepare(model, body, timeout=server_timeout(request))
+    prepared = await generation.prepare(model, body, project=project(request), timeout=server_timeout(request))
     chunks = await unless_disconnected(request, started(generation.stream(prepared)))
     if _alt(request) == "sse":
         return StreamingResponse(
@@ -37,7 +44,7 @@ async def stream_generate_content(request: Request, model: str) -> StreamingResp
 @router.post("/models/{model}:countTokens")
 async def count_tokens(request: Request, model: str) -> dict:
     body = await read_message(request, CountTokensRequest)
-    return (await services(request).generation.count_tokens(model, body)).to_wire()
+    return (await services(request).generation.count_tokens(model, body, project=project(request))).to_wire()
 
 
 def _alt(request: Request) -> str:

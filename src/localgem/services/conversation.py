@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from localgem import errors
 from localgem.prompting.chat_template import Message
+from localgem.services.documents import base_type, document_text
+from localgem.services.files import FileService
 from localgem.types.content import Content, Part
 
 _ROLES = {"user": "user", "model": "assistant"}
@@ -25,7 +27,34 @@ _MEDIA_ANNOTATIONS = (
     "speech_metadata",
     "spreadsheet_metadata",
 )
-_TEXT_MIME_TYPES = ("application/json", "application/xml", "application/x-yaml", "application/javascript")
+
+
+async def attach_files(files: FileService, project: str, contents: list[Content], prefix: str = "") -> list[Content]:
+    """Replaces each ``fileData`` part with the text of the project's stored file it names."""
+    attached = []
+    for i, content in enumerate(contents):
+        parts = content.parts or []
+        if not any(part.file_data is not None for part in parts):
+            attached.append(content)
+            continue
+        new_parts = []
+        for j, part in enumerate(parts):
+            data = part.file_data
+            if data is None or _other_data(part):
+                new_parts.append(part)
+                continue
+            where = f"{prefix}contents[{i}].parts[{j}]"
+            if not data.file_uri:
+                raise errors.invalid_field(f"{where}.file_data.file_uri", f"{where}.file_data.file_uri is required.")
+            text = await files.prompt_text(project, data.file_uri, data.mime_type, where)
+            new_parts.append(Part(text=text))
+        attached.append(content.model_copy(update={"parts": new_parts}))
+    return attached
+
+
+def _other_data(part: Part) -> bool:
+    """A part with fileData and another data field is refused later, with the oneof message."""
+    return any(getattr(part, name) is not None for name in _DATA_FIELDS if name != "file_data")
 
 
 def to_messages(contents: list[Content] | None, system_instruction: Content | None, prefix: str = "") -> list[Message]:
@@ -87,25 +116,13 @@ def _part_text(part: Part, where: str) -> str:
     if kind == "inline_data":
         return _inline_text(part, where)
     if kind == "file_data":
-        raise errors.not_supported(f"{where}.file_data", "fileData parts (the Files API)")
+        raise errors.not_supported(f"{where}.file_data", "fileData parts outside contents")
     raise errors.not_supported(f"{where}.{kind}", f"{kind} parts")
 
 
 def _inline_text(part: Part, where: str) -> str:
     blob = part.inline_data
     assert blob is not None
-    mime = (blob.mime_type or "").split(";")[0].strip().lower()
-    if not mime:
+    if not base_type(blob.mime_type):
         raise errors.invalid_field(f"{where}.inline_data.mime_type", f"{where}.inline_data.mime_type is required.")
-    if not (mime.startswith("text/") or mime in _TEXT_MIME_TYPES):
-        raise errors.invalid_field(
-            f"{where}.inline_data",
-            f"Unsupported MIME type {mime!r} at {where}.inline_data: this model reads text only "
-            "(text/* and JSON/XML/YAML documents).",
-        )
-    try:
-        return (blob.data or b"").decode("utf-8")
-    except UnicodeDecodeError:
-        raise errors.invalid_field(
-            f"{where}.inline_data.data", f"{where}.inline_data is declared {mime} but is not UTF-8 text."
-        ) from None
+    return document_text(blob.data or b"", blob.mime_type or "", f"{where}.inline_data")

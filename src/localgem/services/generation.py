@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from localgem import errors
 from localgem.catalog.registry import ModelEntry, ModelRegistry
 from localgem.engines.base import Admitted, CandidateFinished, DeadlineReached, GenerationRequest, TextDelta
-from localgem.services.conversation import to_messages
+from localgem.services.conversation import attach_files, to_messages
 from localgem.services.engines import EnginePool, LoadedModel
+from localgem.services.files import FileService
 from localgem.services.options import generation_options, refuse_unsupported_request
 from localgem.services.responses import ResponseShape, StreamChunker, UnaryResponseBuilder
 from localgem.types.content import Content
@@ -31,19 +32,24 @@ class PreparedGeneration:
 
 class GenerationService:
     def __init__(
-        self, registry: ModelRegistry, engines: EnginePool, clock: Callable[[], float] = time.monotonic
+        self,
+        registry: ModelRegistry,
+        engines: EnginePool,
+        files: FileService | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
         self._engines = engines
+        self._files = files
         self._clock = clock
 
     async def prepare(
-        self, model: str, body: GenerateContentRequest, *, timeout: float | None = None
+        self, model: str, body: GenerateContentRequest, *, project: str, timeout: float | None = None
     ) -> PreparedGeneration:
         entry = self._registry.resolve(model, "generateContent")
         refuse_unsupported_request(body)
         options = generation_options(body.generation_config, entry)
-        loaded, prompt = await self._prompt(entry, body.contents, body.system_instruction)
+        loaded, prompt = await self._prompt(project, entry, body.contents, body.system_instruction)
         room = loaded.context_length - len(prompt)
         if options.max_output_tokens is not None and options.max_output_tokens > room:
             raise errors.invalid_field(
@@ -93,7 +99,7 @@ class GenerationService:
                     continue
                 yield event
 
-    async def count_tokens(self, model: str, body: CountTokensRequest) -> CountTokensResponse:
+    async def count_tokens(self, model: str, body: CountTokensRequest, *, project: str) -> CountTokensResponse:
         entry = self._registry.resolve(model, "countTokens")
         inner = body.generate_content_request
         if inner is not None and body.contents:
@@ -101,18 +107,25 @@ class GenerationService:
         if inner is not None:
             refuse_unsupported_request(inner, prefix="generate_content_request.")
             _, prompt = await self._prompt(
-                entry, inner.contents, inner.system_instruction, prefix="generate_content_request."
+                project, entry, inner.contents, inner.system_instruction, prefix="generate_content_request."
             )
         else:
-            _, prompt = await self._prompt(entry, body.contents, None)
+            _, prompt = await self._prompt(project, entry, body.contents, None)
         return CountTokensResponse(
             total_tokens=len(prompt),
             prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=len(prompt))],
         )
 
     async def _prompt(
-        self, entry: ModelEntry, contents: list[Content] | None, system: Content | None, prefix: str = ""
+        self,
+        project: str,
+        entry: ModelEntry,
+        contents: list[Content] | None,
+        system: Content | None,
+        prefix: str = "",
     ) -> tuple[LoadedModel, list[int]]:
+        if self._files is not None and contents:
+            contents = await attach_files(self._files, project, contents, prefix)
         messages = to_messages(contents, system, prefix)
         loaded = await self._engines.get(entry)
         text = loaded.template.render(messages)

@@ -131,3 +131,14 @@ TextMimeType = wire_enum("TextResponseFormat.MimeType", ["MIME_TYPE_UNSPECIFIED"
 DynamicRetrievalMode = wire_enum(
     "DynamicRetrievalConfig.Mode", ["MODE_UNSPECIFIED", "MODE_DYNAMIC"], {"MODE_UNSPECIFIED": 0, "MODE_DYNAMIC": 1}
 )
+
+FileState = wire_enum(
+    "google.ai.generativelanguage.v1beta.File.State",
+    ["STATE_UNSPECIFIED", "PROCESSING", "ACTIVE", "FAILED"],
+    {"STATE_UNSPECIFIED": 0, "PROCESSING": 1, "ACTIVE": 2, "FAILED": 10},
+)
+FileSource = wire_enum(
+    "google.ai.generativelanguage.v1beta.File.Source",
+    ["SOURCE_UNSPECIFIED", "UPLOADED", "GENERATED", "REGISTERED"],
+    {"SOURCE_UNSPECIFIED": 0, "UPLOADED": 1, "GENERATED": 2, "REGISTERED": 3},
+)

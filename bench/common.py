@@ -1,0 +1,46 @@
+"""What the bench scripts share: ``localgem serve`` in its own process, as users run it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+KEY = "bench-key"
+
+
+def serve(data_dir: str, ready_path: str = "/readyz", **settings: str) -> tuple[str, subprocess.Popen]:
+    """Starts the server with ``LOCALGEM_<NAME>=value`` for each setting; returns (url, process)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALGEM_")}
+    env.update(LOCALGEM_DATA_DIR=data_dir, LOCALGEM_API_KEYS=KEY)
+    env.update({f"LOCALGEM_{name.upper()}": value for name, value in settings.items()})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localgem", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return wait_ready(f"http://127.0.0.1:{port}", ready_path, process)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, path: str, process: subprocess.Popen) -> tuple[str, subprocess.Popen]:
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}{path}").status_code == 200:
+                return url, process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{url} did not become ready")

@@ -1,0 +1,54 @@
+"""Storage rows as plain dataclasses: what repositories take and return (never wire types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    project: str
+    id: str
+    display_name: str | None
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    state: str  # PROCESSING | ACTIVE | FAILED
+    source: str  # UPLOADED | GENERATED
+    create_time: datetime
+    update_time: datetime
+    expire_time: datetime
+    text_sha256: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    id: str
+    token_digest: str
+    project: str
+    file_id: str
+    display_name: str | None
+    mime_type: str
+    declared_size: int | None
+    received: int
+    create_time: datetime
+    expire_time: datetime
+    finalized: bool = False
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    digest: str
+    project: str
+    hint: str
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where the previous page ended, in the list's order (newest first)."""
+
+    create_time: datetime
+    id: str

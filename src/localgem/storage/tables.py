@@ -1,0 +1,97 @@
+"""The database schema (SQLAlchemy Core). Changes go through an Alembic migration in ``migrations/``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Boolean, Column, Index, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcTime(TypeDecorator[datetime]):
+    """A UTC instant stored as integer microseconds: exact and ordered the same on SQLite and PostgreSQL."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> int | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: localgem stores UTC instants only")
+        delta = value - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+    def process_result_value(self, value: int | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return datetime.fromtimestamp(value // 1_000_000, UTC).replace(microsecond=value % 1_000_000)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # sha256 hex of the key; the key itself is never stored
+    Column("project", String(40), nullable=False),
+    Column("hint", String(16), nullable=False),  # the key's first characters, to tell keys apart
+    Column("create_time", UtcTime, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("create_time", UtcTime, nullable=False),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("project", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),
+    Column("display_name", Text),
+    Column("mime_type", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),  # the content's blob
+    Column("text_sha256", String(64)),  # blob of the text extracted for prompts (PDF)
+    Column("state", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("error", Text),
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+    Column("expire_time", UtcTime, nullable=False),
+    Index("ix_files_project_create_time", "project", "create_time"),
+    Index("ix_files_expire_time", "expire_time"),
+    Index("ix_files_sha256", "sha256"),
+    Index("ix_files_text_sha256", "text_sha256"),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(40), primary_key=True),  # also names the partial bytes in the blob store
+    Column("token_digest", String(64), nullable=False),  # sha256 hex of the upload URL's secret
+    Column("project", String(40), nullable=False),
+    Column("file_id", String(40), nullable=False),
+    Column("display_name", Text),
+    Column("mime_type", Text, nullable=False),
+    Column("declared_size", BigInteger),
+    Column("received", BigInteger, nullable=False),  # bytes acknowledged to the client
+    Column("create_time", UtcTime, nullable=False),
+    Column("expire_time", UtcTime, nullable=False),
+    Column("finalized", Boolean, nullable=False, default=False),
+    UniqueConstraint("token_digest"),
+    Index("ix_uploads_project_file_id", "project", "file_id"),
+    Index("ix_uploads_expire_time", "expire_time"),
+)

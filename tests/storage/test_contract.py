@@ -1,0 +1,248 @@
+"""One contract for the repositories, run over SQLite and over a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from localgem.storage.database import Database
+from localgem.storage.files import FileExists, SqlFileRepository
+from localgem.storage.keys import SqlKeyRepository
+from localgem.storage.records import FileRecord, KeyRecord, PageCursor, UploadRecord
+from localgem.storage.tables import metadata
+from localgem.storage.uploads import SqlUploadRepository
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+def a_file(file_id: str, project: str = "p1", sha: str = "a" * 64, at: datetime = T0, **changes) -> FileRecord:
+    record = FileRecord(
+        project=project,
+        id=file_id,
+        display_name="notes",
+        mime_type="text/plain",
+        size_bytes=10,
+        sha256=sha,
+        state="ACTIVE",
+        source="UPLOADED",
+        create_time=at,
+        update_time=at,
+        expire_time=at + timedelta(hours=48),
+    )
+    return replace(record, **changes)
+
+
+class Bytes:
+    """Stands in for the blob store: which contents are stored."""
+
+    def __init__(self) -> None:
+        self.stored: set[str] = set()
+
+    def storer(self, sha: str):
+        async def store() -> None:
+            self.stored.add(sha)
+
+        return store
+
+    async def drop(self, sha: str) -> None:
+        self.stored.discard(sha)
+
+
+async def test_migrations_build_exactly_the_declared_schema_and_run_twice(db: Database) -> None:
+    await db.migrate()  # already at head: a no-op
+    async with db.read() as conn:
+        diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+        tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    assert diff == []
+    assert {"files", "uploads", "blobs", "api_keys", "alembic_version"} <= tables
+
+
+async def test_a_file_round_trips_with_exact_times(db: Database) -> None:
+    files, blobs = SqlFileRepository(db), Bytes()
+    record = a_file("abc123")
+    await files.add(record, blobs.storer(record.sha256))
+    assert await files.get("p1", "abc123", T0) == record
+    assert record.sha256 in blobs.stored
+
+
+async def test_projects_never_see_each_others_files(db: Database) -> None:
+    files, blobs = SqlFileRepository(db), Bytes()
+    await files.add(a_file("shared-name", "p1"), blobs.storer("a" * 64))
+    await files.add(a_file("shared-name", "p2", sha="b" * 64), blobs.storer("b" * 64))
+    await files.add(a_file("only-p1", "p1"), blobs.storer("a" * 64))
+    assert (await files.get("p2", "shared-name", T0)).sha256 == "b" * 64
+    assert await files.get("p2", "only-p1", T0) is None
+    assert {r.id for r in await files.page("p2", T0, 100, None)} == {"shared-name"}
+    assert await files.remove("p2", "only-p1", blobs.drop) is None
+    assert await files.get("p1", "only-p1", T0) is not None
+
+
+async def test_expired_files_are_invisible_and_listed_for_the_sweeper(db: Database) -> None:
+    files, blobs = SqlFileRepository(db), Bytes()
+    await files.add(a_file("old", at=T0 - timedelta(hours=49)), blobs.storer("a" * 64))
+    await files.add(a_file("new"), blobs.storer("a" * 64))
+    assert await files.get("p1", "old", T0) is None
+    assert [r.id for r in await files.page("p1", T0, 10, None)] == ["new"]
+    assert [r.id for r in await files.expired(T0, 10)] == ["old"]
+    assert await files.usage("p1", T0) == 10
+
+
+async def test_pages_are_newest_first_and_a_cursor_resumes_exactly(db: Database) -> None:
+    files, blobs = SqlFileRepository(db), Bytes()
+    for i in range(25):  # pairs share a create_time: the id breaks the tie
+        await files.add(a_file(f"f{i:02d}", at=T0 + timedelta(seconds=i // 2)), blobs.storer("a" * 64))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await files.page("p1", T0, 10, cursor)
+        seen += [r.id for r in page]
+        if len(page) < 10:
+            break
+        cursor = PageCursor(page[-1].create_time, page[-1].id)
+    assert len(seen) == 25 and len(set(seen)) == 25
+    assert seen[0] in ("f24",) and seen[-1] == "f00"
+
+
+async def test_an_id_is_unique_within_a_project(db: Database) -> None:
+    files, blobs = SqlFileRepository(db), Bytes()
+    await files.add(a_file("dup"), blobs.storer("a" * 64))
+    with pytest.raises(FileExists):
+        await files.add(a_file("dup", sha="c" * 64), blobs.storer("c" * 64))
+
+
+async def test_concurrent_adds_of_one_id_let_exactly_one_win(db: Database) -> None:
+    files, blobs = SqlFileRepository(db), Bytes()
+    results = await asyncio.gather(
+        *(files.add(a_file("race", sha=f"{i:x}" * 64), blobs.storer(f"{i:x}" * 64)) for i in range(6)),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, FileExists) for r in results if r is not None)
+
+
+async def test_failed_byte_storage_leaves_no_record(db: Database) -> None:
+    files = SqlFileRepository(db)
+
+    async def disk_full() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        await files.add(a_file("nobytes"), disk_full)
+    assert await files.get("p1", "nobytes", T0) is None
+    assert not await files.blob_known("a" * 64)
+
+
+async def test_bytes_are_dropped_only_with_their_last_file(db: Database) -> None:
+    files, blobs = SqlFileRepository(db), Bytes()
+    await files.add(a_file("one"), blobs.storer("a" * 64))
+    await files.add(a_file("two"), blobs.storer("a" * 64))
+    await files.remove("p1", "one", blobs.drop)
+    assert "a" * 64 in blobs.stored and await files.blob_known("a" * 64)
+    await files.remove("p1", "two", blobs.drop)
+    assert "a" * 64 not in blobs.stored and not await files.blob_known("a" * 64)
+
+
+async def test_racing_delete_and_add_of_one_content_never_lose_the_bytes(db: Database) -> None:
+    files, blobs = SqlFileRepository(db), Bytes()
+    sha = "d" * 64
+    await files.add(a_file("seed", sha=sha), blobs.storer(sha))
+    for round_ in range(15):
+        newcomer = f"new{round_}"
+        victim = "seed" if round_ == 0 else f"new{round_ - 1}"
+        await asyncio.gather(
+            files.add(a_file(newcomer, sha=sha), blobs.storer(sha)), files.remove("p1", victim, blobs.drop)
+        )
+        assert await files.get("p1", newcomer, T0) is not None
+        assert sha in blobs.stored, f"round {round_}: a file's bytes were dropped"
+
+
+async def test_processing_finishes_once(db: Database) -> None:
+    files, blobs = SqlFileRepository(db), Bytes()
+    pdf = a_file("doc", mime_type="application/pdf", state="PROCESSING")
+    await files.add(pdf, blobs.storer(pdf.sha256))
+    assert [r.id for r in await files.processing()] == ["doc"]
+    text_sha = "e" * 64
+    later = T0 + timedelta(seconds=3)
+    await files.finish_processing(
+        pdf, "ACTIVE", later, text_sha256=text_sha, error=None, text_size=4, store_text=blobs.storer(text_sha)
+    )
+    done = await files.get("p1", "doc", T0)
+    assert (done.state, done.text_sha256, done.update_time) == ("ACTIVE", text_sha, later)
+    await files.finish_processing(pdf, "FAILED", later, text_sha256=None, error="late")  # no longer PROCESSING
+    assert (await files.get("p1", "doc", T0)).state == "ACTIVE"
+    await files.remove("p1", "doc", blobs.drop)
+    assert blobs.stored == set()
+
+
+def an_upload(upload_id: str, project: str = "p1", **changes) -> UploadRecord:
+    record = UploadRecord(
+        id=upload_id,
+        token_digest=upload_id.ljust(64, "0"),
+        project=project,
+        file_id="target",
+        display_name=None,
+        mime_type="text/plain",
+        declared_size=100,
+        received=0,
+        create_time=T0,
+        expire_time=T0 + timedelta(days=7),
+    )
+    return replace(record, **changes)
+
+
+async def test_upload_sessions_acknowledge_by_compare_and_set(db: Database) -> None:
+    uploads = SqlUploadRepository(db)
+    await uploads.add(an_upload("upload0000001"))
+    assert (await uploads.by_token("upload0000001".ljust(64, "0"), T0)).received == 0
+    assert await uploads.advance("upload0000001", 0, 40)
+    assert not await uploads.advance("upload0000001", 0, 80)  # a stale writer loses
+    assert (await uploads.by_token("upload0000001".ljust(64, "0"), T0)).received == 40
+    assert await uploads.pending_for("p1", "target", T0)
+    assert not await uploads.pending_for("p2", "target", T0)
+    assert await uploads.pending_bytes("p1", T0) == 100
+
+
+async def test_finalizing_commits_the_file_and_closes_the_session_together(db: Database) -> None:
+    uploads, files, blobs = SqlUploadRepository(db), SqlFileRepository(db), Bytes()
+    await uploads.add(an_upload("upload0000002", received=10))
+    await files.add(a_file("target"), blobs.storer("a" * 64), finalizes_upload="upload0000002")
+    session = await uploads.by_token("upload0000002".ljust(64, "0"), T0)
+    assert session.finalized
+    assert not await uploads.advance("upload0000002", 10, 20)
+    assert await uploads.pending_bytes("p1", T0) == 0
+
+
+async def test_expired_sessions_are_found_and_removed(db: Database) -> None:
+    uploads = SqlUploadRepository(db)
+    await uploads.add(an_upload("upload0000003", expire_time=T0 - timedelta(seconds=1)))
+    await uploads.add(an_upload("upload0000004"))
+    assert await uploads.by_token("upload0000003".ljust(64, "0"), T0) is None
+    assert [u.id for u in await uploads.expired(T0, 10)] == ["upload0000003"]
+    await uploads.remove("upload0000003")
+    assert await uploads.ids() == {"upload0000004"}
+
+
+async def test_keys_map_to_projects(db: Database) -> None:
+    keys = SqlKeyRepository(db)
+    await keys.add(KeyRecord("1" * 64, "alpha", "lg-abcdefg", T0))
+    await keys.add(KeyRecord("2" * 64, "beta", "lg-hijklmn", T0))
+    assert await keys.project_of("1" * 64) == "alpha"
+    assert await keys.project_of("3" * 64) is None
+    assert [k.project for k in await keys.all()] == ["alpha", "beta"]
+    assert await keys.remove("lg-abcdefg") == 1
+    assert await keys.project_of("1" * 64) is None
