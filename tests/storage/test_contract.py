@@ -246,3 +246,12 @@ async def test_keys_map_to_projects(db: Database) -> None:
     assert [k.project for k in await keys.all()] == ["alpha", "beta"]
     assert await keys.remove("lg-abcdefg") == 1
     assert await keys.project_of("1" * 64) is None
+
+
+async def test_readiness_sees_whether_the_database_answers(db: Database) -> None:
+    assert await db.reachable()
+    nowhere = Database("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        assert not await nowhere.reachable(timeout=5)
+    finally:
+        await nowhere.close()

@@ -370,3 +370,31 @@ def test_concurrent_chunks_for_one_session_are_serialized(fake_server: RunningSe
         results = list(pool.map(lambda _: send_chunk(url, data, 0), range(4)))
     assert sorted(r.status_code for r in results) == [200, 400, 400, 400]
     assert query_upload(url).headers["x-goog-upload-size-received"] == "1000000"
+
+
+def test_upload_urls_expire(make_server) -> None:
+    clock = Clock()
+    server = make_server(clock=clock)
+    url = start_upload(server.url, API_KEY, 4).headers["x-goog-upload-url"]
+    assert send_chunk(url, b"ab", 0).status_code == 200
+    clock.now += timedelta(days=7, seconds=1)
+    assert send_chunk(url, b"cd", 2, finalize=True).status_code == 404
+    assert query_upload(url).status_code == 404
+
+
+def test_a_failed_one_shot_upload_frees_its_quota(make_server) -> None:
+    server = make_server(max_project_bytes=100)
+    too_long = httpx.post(
+        f"{server.url}/upload/v1beta/files",
+        headers={**KEY, "Content-Type": "text/plain", "X-Goog-Upload-Header-Content-Length": "60"},
+        content=b"x" * 60,
+    )
+    assert too_long.status_code == 200
+    failed = httpx.post(
+        f"{server.url}/upload/v1beta/files?uploadType=multipart",
+        headers={**KEY, "Content-Type": "multipart/related; boundary=xyz"},
+        content=_multipart(['Content-Type: application/json\r\n\r\n{"file": {"sizeBytes": "30"}}', "\r\n" + "y" * 31]),
+    )
+    assert failed.status_code == 400 and "declared size of 30" in failed.json()["error"]["message"]
+    # Had the failed upload kept its 30 bytes reserved, 40 more would exceed the quota of 100.
+    assert start_upload(server.url, API_KEY, 40).status_code == 200

@@ -20,8 +20,10 @@ def healthz(request: Request) -> dict:
 
 
 @router.get("/readyz", response_model=None)
-def readyz(request: Request) -> dict | JSONResponse:
-    """The models to preload are loaded and every scheduler loop is making progress."""
+async def readyz(request: Request) -> dict | JSONResponse:
+    """The database answers, the models to preload are loaded and every scheduler loop is making progress."""
+    if not await request.app.state.database.reachable():
+        return render(errors.Unavailable("Not ready: the database does not answer."))
     loaded = request.app.state.engines.loaded()
     missing = [model_id for model_id in request.app.state.preload if model_id not in loaded]
     stalled = [model_id for model_id, model in loaded.items() if not model.engine.healthy()]

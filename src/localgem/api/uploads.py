@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -20,12 +19,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from localgem import errors
-from localgem.api.context import base_url, project, require_api_key, services
+from localgem.api.context import base_url, parse_body, project, require_api_key, services
 from localgem.api.files import file_to_wire
 from localgem.api.multipart import MultipartRelated
 from localgem.services.files import Proposal, UploadState
 from localgem.types.files import CreateFileRequest, CreateFileResponse
-from localgem.types.wire import parse_message
 
 router = APIRouter()
 VERSIONS = ("v1beta", "v1", "v1alpha")
@@ -148,13 +146,7 @@ async def _read_metadata(body: AsyncIterator[bytes]) -> CreateFileRequest:
 
 
 def _parse_metadata(raw: bytes) -> CreateFileRequest:
-    if not raw.strip():
-        return CreateFileRequest()
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.InvalidArgument(f"Invalid JSON payload received. {exc}") from None
-    return parse_message(CreateFileRequest, data)
+    return parse_body(raw, CreateFileRequest)
 
 
 def _proposal(metadata: CreateFileRequest, request: Request, media_type: str = "") -> Proposal:

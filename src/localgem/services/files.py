@@ -169,11 +169,17 @@ class FileService:
             if not session.finalized:
                 await self._uploads.remove(session.id)
                 await self._blobs.discard_partial(session.id)
+        self._session_locks.pop(session.id, None)
 
     async def create(self, project: str, proposal: Proposal, chunks: AsyncIterator[bytes]) -> FileRecord:
         """A one-shot (media or multipart) upload: the same path as a resumable upload in one request."""
         token, _ = await self.start_upload(project, proposal)
-        state = await self.upload(token, 0, chunks, finalize=True)
+        try:
+            state = await self.upload(token, 0, chunks, finalize=True)
+        except BaseException:
+            # Nobody can resume a one-shot upload: free its quota and bytes now, not at expiry.
+            await asyncio.shield(self.cancel(token))
+            raise
         assert state.file is not None
         return state.file
 
