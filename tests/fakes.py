@@ -14,6 +14,7 @@ from localgem.engines.base import (
     EngineStats,
     FinishReason,
     GenerationRequest,
+    Grammar,
     ModelInfo,
     StepLogprobs,
     TextDelta,
@@ -47,6 +48,11 @@ class FakeEngine:
     )
     stats: EngineStats = field(default_factory=EngineStats)
     cancelled: int = 0
+
+    def check_grammar(self, grammar: Grammar) -> None:
+        """The fake cannot constrain its output; it only checks that a grammar has a root."""
+        if "root ::=" not in grammar.gbnf:
+            raise ValueError("no root rule")
 
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         return [ord(c) % 256 for c in text]

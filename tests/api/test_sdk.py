@@ -203,9 +203,9 @@ def test_errors_surface_as_sdk_errors(client: genai.Client) -> None:
     assert caught.value.code == 400 and "image/png" in caught.value.message
     with pytest.raises(genai_errors.ClientError) as caught:
         client.models.generate_content(
-            model=MODEL, contents="x", config=types.GenerateContentConfig(response_mime_type="application/json")
+            model=MODEL, contents="x", config=types.GenerateContentConfig(response_mime_type="text/csv")
         )
-    assert caught.value.code == 400 and "not supported" in caught.value.message
+    assert caught.value.code == 400 and "Unsupported responseMimeType" in caught.value.message
     with pytest.raises(genai_errors.ClientError, match="not supported"):
         client.models.generate_content(
             model=MODEL,

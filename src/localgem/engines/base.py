@@ -31,6 +31,15 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class Grammar:
+    """A GBNF grammar the output must follow. With ``triggers`` (regular expressions) it is lazy:
+    the output is free until a trigger matches, and follows the grammar from the trigger on."""
+
+    gbnf: str
+    triggers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     prompt_tokens: list[int]
     sampling: SamplingParams
@@ -41,6 +50,8 @@ class GenerationRequest:
     logprobs: int | None = None
     #: Monotonic-clock deadline; past it, generation ends with ``DeadlineReached``.
     deadline: float | None = None
+    #: Constrains what may be generated (structured output, function calls).
+    grammar: Grammar | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,10 @@ class Engine(Protocol):
     stats: EngineStats
 
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]: ...
+
+    def check_grammar(self, grammar: Grammar) -> None:
+        """Raises ValueError if the engine cannot compile ``grammar``."""
+        ...
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
         """Stream events for every candidate. Closing the iterator aborts the request."""

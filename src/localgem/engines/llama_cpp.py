@@ -17,6 +17,7 @@ from localgem.engines.base import (
     EngineEvent,
     EngineStats,
     GenerationRequest,
+    Grammar,
     ModelInfo,
 )
 from localgem.engines.llama_native import NativeModel
@@ -49,6 +50,9 @@ class LlamaCppEngine:
 
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         return await asyncio.to_thread(self._native.tokenize, text, add_bos)
+
+    def check_grammar(self, grammar: Grammar) -> None:
+        self._native.check_grammar(grammar)
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
         job = Job(request, asyncio.get_running_loop())

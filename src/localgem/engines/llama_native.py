@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from localgem import errors
-from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
+from localgem.engines.base import Grammar, ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,19 @@ class BatchItem:
 
 
 class Sampler:
-    """A llama.cpp sampler chain for one sequence (it keeps the RNG and penalty history)."""
+    """A llama.cpp sampler chain for one sequence (it keeps the RNG and penalty history), and the
+    sequence's grammar if its output is constrained."""
 
-    def __init__(self, native: NativeModel, params: SamplingParams, seed: int | None, window: int) -> None:
+    def __init__(
+        self, native: NativeModel, params: SamplingParams, seed: int | None, window: int, grammar: Grammar | None = None
+    ) -> None:
         lc = native.lc
         self._lc = lc
         self._native = native
+        self._grammar = native.grammar_sampler(grammar) if grammar is not None else None
         chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
-        if params.presence_penalty or params.frequency_penalty:
+        self._penalized = bool(params.presence_penalty or params.frequency_penalty)
+        if self._penalized:
             # Only generated tokens are accepted into the chain, so penalties cover the response.
             lc.llama_sampler_chain_add(
                 chain,
@@ -93,12 +98,75 @@ class Sampler:
 
     def sample(self, batch_index: int) -> int:
         """Pick the next token from the logits of one batch row (this also accepts it into the chain)."""
-        return int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
+        if self._grammar is None:
+            return int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
+        # As llama.cpp's own sampling does: pick freely, and only if the grammar rejects that token
+        # apply the grammar and pick again.
+        if self._penalized:
+            logits = self._native.logits(batch_index)
+            token = self._pick(_candidates(logits), grammar_first=False)
+        else:
+            # Without penalties the chain keeps no history, so its own (C-side) sampling can go first.
+            token = int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
+        if self._allowed(token):
+            self._lc.llama_sampler_accept(self._grammar, token)
+            if self._penalized:
+                self._lc.llama_sampler_accept(self._chain, token)
+            return token
+        # Checking the grammar over the whole vocabulary is the slow part (262k tokens for Gemma):
+        # try the most likely tokens first, and the whole vocabulary only if none of them fits.
+        logits = self._native.logits(batch_index)
+        likely = _candidates(logits, np.argpartition(-logits, _LIKELY)[:_LIKELY])
+        token = self._pick(likely, grammar_first=True, need_allowed=True)
+        if token < 0:
+            token = self._pick(_candidates(logits), grammar_first=True)
+        self._lc.llama_sampler_accept(self._grammar, token)
+        self._lc.llama_sampler_accept(self._chain, token)
+        return token
+
+    def _pick(self, candidates: np.ndarray, *, grammar_first: bool, need_allowed: bool = False) -> int:
+        array = _token_array(self._lc, candidates)
+        if grammar_first:
+            self._lc.llama_sampler_apply(self._grammar, ctypes.byref(array))
+            if need_allowed and not np.isfinite(candidates["logit"][: array.size]).any():
+                return -1
+        self._lc.llama_sampler_apply(self._chain, ctypes.byref(array))
+        return int(candidates["id"][array.selected])
+
+    def _allowed(self, token: int) -> bool:
+        single = np.array([(token, 0.0, 0.0)], dtype=_TOKEN_DATA)
+        array = _token_array(self._lc, single)
+        self._lc.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        return bool(np.isfinite(single["logit"][0]))
 
     def close(self) -> None:
         if self._chain is not None:
             self._lc.llama_sampler_free(self._chain)
             self._chain = None
+        if self._grammar is not None:
+            self._lc.llama_sampler_free(self._grammar)
+            self._grammar = None
+
+
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+_LIKELY = 128
+
+
+def _candidates(logits: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+    """Candidate tokens (all, or ``ids``) with their logits, laid out as ``llama_token_data``."""
+    ids = np.arange(len(logits), dtype=np.int32) if ids is None else ids.astype(np.int32)
+    data = np.empty(len(ids), dtype=_TOKEN_DATA)
+    data["id"] = ids
+    data["logit"] = logits if len(ids) == len(logits) else logits[ids]
+    data["p"] = 0.0
+    return data
+
+
+def _token_array(lc: Any, candidates: np.ndarray) -> Any:
+    """A ``llama_token_data_array`` over the numpy array's memory (the samplers edit it in place)."""
+    return lc.llama_token_data_array(
+        data=candidates.ctypes.data_as(lc.llama_token_data_p), size=len(candidates), selected=-1, sorted=False
+    )
 
 
 class NativeModel:
@@ -231,8 +299,29 @@ class NativeModel:
     def clear(self) -> None:
         self.lc.llama_memory_clear(self.memory, False)
 
+    def logits(self, batch_index: int) -> np.ndarray:
+        """The logits of one batch row (a view: valid until the next decode)."""
+        return np.ctypeslib.as_array(self.lc.llama_get_logits_ith(self.ctx, batch_index), shape=(self.vocab_size,))
+
+    def grammar_sampler(self, grammar: Grammar) -> Any:
+        """A grammar sampler for this vocabulary; ValueError if llama.cpp cannot parse the grammar."""
+        text = grammar.gbnf.encode("utf-8")
+        if grammar.triggers:
+            patterns = (ctypes.c_char_p * len(grammar.triggers))(*(t.encode("utf-8") for t in grammar.triggers))
+            sampler = self.lc.llama_sampler_init_grammar_lazy_patterns(
+                self.vocab, text, b"root", patterns, len(grammar.triggers), None, 0
+            )
+        else:
+            sampler = self.lc.llama_sampler_init_grammar(self.vocab, text, b"root")
+        if not sampler:
+            raise ValueError("llama.cpp could not parse the grammar")
+        return sampler
+
+    def check_grammar(self, grammar: Grammar) -> None:
+        self.lc.llama_sampler_free(self.grammar_sampler(grammar))
+
     def step_logprobs(self, batch_index: int, chosen: int, top_n: int) -> StepLogprobs:
-        logits = np.ctypeslib.as_array(self.lc.llama_get_logits_ith(self.ctx, batch_index), shape=(self.vocab_size,))
+        logits = self.logits(batch_index)
         peak = float(logits.max())
         log_total = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
         top: tuple[TokenLogprob, ...] = ()

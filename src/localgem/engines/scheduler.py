@@ -271,7 +271,7 @@ class Scheduler:
                 slot=slot,
                 tokens=list(prompt),
                 decoded=kept,
-                sampler=Sampler(self._native, request.sampling, seed, request.max_tokens),
+                sampler=Sampler(self._native, request.sampling, seed, request.max_tokens, request.grammar),
                 text=TextAssembler(request.stop_sequences),
                 leader=leader,
             )

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from localgem import errors
 from localgem.catalog.registry import ModelEntry, ModelRegistry
-from localgem.engines.base import Admitted, CandidateFinished, DeadlineReached, GenerationRequest, TextDelta
+from localgem.engines.base import (
+    Admitted,
+    CandidateFinished,
+    DeadlineReached,
+    GenerationRequest,
+    Grammar,
+    TextDelta,
+)
 from localgem.services.conversation import attach_files, to_messages
 from localgem.services.engines import EnginePool, LoadedModel
 from localgem.services.files import FileService
@@ -57,6 +64,8 @@ class GenerationService:
                 f"The input ({len(prompt)} tokens) plus maxOutputTokens ({options.max_output_tokens}) exceeds the "
                 f"context window of {entry.name} ({loaded.context_length} tokens).",
             )
+        if options.grammar is not None:
+            _check_grammar(loaded, options.grammar)
         request = GenerationRequest(
             prompt_tokens=prompt,
             sampling=options.sampling,
@@ -65,6 +74,7 @@ class GenerationService:
             candidates=options.candidate_count,
             logprobs=options.logprobs,
             deadline=self._clock() + timeout if timeout else None,
+            grammar=options.grammar,
         )
         shape = ResponseShape(
             response_id=secrets.token_urlsafe(16),
@@ -139,3 +149,10 @@ class GenerationService:
                 f"The input token count ({len(prompt)}) exceeds the maximum number of tokens allowed ({limit}).",
             )
         return loaded, prompt
+
+
+def _check_grammar(loaded: LoadedModel, grammar: Grammar) -> None:
+    try:
+        loaded.engine.check_grammar(grammar)
+    except ValueError as exc:
+        raise errors.InvalidArgument(f"The response schema cannot be enforced by {loaded.entry.id}: {exc}.") from None

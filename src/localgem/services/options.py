@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from localgem import errors
 from localgem.catalog.registry import ModelEntry
-from localgem.engines.base import SamplingParams
+from localgem.engines.base import Grammar, SamplingParams
+from localgem.services.structured import output_grammar
 from localgem.types.enums import GEMINI_HARM_CATEGORIES
 from localgem.types.generation import GenerateContentRequest, GenerationConfig
 
@@ -27,6 +28,7 @@ class GenerationOptions:
     stop_sequences: tuple[str, ...]
     candidate_count: int
     logprobs: int | None  # None: not requested
+    grammar: Grammar | None = None  # structured output
 
 
 def refuse_unsupported_request(body: GenerateContentRequest, prefix: str = "") -> None:
@@ -51,12 +53,7 @@ def refuse_unsupported_request(body: GenerateContentRequest, prefix: str = "") -
 
 
 def _refuse_unsupported_config(config: GenerationConfig, where: str, model: str) -> None:
-    mime = config.response_mime_type
-    if mime not in (None, "", "text/plain"):
-        raise errors.not_supported(f"{where}.response_mime_type", f"responseMimeType {mime!r}")
     for field in (
-        "response_schema",
-        "response_json_schema",
         "speech_config",
         "image_config",
         "response_format",
@@ -129,7 +126,7 @@ def generation_options(config: GenerationConfig | None, entry: ModelEntry, prefi
         presence_penalty=config.presence_penalty or 0.0,
         frequency_penalty=config.frequency_penalty or 0.0,
     )
-    return GenerationOptions(sampling, max_tokens, stops, candidates, logprobs)
+    return GenerationOptions(sampling, max_tokens, stops, candidates, logprobs, output_grammar(config, where))
 
 
 def _logprobs(config: GenerationConfig, where: str) -> int | None:
