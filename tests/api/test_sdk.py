@@ -210,9 +210,7 @@ def test_errors_surface_as_sdk_errors(client: genai.Client) -> None:
         client.models.generate_content(
             model=MODEL,
             contents="x",
-            config=types.GenerateContentConfig(
-                tools=[types.Tool(function_declarations=[types.FunctionDeclaration(name="f", description="d")])]
-            ),
+            config=types.GenerateContentConfig(tools=[types.Tool(code_execution=types.ToolCodeExecution())]),
         )
 
 

@@ -32,11 +32,11 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class Grammar:
-    """A GBNF grammar the output must follow. With ``triggers`` (regular expressions) it is lazy:
-    the output is free until a trigger matches, and follows the grammar from the trigger on."""
+    """A GBNF grammar the output must follow. With a ``trigger`` it is lazy: the output is free until
+    it writes the trigger text, and what follows the trigger must match the grammar."""
 
     gbnf: str
-    triggers: tuple[str, ...] = ()
+    trigger: str | None = None
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,9 @@ class Sampler:
         self._lc = lc
         self._native = native
         self._grammar = native.grammar_sampler(grammar) if grammar is not None else None
+        # A lazy grammar's trigger, until the output has written it; and the output's last bytes.
+        self._trigger = grammar.trigger.encode("utf-8") if grammar is not None and grammar.trigger else None
+        self._tail = b""
         chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         self._penalized = bool(params.presence_penalty or params.frequency_penalty)
         if self._penalized:
@@ -108,21 +111,61 @@ class Sampler:
         else:
             # Without penalties the chain keeps no history, so its own (C-side) sampling can go first.
             token = int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
-        if self._allowed(token):
-            self._lc.llama_sampler_accept(self._grammar, token)
-            if self._penalized:
-                self._lc.llama_sampler_accept(self._chain, token)
+        if self._acceptable(token):
+            self._accept(token, into_chain=self._penalized)
             return token
+        logits = self._native.logits(batch_index)
+        token = self._pick_short_of_trigger(logits) if self._trigger is not None else self._pick_allowed(logits)
+        self._accept(token, into_chain=True)
+        return token
+
+    def _acceptable(self, token: int) -> bool:
+        if self._trigger is not None:  # a lazy grammar allows anything until its trigger
+            return not self._overshoots(token)
+        return self._allowed(token)
+
+    def _overshoots(self, token: int) -> bool:
+        """Would ``token`` complete the trigger and carry more characters? Those would escape the
+        grammar, which starts right after the trigger."""
+        assert self._trigger is not None
+        text = self._tail + self._native.piece(token)
+        at = text.find(self._trigger)
+        return at >= 0 and at + len(self._trigger) < len(text)
+
+    def _pick_allowed(self, logits: np.ndarray) -> int:
         # Checking the grammar over the whole vocabulary is the slow part (262k tokens for Gemma):
         # try the most likely tokens first, and the whole vocabulary only if none of them fits.
-        logits = self._native.logits(batch_index)
         likely = _candidates(logits, np.argpartition(-logits, _LIKELY)[:_LIKELY])
         token = self._pick(likely, grammar_first=True, need_allowed=True)
         if token < 0:
             token = self._pick(_candidates(logits), grammar_first=True)
-        self._lc.llama_sampler_accept(self._grammar, token)
-        self._lc.llama_sampler_accept(self._chain, token)
         return token
+
+    def _pick_short_of_trigger(self, logits: np.ndarray) -> int:
+        banned: list[int] = []
+        for _ in range(_MAX_REPICKS):
+            candidates = _candidates(logits)
+            candidates["logit"][banned] = -np.inf  # ids are positions until the chain sorts them
+            token = self._pick(candidates, grammar_first=False)
+            if not self._overshoots(token):
+                return token
+            banned.append(token)
+        return self._native.eos_token
+
+    def _accept(self, token: int, *, into_chain: bool) -> None:
+        if into_chain:
+            self._lc.llama_sampler_accept(self._chain, token)
+        if self._trigger is not None:
+            self._see(token)
+        else:
+            self._lc.llama_sampler_accept(self._grammar, token)
+
+    def _see(self, token: int) -> None:
+        """Before the trigger: watch for it; the grammar starts right after it."""
+        assert self._trigger is not None
+        self._tail = (self._tail + self._native.piece(token))[-len(self._trigger) :]
+        if self._tail == self._trigger:
+            self._trigger = None
 
     def _pick(self, candidates: np.ndarray, *, grammar_first: bool, need_allowed: bool = False) -> int:
         array = _token_array(self._lc, candidates)
@@ -150,6 +193,7 @@ class Sampler:
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 _LIKELY = 128
+_MAX_REPICKS = 32
 
 
 def _candidates(logits: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
@@ -225,6 +269,7 @@ class NativeModel:
         self.slots = slots
         self._batch = lc.llama_batch_init(batch_size, 0, 1)
         self.vocab_size = lc.llama_vocab_n_tokens(self.vocab)
+        self.eos_token = int(lc.llama_vocab_eos(self.vocab))
         self._piece_buffer = ctypes.create_string_buffer(256)
         template = lc.llama_model_chat_template(self.model, None)
         self.info = ModelInfo(
@@ -305,14 +350,9 @@ class NativeModel:
 
     def grammar_sampler(self, grammar: Grammar) -> Any:
         """A grammar sampler for this vocabulary; ValueError if llama.cpp cannot parse the grammar."""
-        text = grammar.gbnf.encode("utf-8")
-        if grammar.triggers:
-            patterns = (ctypes.c_char_p * len(grammar.triggers))(*(t.encode("utf-8") for t in grammar.triggers))
-            sampler = self.lc.llama_sampler_init_grammar_lazy_patterns(
-                self.vocab, text, b"root", patterns, len(grammar.triggers), None, 0
-            )
-        else:
-            sampler = self.lc.llama_sampler_init_grammar(self.vocab, text, b"root")
+        # Lazy grammars are handled by the Sampler, not by llama.cpp's lazy mode: that one runs a
+        # std::regex over the whole output at every token (slow, and deep recursion on long outputs).
+        sampler = self.lc.llama_sampler_init_grammar(self.vocab, grammar.gbnf.encode("utf-8"), b"root")
         if not sampler:
             raise ValueError("llama.cpp could not parse the grammar")
         return sampler

@@ -184,8 +184,13 @@ def check_json_schema(schema: Any, path: str) -> dict[str, Any]:
 # -- JSON Schema → GBNF ---------------------------------------------------------------------------
 
 
+def new_converter() -> SchemaConverter:
+    """llama.cpp's JSON Schema → GBNF converter, with the numeric bounds added here."""
+    return _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+
+
 def json_schema_grammar(schema: dict[str, Any], path: str) -> str:
-    converter = _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter = new_converter()
     try:
         resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "input")
         converter.visit(_with_anchored_patterns(resolved), "")
@@ -198,7 +203,7 @@ def json_schema_grammar(schema: dict[str, Any], path: str) -> str:
 
 def any_json_grammar() -> str:
     """``application/json`` without a schema: one JSON object or array."""
-    converter = _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter = new_converter()
     converter.visit({"anyOf": [{"type": "object"}, {"type": "array"}]}, "")
     return converter.format_grammar()
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from localgem import errors
+from localgem.prompting import tools
 from localgem.prompting.chat_template import Message
 from localgem.services.documents import base_type, document_text
 from localgem.services.files import FileService
 from localgem.types.content import Content, Part
 
-_ROLES = {"user": "user", "model": "assistant"}
+_ROLES = {"user": "user", "model": "assistant", "function": "user"}  # "function": function results, older docs
 _DATA_FIELDS = (
     "text",
     "inline_data",
@@ -57,8 +58,14 @@ def _other_data(part: Part) -> bool:
     return any(getattr(part, name) is not None for name in _DATA_FIELDS if name != "file_data")
 
 
-def to_messages(contents: list[Content] | None, system_instruction: Content | None, prefix: str = "") -> list[Message]:
-    """Validate and flatten a conversation; consecutive turns of one role merge into one message."""
+def to_messages(
+    contents: list[Content] | None,
+    system_instruction: Content | None,
+    prefix: str = "",
+    tool_prompt: str | None = None,
+) -> list[Message]:
+    """Validate and flatten a conversation; consecutive turns of one role merge into one message.
+    ``tool_prompt`` (the functions the model may call) joins the system message."""
     if not contents:
         raise errors.invalid_field(
             f"{prefix}contents", f"* GenerateContentRequest.{prefix}contents: contents is not specified"
@@ -68,6 +75,11 @@ def to_messages(contents: list[Content] | None, system_instruction: Content | No
         system = _text_of(system_instruction, f"{prefix}system_instruction")
         if system:
             messages.append(Message("system", system))
+    if tool_prompt:
+        if messages:
+            messages[0] = Message("system", messages[0].content + "\n\n" + tool_prompt)
+        else:
+            messages.append(Message("system", tool_prompt))
     for i, content in enumerate(contents):
         where = f"{prefix}contents[{i}]"
         role = content.role or "user"
@@ -115,6 +127,22 @@ def _part_text(part: Part, where: str) -> str:
         return "" if part.thought else (part.text or "")
     if kind == "inline_data":
         return _inline_text(part, where)
+    if kind == "function_call":
+        call = part.function_call
+        assert call is not None
+        if not call.name:
+            raise errors.invalid_field(f"{where}.function_call.name", f"{where}.function_call.name is required.")
+        return tools.render_call(call.name, call.args) + "\n"
+    if kind == "function_response":
+        result = part.function_response
+        assert result is not None
+        if not result.name:
+            raise errors.invalid_field(
+                f"{where}.function_response.name", f"{where}.function_response.name is required."
+            )
+        if result.parts:
+            raise errors.not_supported(f"{where}.function_response.parts", "Media in function responses")
+        return tools.render_response(result.name, result.response) + "\n"
     if kind == "file_data":
         raise errors.not_supported(f"{where}.file_data", "fileData parts outside contents")
     raise errors.not_supported(f"{where}.{kind}", f"{kind} parts")

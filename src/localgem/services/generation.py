@@ -21,6 +21,7 @@ from localgem.engines.base import (
 from localgem.services.conversation import attach_files, to_messages
 from localgem.services.engines import EnginePool, LoadedModel
 from localgem.services.files import FileService
+from localgem.services.function_calling import tool_plan
 from localgem.services.options import generation_options, refuse_unsupported_request
 from localgem.services.responses import ResponseShape, StreamChunker, UnaryResponseBuilder
 from localgem.types.content import Content
@@ -56,7 +57,18 @@ class GenerationService:
         entry = self._registry.resolve(model, "generateContent")
         refuse_unsupported_request(body)
         options = generation_options(body.generation_config, entry)
-        loaded, prompt = await self._prompt(project, entry, body.contents, body.system_instruction)
+        plan = tool_plan(body)
+        grammar = options.grammar
+        if plan is not None and plan.grammar is not None:
+            if grammar is not None:
+                raise errors.invalid_field(
+                    "generation_config.response_mime_type",
+                    "Function calling with a response schema or JSON mode is not supported: use one or the other.",
+                )
+            grammar = plan.grammar
+        loaded, prompt = await self._prompt(
+            project, entry, body.contents, body.system_instruction, tool_prompt=plan.prompt if plan else None
+        )
         room = loaded.context_length - len(prompt)
         if options.max_output_tokens is not None and options.max_output_tokens > room:
             raise errors.invalid_field(
@@ -64,8 +76,8 @@ class GenerationService:
                 f"The input ({len(prompt)} tokens) plus maxOutputTokens ({options.max_output_tokens}) exceeds the "
                 f"context window of {entry.name} ({loaded.context_length} tokens).",
             )
-        if options.grammar is not None:
-            _check_grammar(loaded, options.grammar)
+        if grammar is not None:
+            _check_grammar(loaded, grammar)
         request = GenerationRequest(
             prompt_tokens=prompt,
             sampling=options.sampling,
@@ -74,13 +86,14 @@ class GenerationService:
             candidates=options.candidate_count,
             logprobs=options.logprobs,
             deadline=self._clock() + timeout if timeout else None,
-            grammar=options.grammar,
+            grammar=grammar,
         )
         shape = ResponseShape(
             response_id=secrets.token_urlsafe(16),
             model_version=entry.id,
             prompt_tokens=len(prompt),
             logprobs=options.logprobs is not None,
+            function_calling=plan is not None and plan.calls_possible,
         )
         return PreparedGeneration(loaded, request, shape)
 
@@ -116,8 +129,14 @@ class GenerationService:
             raise errors.InvalidArgument("Set either contents or generateContentRequest, not both.")
         if inner is not None:
             refuse_unsupported_request(inner, prefix="generate_content_request.")
+            plan = tool_plan(inner, prefix="generate_content_request.")
             _, prompt = await self._prompt(
-                project, entry, inner.contents, inner.system_instruction, prefix="generate_content_request."
+                project,
+                entry,
+                inner.contents,
+                inner.system_instruction,
+                prefix="generate_content_request.",
+                tool_prompt=plan.prompt if plan else None,
             )
         else:
             _, prompt = await self._prompt(project, entry, body.contents, None)
@@ -133,10 +152,11 @@ class GenerationService:
         contents: list[Content] | None,
         system: Content | None,
         prefix: str = "",
+        tool_prompt: str | None = None,
     ) -> tuple[LoadedModel, list[int]]:
         if self._files is not None and contents:
             contents = await attach_files(self._files, project, contents, prefix)
-        messages = to_messages(contents, system, prefix)
+        messages = to_messages(contents, system, prefix, tool_prompt)
         loaded = await self._engines.get(entry)
         text = loaded.template.render(messages)
         info = loaded.engine.info

@@ -32,11 +32,7 @@ class GenerationOptions:
 
 
 def refuse_unsupported_request(body: GenerateContentRequest, prefix: str = "") -> None:
-    """Request-level features that belong to later parts of localgem."""
-    if body.tools:
-        raise errors.not_supported(f"{prefix}tools", "Tools (function calling, code execution, search)")
-    if body.tool_config is not None:
-        raise errors.not_supported(f"{prefix}tool_config", "toolConfig")
+    """Request-level features that belong to later parts of localgem (tools: see function_calling)."""
     if body.cached_content:
         raise errors.not_supported(f"{prefix}cached_content", "Context caching (cachedContent)")
     if body.continuation_token:

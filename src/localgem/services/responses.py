@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from localgem.engines.base import CandidateFinished, StepLogprobs, TextDelta, TokenLogprob
+from localgem.prompting import tools
+from localgem.services.function_calling import call_parts
 from localgem.types.content import Content, Part
 from localgem.types.responses import (
     Candidate,
@@ -31,10 +33,10 @@ def logprobs_result(steps: list[StepLogprobs]) -> LogprobsResult:
     )
 
 
-def _candidate(index: int, text: str, steps: list[StepLogprobs] | None, finish: CandidateFinished | None) -> Candidate:
-    candidate = Candidate(content=Content(role="model", parts=[Part(text=text)]), index=index)
-    if finish is not None:
-        candidate.finish_reason = finish.reason.value
+def _candidate(index: int, parts: list[Part], steps: list[StepLogprobs] | None, finish_reason: str | None) -> Candidate:
+    candidate = Candidate(content=Content(role="model", parts=parts), index=index)
+    if finish_reason is not None:
+        candidate.finish_reason = finish_reason
     if steps is not None:
         result = candidate.logprobs_result = logprobs_result(steps)
         if steps and result.log_probability_sum is not None:
@@ -52,6 +54,18 @@ class ResponseShape:
     logprobs: bool
     #: Prompt tokens the engine reused from its prefix cache (part of prompt_tokens, as Google counts).
     cached_tokens: int = 0
+    #: The output may hold function calls (see prompting.tools), to be returned as functionCall parts.
+    function_calling: bool = False
+
+    def final_parts(self, index: int, text: str, finish: CandidateFinished | None) -> tuple[list[Part], str | None]:
+        """A candidate's (remaining) text → its parts and finish reason."""
+        reason = finish.reason.value if finish is not None else None
+        if not self.function_calling:
+            return [Part(text=text)], reason
+        parts, malformed = call_parts(text, self.response_id, index)
+        if malformed and finish is not None:
+            reason = "MALFORMED_FUNCTION_CALL"
+        return parts, reason
 
     def usage(self, output_tokens: int | None = None) -> UsageMetadata:
         usage = UsageMetadata(
@@ -94,35 +108,56 @@ class UnaryResponseBuilder:
             state.finish = event
 
     def build(self) -> GenerateContentResponse:
-        candidates = [
-            _candidate(index, "".join(s.parts), s.steps if self.shape.logprobs else None, s.finish)
-            for index, s in sorted(self._candidates.items())
-        ]
+        candidates = []
+        for index, state in sorted(self._candidates.items()):
+            parts, reason = self.shape.final_parts(index, "".join(state.parts), state.finish)
+            candidates.append(_candidate(index, parts, state.steps if self.shape.logprobs else None, reason))
         output = sum(s.finish.output_tokens for s in self._candidates.values() if s.finish)
         return self.shape.response(candidates, self.shape.usage(output))
 
 
 @dataclass
 class StreamChunker:
-    """Holds each candidate's latest text back by one event, so the finish reason rides on its last chunk."""
+    """Holds each candidate's latest text back by one event, so the finish reason rides on its last chunk.
+
+    When the output may call functions, text that is (or may become) a call block is held until the
+    candidate finishes: a function call arrives whole, in the last chunk, as Google sends it.
+    """
 
     shape: ResponseShape
     candidates: int
     _held: dict[int, TextDelta] = field(default_factory=dict)
+    _pending_calls: dict[int, str] = field(default_factory=dict)
     _finished: int = 0
     _output_tokens: int = 0
 
     def add(self, event: TextDelta | CandidateFinished) -> GenerateContentResponse | None:
         previous = self._held.pop(event.index, None)
         if isinstance(event, TextDelta):
-            self._held[event.index] = event
-            return self._chunk(previous, None) if previous is not None else None
+            self._held[event.index] = self._visible(event) if self.shape.function_calling else event
+            if previous is None or (not previous.text and not previous.logprobs):
+                return None
+            return self._chunk(previous, None)
         self._finished += 1
         self._output_tokens += event.output_tokens
         return self._chunk(previous or TextDelta(event.index, ""), event)
+
+    def _visible(self, delta: TextDelta) -> TextDelta:
+        text = self._pending_calls.pop(delta.index, "") + delta.text
+        start = text.find(tools.CALL_OPEN)
+        cut = start if start >= 0 else len(text) - tools.held_back(text)
+        if cut < len(text):
+            self._pending_calls[delta.index] = text[cut:]
+        return TextDelta(delta.index, text[:cut], delta.logprobs)
 
     def _chunk(self, delta: TextDelta, finish: CandidateFinished | None) -> GenerateContentResponse:
         steps = list(delta.logprobs) if self.shape.logprobs else None
         last = finish is not None and self._finished == self.candidates
         usage = self.shape.usage(self._output_tokens if last else None)
-        return self.shape.response([_candidate(delta.index, delta.text, steps, finish)], usage)
+        if finish is None:
+            parts, reason = [Part(text=delta.text)], None
+        else:
+            parts, reason = self.shape.final_parts(
+                delta.index, delta.text + self._pending_calls.pop(delta.index, ""), finish
+            )
+        return self.shape.response([_candidate(delta.index, parts, steps, reason)], usage)

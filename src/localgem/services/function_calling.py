@@ -1,0 +1,127 @@
+"""tools[].functionDeclarations and toolConfig.functionCallingConfig → what the prompt says and what
+the grammar allows; the model's output → functionCall parts."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from localgem import errors
+from localgem.engines.base import Grammar
+from localgem.prompting import schemas, tools
+from localgem.services.structured import unenforceable
+from localgem.types.content import FunctionCall, Part
+from localgem.types.generation import GenerateContentRequest
+from localgem.types.tools import FunctionDeclaration
+
+# Google's rule: a letter or underscore, then letters, digits, _ . : -, at most 64 characters.
+_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+_OTHER_TOOLS = (
+    "code_execution",
+    "computer_use",
+    "file_search",
+    "google_maps",
+    "google_search",
+    "google_search_retrieval",
+    "mcp_servers",
+    "url_context",
+)
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    mode: str  # AUTO | ANY | NONE | VALIDATED
+    prompt: str | None  # added to the system message
+    grammar: Grammar | None
+
+    @property
+    def calls_possible(self) -> bool:
+        return self.grammar is not None
+
+
+def tool_plan(body: GenerateContentRequest, prefix: str = "") -> ToolPlan | None:
+    functions = _declarations(body, prefix)
+    calling = body.tool_config.function_calling_config if body.tool_config else None
+    if body.tool_config is not None and body.tool_config.retrieval_config is not None:
+        raise errors.not_supported(f"{prefix}tool_config.retrieval_config")
+    mode = calling.mode if calling and calling.mode not in (None, "MODE_UNSPECIFIED") else "AUTO"
+    allowed = calling.allowed_function_names if calling else None
+    where = f"{prefix}tool_config.function_calling_config"
+    if not functions:
+        if mode in ("ANY", "VALIDATED") or allowed:
+            raise errors.invalid_field(where, f"{where}: mode {mode} needs tools with function declarations.")
+        return None
+    if allowed:
+        if mode not in ("ANY", "VALIDATED"):
+            raise errors.invalid_field(
+                f"{where}.allowed_function_names",
+                "allowedFunctionNames may only be set when the mode is ANY or VALIDATED.",
+            )
+        unknown = sorted(set(allowed) - {f.name for f in functions})
+        if unknown:
+            raise errors.invalid_field(
+                f"{where}.allowed_function_names", f"allowedFunctionNames names undeclared functions: {unknown}."
+            )
+        functions = [f for f in functions if f.name in allowed]
+    if mode == "NONE":
+        return ToolPlan(mode, None, None)
+    if mode == "ANY":
+        grammar = Grammar(tools.calls_grammar(functions))
+    else:
+        grammar = Grammar(tools.calls_grammar(functions, after_trigger=True), trigger=tools.CALL_OPEN)
+    return ToolPlan(mode, tools.instructions(functions, required=mode == "ANY"), grammar)
+
+
+def _declarations(body: GenerateContentRequest, prefix: str) -> list[tools.Function]:
+    functions: list[tools.Function] = []
+    for i, tool in enumerate(body.tools or []):
+        for field in _OTHER_TOOLS:
+            if getattr(tool, field) is not None:
+                raise errors.not_supported(f"{prefix}tools[{i}].{field}")
+        for j, declaration in enumerate(tool.function_declarations or []):
+            functions.append(_function(declaration, f"{prefix}tools[{i}].function_declarations[{j}]"))
+    names = [f.name for f in functions]
+    if len(set(names)) != len(names):
+        duplicate = next(name for name in names if names.count(name) > 1)
+        raise errors.invalid_field(f"{prefix}tools", f"Duplicate function declaration: {duplicate!r}.")
+    return functions
+
+
+def _function(declaration: FunctionDeclaration, where: str) -> tools.Function:
+    name = declaration.name or ""
+    if not _FUNCTION_NAME.fullmatch(name):
+        raise errors.invalid_field(
+            f"{where}.name",
+            f"* GenerateContentRequest.{where}.name: Invalid function name {name!r}. Must start with a letter or an "
+            "underscore. Must be a-z, A-Z, 0-9, or contain underscores, dots, colons and dashes, with a maximum "
+            "length of 64.",
+        )
+    if declaration.behavior not in (None, "UNSPECIFIED", "BLOCKING"):
+        raise errors.not_supported(f"{where}.behavior", f"Function behavior {declaration.behavior}")
+    if declaration.parameters is not None and declaration.parameters_json_schema is not None:
+        raise errors.invalid_field(f"{where}.parameters", "Set parameters or parametersJsonSchema, not both.")
+    try:
+        if declaration.parameters is not None:
+            parameters = schemas.google_to_json_schema(declaration.parameters, f"{where}.parameters")
+        elif declaration.parameters_json_schema is not None:
+            parameters = schemas.check_json_schema(
+                declaration.parameters_json_schema, f"{where}.parameters_json_schema"
+            )
+        else:
+            parameters = {"type": "object", "properties": {}}
+    except schemas.UnenforceableSchema as exc:
+        raise unenforceable(exc) from None
+    if parameters.get("type", "object") != "object":
+        raise errors.invalid_field(f"{where}.parameters", f"{where}.parameters must be of type OBJECT.")
+    return tools.Function(name, declaration.description or "", parameters)
+
+
+def call_parts(text: str, response_id: str, index: int) -> tuple[list[Part], bool]:
+    """Output of a request that may call functions → its parts, and whether a call was malformed."""
+    before, calls, malformed = tools.split_calls(text)
+    parts = [Part(text=before)] if before.strip() or not calls else []
+    for n, call in enumerate(calls):
+        digest = hashlib.sha256(f"{response_id}/{index}/{n}".encode()).hexdigest()[:16]
+        parts.append(Part(function_call=FunctionCall(name=call.name, args=call.args, id=f"call_{digest}")))
+    return parts, malformed
