@@ -31,6 +31,8 @@ _ORPHAN_GRACE_S = 3600.0
 _SWEEP_BATCH = 500
 #: A file larger than this cannot fit any model's context as text; refuse before reading it.
 _MAX_PROMPT_FILE_BYTES = 64 * 1024 * 1024
+#: PDFs are parsed in memory; larger ones fail processing instead of exhausting it.
+_MAX_PDF_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,10 @@ class FileService:
             await asyncio.gather(*self._processing, return_exceptions=True)
 
     async def _process(self, record: FileRecord) -> None:
+        if record.size_bytes > _MAX_PDF_BYTES:
+            message = f"PDF of {record.size_bytes} bytes: text is extracted from PDFs up to {_MAX_PDF_BYTES} bytes."
+            await self._files.finish_processing(record, "FAILED", self._clock(), text_sha256=None, error=message)
+            return
         try:
             text = await asyncio.to_thread(documents.pdf_text, await self._blobs.read_all(record.sha256))
         except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -77,7 +78,7 @@ class GenerationService:
                 f"context window of {entry.name} ({loaded.context_length} tokens).",
             )
         if grammar is not None:
-            _check_grammar(loaded, grammar)
+            await _check_grammar(loaded, grammar)
         request = GenerationRequest(
             prompt_tokens=prompt,
             sampling=options.sampling,
@@ -171,8 +172,8 @@ class GenerationService:
         return loaded, prompt
 
 
-def _check_grammar(loaded: LoadedModel, grammar: Grammar) -> None:
+async def _check_grammar(loaded: LoadedModel, grammar: Grammar) -> None:
     try:
-        loaded.engine.check_grammar(grammar)
+        await asyncio.to_thread(loaded.engine.check_grammar, grammar)  # a large schema takes a while
     except ValueError as exc:
         raise errors.InvalidArgument(f"The response schema cannot be enforced by {loaded.entry.id}: {exc}.") from None
