@@ -236,3 +236,35 @@ def test_validated_mode_and_counting_tools(real_server: RunningServer, client: g
         return httpx.post(url, params={"key": API_KEY}, json={"generateContentRequest": inner}).json()["totalTokens"]
 
     assert count({**request, "tools": tools}) > count(request) + 20  # the declarations are in the prompt
+
+
+def test_a_model_whose_template_formats_tools_gets_its_own_format(tmp_path) -> None:
+    """A user's model with a Hermes/Qwen-style template: tools and turns go through that template,
+    and the calls it is constrained to use its ``arguments`` key."""
+    from localgem.app import create_app
+    from localgem.catalog.packaged import smollm2_135m_instruct
+    from localgem.settings import load_settings
+    from tests.server import start_server
+    from tests.tool_templates import HERMES_TEMPLATE
+
+    settings = load_settings(
+        environ={},
+        data_dir=tmp_path,
+        api_keys=[API_KEY],
+        builtin_models=False,
+        default_model="hermes-style",
+        models=[{"id": "hermes-style", "path": str(smollm2_135m_instruct(tmp_path)), "chat_template": HERMES_TEMPLATE}],
+    )
+    server = start_server(create_app(settings))
+    try:
+        client = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=server.url))
+        for seed, prompt in enumerate(PROMPTS[:3]):
+            response = client.models.generate_content(
+                model=MODEL, contents=prompt, config=config("ANY", temperature=0.9, seed=seed, max_output_tokens=300)
+            )
+            assert response.candidates[0].finish_reason == types.FinishReason.STOP
+            assert response.function_calls
+            for call in response.function_calls:
+                jsonschema.validate(call.args, ARGUMENTS[call.name])
+    finally:
+        server.stop()

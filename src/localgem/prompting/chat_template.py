@@ -24,8 +24,19 @@ FALLBACK_TEMPLATE = (
 
 @dataclass(frozen=True)
 class Message:
-    role: str  # "system", "user" or "assistant", as chat templates expect
+    role: str  # "system", "user", "assistant" or "tool", as chat templates expect
     content: str
+    #: Hugging Face's tool conventions: an assistant's calls, and the function a "tool" message answers.
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    name: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = list(self.tool_calls)
+        if self.name is not None:
+            message["name"] = self.name
+        return message
 
 
 class TemplateError(Exception):
@@ -44,6 +55,8 @@ class ChatTemplate:
         env.globals["raise_exception"] = _raise
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         self.source = source
+        # Hugging Face templates that format tools read a ``tools`` variable and messages' ``tool_calls``.
+        self.supports_tools = "tools" in source and "tool_calls" in source
         self.bos_token = bos_token
         self._template = env.from_string(source)
         self._eos_token = eos_token
@@ -51,7 +64,7 @@ class ChatTemplate:
     def render(self, messages: list[Message], *, add_generation_prompt: bool = True, **extra: Any) -> str:
         try:
             return self._template.render(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=[m.as_dict() for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self._eos_token,

@@ -61,6 +61,22 @@ def instructions(functions: list[Function], *, required: bool) -> str:
     )
 
 
+def template_tools(functions: list[Function]) -> list[dict[str, Any]]:
+    """Declarations as Hugging Face chat templates take them (the ``tools`` variable)."""
+    return [
+        {"type": "function", "function": {"name": f.name, "description": f.description, "parameters": f.parameters}}
+        for f in functions
+    ]
+
+
+def template_call(name: str, args: dict[str, Any] | None, call_id: str | None) -> dict[str, Any]:
+    """A call as Hugging Face chat templates take it (an entry of a message's ``tool_calls``)."""
+    call: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": args or {}}}
+    if call_id:
+        call["id"] = call_id
+    return call
+
+
 def render_call(name: str, args: dict[str, Any] | None) -> str:
     return f"{CALL_OPEN}\n{json.dumps({'name': name, 'args': args or {}}, ensure_ascii=False)}\n{CALL_CLOSE}"
 
@@ -70,16 +86,18 @@ def render_response(name: str, response: dict[str, Any] | None) -> str:
     return f"{RESPONSE_OPEN}\n{body}\n{RESPONSE_CLOSE}"
 
 
-def calls_grammar(functions: list[Function], *, after_trigger: bool = False) -> str:
+def calls_grammar(functions: list[Function], *, after_trigger: bool = False, args_key: str = "args") -> str:
     """GBNF for one to MAX_CALLS call blocks, each naming one of ``functions`` with valid arguments.
-    ``after_trigger``: for a lazy grammar, which starts once the output has written ``<tool_call>``."""
+    ``after_trigger``: for a lazy grammar, which starts once the output has written ``<tool_call>``.
+    ``args_key``: "args" in the fallback format, "arguments" for models whose template formats tools
+    (the Hermes convention of Qwen and others)."""
     converter = new_converter()
     call = {
         "anyOf": [
             {
                 "type": "object",
-                "properties": {"name": {"const": f.name}, "args": f.parameters},
-                "required": ["name", "args"],
+                "properties": {"name": {"const": f.name}, args_key: f.parameters},
+                "required": ["name", args_key],
             }
             for f in functions
         ]
@@ -105,13 +123,10 @@ def split_calls(text: str) -> tuple[str, list[ParsedCall], bool]:
             data = json.loads(match.group(1))
         except ValueError:
             return before, calls, True
-        if (
-            not isinstance(data, dict)
-            or not isinstance(data.get("name"), str)
-            or not isinstance(data.get("args", {}), dict)
-        ):
+        args = data.get("args", data.get("arguments", {})) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(args, dict):
             return before, calls, True
-        call = ParsedCall(data["name"], data.get("args") or {})
+        call = ParsedCall(data["name"], args)
         if call not in calls:  # small models repeat a call verbatim; running it twice helps nobody
             calls.append(call)
         end = match.end()

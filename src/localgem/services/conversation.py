@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from localgem import errors
 from localgem.prompting import tools
 from localgem.prompting.chat_template import Message
@@ -63,9 +65,14 @@ def to_messages(
     system_instruction: Content | None,
     prefix: str = "",
     tool_prompt: str | None = None,
+    template_tools: bool = False,
 ) -> list[Message]:
     """Validate and flatten a conversation; consecutive turns of one role merge into one message.
-    ``tool_prompt`` (the functions the model may call) joins the system message."""
+
+    ``tool_prompt`` (the fallback format's list of functions) joins the system message. With
+    ``template_tools`` the model's chat template formats tools: calls go into an assistant message's
+    ``tool_calls`` and results into ``tool`` messages, as Hugging Face templates expect; otherwise
+    both are rendered as text blocks (see prompting.tools)."""
     if not contents:
         raise errors.invalid_field(
             f"{prefix}contents", f"* GenerateContentRequest.{prefix}contents: contents is not specified"
@@ -87,26 +94,64 @@ def to_messages(
             raise errors.invalid_field(
                 f"{where}.role", f"Please use a valid role: user, model. Got {role!r} at {where}.role."
             )
-        text = _text_of(content, where)
-        if messages and messages[-1].role == _ROLES[role]:
-            # The SDKs' chats keep a streamed answer as one model Content per chunk, so model turns
-            # join seamlessly; separate user messages stay separate paragraphs.
-            separator = "" if role == "model" else "\n\n"
-            messages[-1] = Message(_ROLES[role], messages[-1].content + separator + text)
-        else:
-            messages.append(Message(_ROLES[role], text))
+        for message in _turn(content, role, where, template_tools):
+            last = messages[-1] if messages else None
+            if last is not None and last.role == message.role and message.role != "tool":
+                # The SDKs' chats keep a streamed answer as one model Content per chunk, so model turns
+                # join seamlessly; separate user messages stay separate paragraphs.
+                separator = "" if role == "model" else "\n\n"
+                messages[-1] = Message(
+                    message.role, last.content + separator + message.content, last.tool_calls + message.tool_calls
+                )
+            else:
+                messages.append(message)
     return messages
 
 
 def _text_of(content: Content, where: str) -> str:
+    return _turn(content, "user", where, template_tools=False)[0].content
+
+
+def _turn(content: Content, role: str, where: str, template_tools: bool) -> list[Message]:
     if not content.parts:
         raise errors.invalid_field(
             f"{where}.parts", f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty."
         )
-    return "".join(_part_text(part, f"{where}.parts[{j}]") for j, part in enumerate(content.parts))
+    text: list[str] = []
+    calls: list[dict] = []
+    results: list[Message] = []
+    for j, part in enumerate(content.parts):
+        here = f"{where}.parts[{j}]"
+        kind = _kind(part, here)
+        if kind == "function_call":
+            call = part.function_call
+            assert call is not None
+            if not call.name:
+                raise errors.invalid_field(f"{here}.function_call.name", f"{here}.function_call.name is required.")
+            if template_tools:
+                calls.append(tools.template_call(call.name, call.args, call.id))
+            else:
+                text.append(tools.render_call(call.name, call.args) + "\n")
+        elif kind == "function_response":
+            result = part.function_response
+            assert result is not None
+            if not result.name:
+                raise errors.invalid_field(
+                    f"{here}.function_response.name", f"{here}.function_response.name is required."
+                )
+            if result.parts:
+                raise errors.not_supported(f"{here}.function_response.parts", "Media in function responses")
+            if template_tools:
+                results.append(Message("tool", json.dumps(result.response or {}, ensure_ascii=False), name=result.name))
+            else:
+                text.append(tools.render_response(result.name, result.response) + "\n")
+        else:
+            text.append(_part_text(part, kind, here))
+    turn = [Message(_ROLES[role], "".join(text), tuple(calls))] if text or calls or not results else []
+    return turn + results
 
 
-def _part_text(part: Part, where: str) -> str:
+def _kind(part: Part, where: str) -> str:
     kinds = [name for name in _DATA_FIELDS if getattr(part, name) is not None]
     if not kinds:
         raise errors.invalid_field(
@@ -121,28 +166,15 @@ def _part_text(part: Part, where: str) -> str:
     for field in _MEDIA_ANNOTATIONS:
         if getattr(part, field) is not None:
             raise errors.not_supported(f"{where}.{field}")
-    kind = kinds[0]
+    return kinds[0]
+
+
+def _part_text(part: Part, kind: str, where: str) -> str:
     if kind == "text":
         # Thought summaries of earlier turns are not fed back to the model, as on Google's side.
         return "" if part.thought else (part.text or "")
     if kind == "inline_data":
         return _inline_text(part, where)
-    if kind == "function_call":
-        call = part.function_call
-        assert call is not None
-        if not call.name:
-            raise errors.invalid_field(f"{where}.function_call.name", f"{where}.function_call.name is required.")
-        return tools.render_call(call.name, call.args) + "\n"
-    if kind == "function_response":
-        result = part.function_response
-        assert result is not None
-        if not result.name:
-            raise errors.invalid_field(
-                f"{where}.function_response.name", f"{where}.function_response.name is required."
-            )
-        if result.parts:
-            raise errors.not_supported(f"{where}.function_response.parts", "Media in function responses")
-        return tools.render_response(result.name, result.response) + "\n"
     if kind == "file_data":
         raise errors.not_supported(f"{where}.file_data", "fileData parts outside contents")
     raise errors.not_supported(f"{where}.{kind}", f"{kind} parts")

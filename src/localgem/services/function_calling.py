@@ -32,12 +32,23 @@ _OTHER_TOOLS = (
 @dataclass(frozen=True)
 class ToolPlan:
     mode: str  # AUTO | ANY | NONE | VALIDATED
-    prompt: str | None  # added to the system message
-    grammar: Grammar | None
+    functions: list[tools.Function]  # those the model may call (none in mode NONE)
 
     @property
     def calls_possible(self) -> bool:
-        return self.grammar is not None
+        return bool(self.functions)
+
+    def instructions(self) -> str | None:
+        """The fallback format's system text (models whose chat template formats tools get ``tools``)."""
+        return tools.instructions(self.functions, required=self.mode == "ANY") if self.functions else None
+
+    def grammar(self, args_key: str) -> Grammar | None:
+        if not self.functions:
+            return None
+        if self.mode == "ANY":
+            return Grammar(tools.calls_grammar(self.functions, args_key=args_key))
+        lazy = tools.calls_grammar(self.functions, after_trigger=True, args_key=args_key)
+        return Grammar(lazy, trigger=tools.CALL_OPEN)
 
 
 def tool_plan(body: GenerateContentRequest, prefix: str = "") -> ToolPlan | None:
@@ -64,13 +75,7 @@ def tool_plan(body: GenerateContentRequest, prefix: str = "") -> ToolPlan | None
                 f"{where}.allowed_function_names", f"allowedFunctionNames names undeclared functions: {unknown}."
             )
         functions = [f for f in functions if f.name in allowed]
-    if mode == "NONE":
-        return ToolPlan(mode, None, None)
-    if mode == "ANY":
-        grammar = Grammar(tools.calls_grammar(functions))
-    else:
-        grammar = Grammar(tools.calls_grammar(functions, after_trigger=True), trigger=tools.CALL_OPEN)
-    return ToolPlan(mode, tools.instructions(functions, required=mode == "ANY"), grammar)
+    return ToolPlan(mode, [] if mode == "NONE" else functions)
 
 
 def _declarations(body: GenerateContentRequest, prefix: str) -> list[tools.Function]:

@@ -19,10 +19,11 @@ from localgem.engines.base import (
     Grammar,
     TextDelta,
 )
+from localgem.prompting.tools import template_tools
 from localgem.services.conversation import attach_files, to_messages
 from localgem.services.engines import EnginePool, LoadedModel
 from localgem.services.files import FileService
-from localgem.services.function_calling import tool_plan
+from localgem.services.function_calling import ToolPlan, tool_plan
 from localgem.services.options import generation_options, refuse_unsupported_request
 from localgem.services.responses import ResponseShape, StreamChunker, UnaryResponseBuilder
 from localgem.types.content import Content
@@ -59,17 +60,15 @@ class GenerationService:
         refuse_unsupported_request(body)
         options = generation_options(body.generation_config, entry)
         plan = tool_plan(body)
+        if plan is not None and plan.calls_possible and options.grammar is not None:
+            raise errors.invalid_field(
+                "generation_config.response_mime_type",
+                "Function calling with a response schema or JSON mode is not supported: use one or the other.",
+            )
+        loaded, prompt = await self._prompt(project, entry, body.contents, body.system_instruction, plan=plan)
         grammar = options.grammar
-        if plan is not None and plan.grammar is not None:
-            if grammar is not None:
-                raise errors.invalid_field(
-                    "generation_config.response_mime_type",
-                    "Function calling with a response schema or JSON mode is not supported: use one or the other.",
-                )
-            grammar = plan.grammar
-        loaded, prompt = await self._prompt(
-            project, entry, body.contents, body.system_instruction, tool_prompt=plan.prompt if plan else None
-        )
+        if plan is not None and plan.calls_possible:
+            grammar = plan.grammar("arguments" if loaded.template.supports_tools else "args")
         room = loaded.context_length - len(prompt)
         if options.max_output_tokens is not None and options.max_output_tokens > room:
             raise errors.invalid_field(
@@ -130,14 +129,13 @@ class GenerationService:
             raise errors.InvalidArgument("Set either contents or generateContentRequest, not both.")
         if inner is not None:
             refuse_unsupported_request(inner, prefix="generate_content_request.")
-            plan = tool_plan(inner, prefix="generate_content_request.")
             _, prompt = await self._prompt(
                 project,
                 entry,
                 inner.contents,
                 inner.system_instruction,
                 prefix="generate_content_request.",
-                tool_prompt=plan.prompt if plan else None,
+                plan=tool_plan(inner, prefix="generate_content_request."),
             )
         else:
             _, prompt = await self._prompt(project, entry, body.contents, None)
@@ -153,13 +151,19 @@ class GenerationService:
         contents: list[Content] | None,
         system: Content | None,
         prefix: str = "",
-        tool_prompt: str | None = None,
+        plan: ToolPlan | None = None,
     ) -> tuple[LoadedModel, list[int]]:
         if self._files is not None and contents:
             contents = await attach_files(self._files, project, contents, prefix)
-        messages = to_messages(contents, system, prefix, tool_prompt)
         loaded = await self._engines.get(entry)
-        text = loaded.template.render(messages)
+        if loaded.template.supports_tools:  # the model's own tool format
+            messages = to_messages(contents, system, prefix, template_tools=True)
+            functions = plan.functions if plan is not None else []
+            extra = {"tools": template_tools(functions)} if functions else {}
+            text = loaded.template.render(messages, **extra)
+        else:
+            messages = to_messages(contents, system, prefix, tool_prompt=plan.instructions() if plan else None)
+            text = loaded.template.render(messages)
         info = loaded.engine.info
         add_bos = info.add_bos and not (info.bos_token and text.startswith(info.bos_token))
         prompt = await loaded.engine.tokenize(text, add_bos)
