@@ -96,7 +96,7 @@ def create_app(
     app.state.services = Services(
         keys=ApiKeys(keys, SqlKeyRepository(database)),
         models=ModelService(registry),
-        generation=GenerationService(registry, engines, files),
+        generation=GenerationService(registry, engines, files, json_string_limit=settings.json_string_max_chars),
         files=files,
         max_request_bytes=settings.max_request_bytes,
         public_url=settings.public_url,

@@ -86,6 +86,12 @@ class Settings(BaseModel):
     prefill_chunk: int = Field(
         64, ge=4, le=2048, description="Prompt tokens per decode call; prefix reuse works in these units."
     )
+    json_string_max_chars: int = Field(
+        2000,
+        ge=0,
+        description="Structured output and function arguments: strings whose schema sets no maxLength get at most "
+        "this many characters, so a model looping inside a string still returns valid JSON. 0: unbounded.",
+    )
     log_level: str = "info"
 
     projects: dict[str, list[str]] = Field(

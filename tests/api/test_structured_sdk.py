@@ -152,3 +152,32 @@ def test_what_cannot_be_enforced_is_refused(client: genai.Client, config: dict, 
     with pytest.raises(genai_errors.ClientError) as refused:
         client.models.generate_content(model=MODEL, contents="x", config=types.GenerateContentConfig(**config))
     assert refused.value.code == 400 and needle in refused.value.message
+
+
+def test_a_model_looping_inside_a_string_still_returns_valid_json(tmp_path) -> None:
+    """SmolLM2 greedy, ``legs`` before ``name``, counts on inside the name string forever; unbounded
+    strings are capped (``json_string_max_chars``), so the JSON still closes and validates."""
+    from localgem.app import create_app
+    from localgem.settings import load_settings
+    from tests.conftest import API_KEY
+    from tests.server import start_server
+
+    settings = load_settings(environ={}, data_dir=tmp_path, api_keys=[API_KEY], json_string_max_chars=200)
+    server = start_server(create_app(settings))
+    try:
+        client = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=server.url))
+        schema = {
+            "type": "OBJECT",
+            "properties": {"name": {"type": "STRING"}, "legs": {"type": "INTEGER", "minimum": 0, "maximum": 8}},
+            "required": ["name", "legs"],
+            "propertyOrdering": ["legs", "name"],
+        }
+        config = types.GenerateContentConfig(
+            response_mime_type="application/json", response_schema=schema, temperature=0, max_output_tokens=1000
+        )
+        response = client.models.generate_content(model=MODEL, contents="Describe a cat.", config=config)
+        assert response.candidates[0].finish_reason == types.FinishReason.STOP
+        value = json.loads(response.text)
+        assert 0 <= value["legs"] <= 8 and len(value["name"]) <= 200
+    finally:
+        server.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llama_cpp.llama_grammar import RESERVED_NAMES, SchemaConverter
+from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
 
 from localgem.types.tools import Schema
 
@@ -189,7 +189,18 @@ def new_converter() -> SchemaConverter:
     return _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
 
 
-def json_schema_grammar(schema: dict[str, Any], path: str) -> str:
+def finish(converter: SchemaConverter, string_limit: int) -> str:
+    """The grammar's text. Strings whose schema sets no length get at most ``string_limit`` characters
+    (0: unbounded), so that a model looping inside a string still ends with valid JSON."""
+    if string_limit:
+        bounded = f'"\\"" char{{0,{string_limit}}} "\\"" space'
+        for name, rule in list(converter._rules.items()):
+            if rule == PRIMITIVE_RULES["string"].content:
+                converter._rules[name] = bounded
+    return converter.format_grammar()
+
+
+def json_schema_grammar(schema: dict[str, Any], path: str, string_limit: int = 0) -> str:
     converter = new_converter()
     try:
         resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "input")
@@ -198,14 +209,14 @@ def json_schema_grammar(schema: dict[str, Any], path: str) -> str:
         raise
     except (AssertionError, KeyError, ValueError, TypeError, RecursionError) as exc:
         raise UnenforceableSchema(path, f"the schema cannot be turned into a grammar: {exc}") from None
-    return converter.format_grammar()
+    return finish(converter, string_limit)
 
 
-def any_json_grammar() -> str:
+def any_json_grammar(string_limit: int = 0) -> str:
     """``application/json`` without a schema: one JSON object or array."""
     converter = new_converter()
     converter.visit({"anyOf": [{"type": "object"}, {"type": "array"}]}, "")
-    return converter.format_grammar()
+    return finish(converter, string_limit)
 
 
 def enum_grammar(values: list[str]) -> str:

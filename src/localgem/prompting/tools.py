@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from localgem.prompting.schemas import new_converter
+from localgem.prompting.schemas import finish, new_converter
 
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
@@ -86,7 +86,9 @@ def render_response(name: str, response: dict[str, Any] | None) -> str:
     return f"{RESPONSE_OPEN}\n{body}\n{RESPONSE_CLOSE}"
 
 
-def calls_grammar(functions: list[Function], *, after_trigger: bool = False, args_key: str = "args") -> str:
+def calls_grammar(
+    functions: list[Function], *, after_trigger: bool = False, args_key: str = "args", string_limit: int = 0
+) -> str:
     """GBNF for one to MAX_CALLS call blocks, each naming one of ``functions`` with valid arguments.
     ``after_trigger``: for a lazy grammar, which starts once the output has written ``<tool_call>``.
     ``args_key``: "args" in the fallback format, "arguments" for models whose template formats tools
@@ -107,7 +109,7 @@ def calls_grammar(functions: list[Function], *, after_trigger: bool = False, arg
     block = f'"{CALL_OPEN}" {body}'
     first = body if after_trigger else block
     # A newline may follow the last block: without it, a model that writes one would be forced to call again.
-    return converter.format_grammar() + f'\nroot ::= {first} ("\\n"? {block}){{0,{MAX_CALLS - 1}}} "\\n"?\n'
+    return finish(converter, string_limit) + f'\nroot ::= {first} ("\\n"? {block}){{0,{MAX_CALLS - 1}}} "\\n"?\n'
 
 
 def split_calls(text: str) -> tuple[str, list[ParsedCall], bool]:

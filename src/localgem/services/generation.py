@@ -47,10 +47,12 @@ class GenerationService:
         engines: EnginePool,
         files: FileService | None = None,
         clock: Callable[[], float] = time.monotonic,
+        json_string_limit: int = 0,
     ) -> None:
         self._registry = registry
         self._engines = engines
         self._files = files
+        self._string_limit = json_string_limit
         self._clock = clock
 
     async def prepare(
@@ -58,7 +60,7 @@ class GenerationService:
     ) -> PreparedGeneration:
         entry = self._registry.resolve(model, "generateContent")
         refuse_unsupported_request(body)
-        options = generation_options(body.generation_config, entry)
+        options = generation_options(body.generation_config, entry, string_limit=self._string_limit)
         plan = tool_plan(body)
         if plan is not None and plan.calls_possible and options.grammar is not None:
             raise errors.invalid_field(
@@ -68,7 +70,7 @@ class GenerationService:
         loaded, prompt = await self._prompt(project, entry, body.contents, body.system_instruction, plan=plan)
         grammar = options.grammar
         if plan is not None and plan.calls_possible:
-            grammar = plan.grammar("arguments" if loaded.template.supports_tools else "args")
+            grammar = plan.grammar("arguments" if loaded.template.supports_tools else "args", self._string_limit)
         room = loaded.context_length - len(prompt)
         if options.max_output_tokens is not None and options.max_output_tokens > room:
             raise errors.invalid_field(

@@ -86,7 +86,9 @@ def _check_range(where: str, value: float | int, low: float, high: float, *, hig
         )
 
 
-def generation_options(config: GenerationConfig | None, entry: ModelEntry, prefix: str = "") -> GenerationOptions:
+def generation_options(
+    config: GenerationConfig | None, entry: ModelEntry, prefix: str = "", *, string_limit: int = 0
+) -> GenerationOptions:
     where = f"{prefix}generation_config"
     config = config or GenerationConfig()
     _refuse_unsupported_config(config, where, entry.name)
@@ -122,7 +124,9 @@ def generation_options(config: GenerationConfig | None, entry: ModelEntry, prefi
         presence_penalty=config.presence_penalty or 0.0,
         frequency_penalty=config.frequency_penalty or 0.0,
     )
-    return GenerationOptions(sampling, max_tokens, stops, candidates, logprobs, output_grammar(config, where))
+    return GenerationOptions(
+        sampling, max_tokens, stops, candidates, logprobs, output_grammar(config, where, string_limit)
+    )
 
 
 def _logprobs(config: GenerationConfig, where: str) -> int | None:

@@ -1,0 +1,48 @@
+"""The official JS SDK (@google/genai, from the npm registry) against localgem on the real model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import API_KEY
+from tests.server import RunningServer
+
+SCRIPT = Path(__file__).parent.parent / "js" / "sdk_check.mjs"
+
+
+@pytest.fixture(scope="module")
+def js_sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js is not installed")
+    root = tmp_path_factory.mktemp("js")
+    subprocess.run(["npm", "init", "-y"], cwd=root, check=True, capture_output=True)
+    subprocess.run(
+        ["npm", "install", "--silent", "@google/genai@2"], cwd=root, check=True, capture_output=True, timeout=300
+    )
+    shutil.copy(SCRIPT, root / SCRIPT.name)
+    return root
+
+
+def test_the_js_sdk_works_unchanged(js_sdk: Path, real_server: RunningServer, tmp_path: Path) -> None:
+    run = subprocess.run(
+        ["node", str(js_sdk / SCRIPT.name), real_server.url, API_KEY, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    uploaded = seen["uploaded"]
+    assert uploaded["state"] == "ACTIVE" and uploaded["displayName"] == "story" and uploaded["sizeBytes"] == "88"
+    assert seen["got"] == uploaded["name"] and uploaded["name"] in seen["listed"]
+    assert seen["withFile"]["text"] and seen["withFile"]["promptTokens"] > 20
+    assert isinstance(seen["structured"]["name"], str) and 0 <= seen["structured"]["legs"] <= 8
+    assert seen["functionCalls"] and all(call["name"] == "add" for call in seen["functionCalls"])
+    assert set(seen["functionCalls"][0]["args"]) == {"a", "b"}
+    assert seen["streamed"]
+    assert seen["afterDelete"] == 404
