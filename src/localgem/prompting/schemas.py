@@ -159,6 +159,7 @@ def check_json_schema(schema: Any, path: str) -> dict[str, Any]:
         where = f"{path}.{key}"
         if key not in _JSON_SCHEMA_KEYWORDS:
             raise UnenforceableSchema(where, f"the keyword {key!r} cannot be enforced")
+        _check_value(key, value, where)
         if key == "format" and value not in _STRING_FORMATS | _NUMBER_FORMATS:
             raise UnenforceableSchema(where, f"format {value!r} cannot be enforced")
         if key in ("properties", "$defs", "definitions"):
@@ -179,6 +180,50 @@ def check_json_schema(schema: Any, path: str) -> dict[str, Any]:
         if None in kinds or len(set(map(str, kinds))) != len(kinds):
             raise UnenforceableSchema(f"{path}.oneOf", "oneOf with options that may overlap cannot be enforced")
     return schema
+
+
+#: Repetitions are spelled out in the grammar: beyond these, a schema is refused rather than compiled.
+_MAX_ITEMS = 100
+_MAX_LENGTH = 10_000
+_TYPES = {"string", "number", "integer", "boolean", "array", "object", "null"}
+
+
+def _check_value(key: str, value: Any, where: str) -> None:
+    """Keyword values of the wrong kind would make the converter fail (or blow up): refuse them by name."""
+    problem = None
+    if key in ("minItems", "maxItems", "minLength", "maxLength"):
+        limit = _MAX_ITEMS if key.endswith("Items") else _MAX_LENGTH
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            problem = f"{key} must be a non-negative integer"
+        elif value > limit:
+            problem = f"{key} {value} is above {limit}, the most this server enforces"
+    elif key in _BOUNDS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) >= 10**_MAX_DIGITS:
+            problem = f"{key} must be a number with at most {_MAX_DIGITS} digits"
+    elif key == "type":
+        kinds = value if isinstance(value, list) else [value]
+        if not kinds or not all(isinstance(kind, str) and kind in _TYPES for kind in kinds):
+            problem = f"type must be one of {sorted(_TYPES)} (or a list of them)"
+    elif key in ("required", "propertyOrdering"):
+        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+            problem = f"{key} must be a list of property names"
+    elif key == "enum":
+        if not isinstance(value, list) or not value:
+            problem = "enum must be a non-empty list"
+    elif key in ("pattern", "$ref", "format"):
+        if not isinstance(value, str):
+            problem = f"{key} must be a string"
+    elif key == "nullable":
+        if not isinstance(value, bool):
+            problem = "nullable must be true or false"
+    elif key == "additionalProperties":
+        if not isinstance(value, (bool, dict)):
+            problem = "additionalProperties must be a boolean or a schema"
+    elif key == "items":
+        if not isinstance(value, (bool, dict)):
+            problem = "items must be a schema"
+    if problem:
+        raise UnenforceableSchema(where, problem)
 
 
 # -- JSON Schema → GBNF ---------------------------------------------------------------------------
@@ -204,7 +249,7 @@ def json_schema_grammar(schema: dict[str, Any], path: str, string_limit: int = 0
     converter = new_converter()
     try:
         resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "input")
-        converter.visit(_with_anchored_patterns(resolved), "")
+        converter.visit(anchored_patterns(resolved), "")
     except UnenforceableSchema:
         raise
     except (AssertionError, KeyError, ValueError, TypeError, RecursionError) as exc:
@@ -224,9 +269,9 @@ def enum_grammar(values: list[str]) -> str:
     return "root ::= " + " | ".join(json.dumps(value, ensure_ascii=False) for value in values)
 
 
-def _with_anchored_patterns(schema: Any) -> Any:
+def anchored_patterns(schema: Any) -> Any:
     if isinstance(schema, dict):
-        fixed = {key: _with_anchored_patterns(value) for key, value in schema.items()}
+        fixed = {key: anchored_patterns(value) for key, value in schema.items()}
         pattern = fixed.get("pattern")
         if isinstance(pattern, str):
             fixed["pattern"] = (
@@ -234,14 +279,18 @@ def _with_anchored_patterns(schema: Any) -> Any:
             )
         return fixed
     if isinstance(schema, list):
-        return [_with_anchored_patterns(value) for value in schema]
+        return [anchored_patterns(value) for value in schema]
     return schema
 
 
 class _Converter(SchemaConverter):
-    """llama.cpp's converter, plus ``minimum``/``maximum`` (inclusive or exclusive) on numbers."""
+    """llama.cpp's converter, plus ``minimum``/``maximum`` (inclusive or exclusive) on numbers; a schema
+    with nothing but documentation (or nothing) accepts any JSON value."""
 
     def visit(self, schema: Any, name: str) -> str:
+        if isinstance(schema, dict) and not set(schema) - _DOCUMENTATION:
+            rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+            return self._add_rule(rule_name, self._add_primitive("value", PRIMITIVE_RULES["value"]))
         if (
             isinstance(schema, dict)
             and schema.get("type") in ("integer", "number")

@@ -17,6 +17,17 @@ from localgem.types.tools import FunctionDeclaration
 
 # Google's rule: a letter or underscore, then letters, digits, _ . : -, at most 64 characters.
 _FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+_OBJECT_KEYWORDS = {
+    "properties",
+    "required",
+    "additionalProperties",
+    "propertyOrdering",
+    "$defs",
+    "definitions",
+    "title",
+    "description",
+    "$schema",
+}
 _OTHER_TOOLS = (
     "code_execution",
     "computer_use",
@@ -108,18 +119,21 @@ def _function(declaration: FunctionDeclaration, where: str) -> tools.Function:
         raise errors.invalid_field(f"{where}.parameters", "Set parameters or parametersJsonSchema, not both.")
     try:
         if declaration.parameters is not None:
-            parameters = schemas.google_to_json_schema(declaration.parameters, f"{where}.parameters")
+            parameters = schemas.check_json_schema(
+                schemas.google_to_json_schema(declaration.parameters, f"{where}.parameters"), f"{where}.parameters"
+            )
         elif declaration.parameters_json_schema is not None:
             parameters = schemas.check_json_schema(
                 declaration.parameters_json_schema, f"{where}.parameters_json_schema"
             )
         else:
             parameters = {"type": "object", "properties": {}}
+        schemas.json_schema_grammar(parameters, f"{where}.parameters")  # it must compile on its own
     except schemas.UnenforceableSchema as exc:
         raise unenforceable(exc) from None
-    if parameters.get("type", "object") != "object":
+    if parameters.get("type") != "object" and (parameters.get("type") or set(parameters) - _OBJECT_KEYWORDS):
         raise errors.invalid_field(f"{where}.parameters", f"{where}.parameters must be of type OBJECT.")
-    return tools.Function(name, declaration.description or "", parameters)
+    return tools.Function(name, declaration.description or "", schemas.anchored_patterns(parameters))
 
 
 def call_parts(text: str, response_id: str, index: int) -> tuple[list[Part], bool]:

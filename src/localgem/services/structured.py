@@ -40,7 +40,9 @@ def output_grammar(config: GenerationConfig, where: str, string_limit: int = 0) 
         )
     try:
         if google is not None:
-            schema = schemas.google_to_json_schema(google, f"{where}.response_schema")
+            schema = schemas.check_json_schema(
+                schemas.google_to_json_schema(google, f"{where}.response_schema"), f"{where}.response_schema"
+            )
         elif json_schema is not None:
             schema = schemas.check_json_schema(json_schema, f"{where}.response_json_schema")
         else:
