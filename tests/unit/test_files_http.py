@@ -289,6 +289,7 @@ def _multipart(parts: list[str], boundary: str = "xyz") -> bytes:
 
 
 BAD_UPLOADS = [
+    ({"X-Goog-Upload-Protocol": "multipart", "Content-Type": "multipart/related; boundary=x"}, b"not multipart", 400),
     ({"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start"}, b"{not json", 400),
     ({"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start"}, b'{"file": {"sizeBytes": "x"}}', 400),
     ({"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start"}, b'{"file": {"colour": 1}}', 400),

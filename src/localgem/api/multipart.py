@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
 
 from localgem import errors
@@ -66,10 +67,13 @@ class MultipartRelated:
 
     async def _feed(self) -> bool:
         chunk = await anext(self._body, None)
-        if chunk is None:
-            self._parser.finalize()
-            return False
-        self._parser.write(chunk)
+        try:
+            if chunk is None:
+                self._parser.finalize()
+                return False
+            self._parser.write(chunk)
+        except MultipartParseError as exc:
+            raise errors.InvalidArgument(f"Malformed multipart body: {exc}") from None
         return True
 
     async def metadata(self) -> bytes:
