@@ -108,6 +108,7 @@ def test_kill_9_keeps_every_acknowledged_file_and_no_partial_one(server_process:
                     return
                 acked = int(response.headers["x-goog-upload-size-received"])
                 progress.set()
+                time.sleep(0.02)  # a client on a slow link: the kill must land mid-upload on any machine
         except httpx.TransportError:
             return
 
