@@ -298,7 +298,7 @@ class _Converter(SchemaConverter):
         ):
             rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
             low, high = _bounds(schema, name or "root")
-            body = _integer_rule(low, high) if schema["type"] == "integer" else _number_rule(low, high, name)
+            body = _integer_rule(low, high) if schema["type"] == "integer" else _number_rule(low, high)
             return self._add_rule(rule_name, f"({body}) space")
         return super().visit(schema, name)
 
@@ -354,27 +354,22 @@ def _integer_rule(low: int | None, high: int | None) -> str:
     return " | ".join(f"({option})" for option in options)
 
 
-def _number_rule(low: int | None, high: int | None, name: str) -> str:
+def _number_rule(low: int | None, high: int | None) -> str:
     """Whole-number bounds on a decimal: the integer part decides, but at an inclusive end the fraction must be zero."""
     options = []
     if high is None or high >= 0:
-        start = max(low, 0) if low is not None else 0
-        if high is None:
-            options.append(f"({_digits_between(start, None)}) ({_FRACTION})?")
-        else:
-            if start <= high - 1:
-                options.append(f"({_digits_between(start, high - 1)}) ({_FRACTION})?")
-            options.append(f'"{high}" ({_ZERO_FRACTION})?')
+        options += _decimals("", max(low, 0) if low is not None else 0, high)
     if low is None or low < 0:
-        smallest = -high if high is not None and high < 0 else 0
-        largest = -low if low is not None else None
-        if largest is None:
-            options.append(f'"-" ({_digits_between(smallest, None)}) ({_FRACTION})?')
-        else:
-            if smallest <= largest - 1:
-                options.append(f'"-" ({_digits_between(smallest, largest - 1)}) ({_FRACTION})?')
-            options.append(f'"-" "{largest}" ({_ZERO_FRACTION})?')
+        options += _decimals('"-" ', -high if high is not None and high < 0 else 0, -low if low is not None else None)
     return " | ".join(f"({option})" for option in options)
+
+
+def _decimals(sign: str, start: int, end: int | None) -> list[str]:
+    """Decimals whose magnitude is in [start, end]: any fraction below ``end``, only zeros at ``end``."""
+    if end is None:
+        return [f"{sign}({_digits_between(start, None)}) ({_FRACTION})?"]
+    options = [f"{sign}({_digits_between(start, end - 1)}) ({_FRACTION})?"] if start <= end - 1 else []
+    return [*options, f'{sign}"{end}" ({_ZERO_FRACTION})?']
 
 
 def _digits_between(low: int, high: int | None) -> str:

@@ -247,10 +247,6 @@ class FileService:
         for record in await self._files.processing():
             self._start_processing(record)
 
-    async def wait_processed(self) -> None:
-        while self._processing:
-            await asyncio.gather(*self._processing, return_exceptions=True)
-
     async def _process(self, record: FileRecord) -> None:
         if record.size_bytes > _MAX_PDF_BYTES:
             message = f"PDF of {record.size_bytes} bytes: text is extracted from PDFs up to {_MAX_PDF_BYTES} bytes."
