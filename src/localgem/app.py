@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from localgem import __version__
+from localgem.api import batches as batches_api
+from localgem.api import embeddings as embeddings_api
 from localgem.api import files as files_api
 from localgem.api import generation, health, models, uploads
 from localgem.api.context import Services
@@ -19,11 +21,15 @@ from localgem.api.errors import install_error_handlers
 from localgem.auth.keys import DEFAULT_PROJECT, ApiKeys, configured_keys, stored_key
 from localgem.catalog.registry import ModelEntry, ModelRegistry
 from localgem.engines.base import Engine
+from localgem.engines.embedding import EmbeddingBatcher, load_embedder
+from localgem.services.batches import BatchService
+from localgem.services.embeddings import BatcherFactory, EmbedderPool, EmbeddingService
 from localgem.services.engines import EngineFactory, EnginePool
 from localgem.services.files import Clock, FileLimits, FileService
 from localgem.services.generation import GenerationService
 from localgem.services.models import ModelService
 from localgem.settings import Settings
+from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.blobs import LocalBlobStore
 from localgem.storage.database import Database
 from localgem.storage.files import SqlFileRepository
@@ -53,12 +59,27 @@ def llama_cpp_factory(settings: Settings) -> EngineFactory:
     return load
 
 
+def embedder_factory(settings: Settings) -> BatcherFactory:
+    def load(entry: ModelEntry) -> EmbeddingBatcher:
+        config = entry.config
+        embedder = load_embedder(
+            entry.weights(settings.data_dir),
+            max_tokens=config.input_token_limit or config.context_length,
+            batch_size=settings.embedding_batch_size,
+            threads=settings.threads,
+        )
+        return EmbeddingBatcher(embedder, max_texts=settings.embedding_batch_size * 16)
+
+    return load
+
+
 def create_app(
     settings: Settings, *, engine_factory: EngineFactory | None = None, clock: Clock | None = None
 ) -> FastAPI:
     """``clock`` (UTC now) drives expiry; tests inject one to travel in time."""
     registry = ModelRegistry(settings)
     engines = EnginePool(engine_factory or llama_cpp_factory(settings))
+    embedders = EmbedderPool(embedder_factory(settings))
     keys = configured_keys(settings.api_keys, settings.projects)
     if not keys:
         keys = {stored_key(settings.data_dir)[0]: DEFAULT_PROJECT}
@@ -76,17 +97,32 @@ def create_app(
         ),
         clock or utc_now,
     )
+    embeddings = EmbeddingService(registry, embedders, files)
+    batches = BatchService(
+        SqlBatchRepository(database),
+        registry,
+        embeddings,
+        clock or utc_now,
+        lease=timedelta(seconds=settings.batch_lease_seconds),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await database.migrate()
         await files.resume_processing()
         sweeper = asyncio.create_task(_sweep_forever(files, settings.sweep_interval_seconds))
+        runner = asyncio.create_task(
+            batches.run_forever(settings.batch_poll_seconds) if settings.run_batches else asyncio.sleep(0)
+        )
         for model_id in preload:
-            await engines.get(registry.resolve(model_id, "load"))
+            entry = registry.resolve(model_id, "load")
+            await (embedders.get(entry) if entry.embeds else engines.get(entry))
         yield
         sweeper.cancel()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
         await files.close()
+        await embedders.close()
         await engines.close()
         await database.close()
 
@@ -97,12 +133,15 @@ def create_app(
         keys=ApiKeys(keys, SqlKeyRepository(database)),
         models=ModelService(registry),
         generation=GenerationService(registry, engines, files, json_string_limit=settings.json_string_max_chars),
+        embeddings=embeddings,
+        batches=batches,
         files=files,
         max_request_bytes=settings.max_request_bytes,
         public_url=settings.public_url,
     )
     app.state.database = database
     app.state.engines = engines
+    app.state.embedders = embedders
     app.state.preload = [registry.resolve(model_id, "load").id for model_id in preload]
     install_error_handlers(app)
     # Browsers running the JS SDK need CORS, and must be able to read the upload headers.
@@ -119,7 +158,7 @@ def create_app(
         ],
     )
     for version in API_VERSIONS:
-        for module in (models, generation, files_api):
+        for module in (models, generation, embeddings_api, batches_api, files_api):
             app.include_router(module.router, prefix=f"/{version}")
     app.include_router(uploads.router)
     app.include_router(health.router)

@@ -26,6 +26,34 @@ class ApiError(Exception):
             error["details"] = self.details
         return {"error": error}
 
+    def to_status(self) -> dict[str, Any]:
+        """As a google.rpc.Status (inside operations and batch results): the gRPC code number."""
+        status: dict[str, Any] = {"code": RPC_CODES.get(self.status, 2), "message": self.message}
+        if self.details:
+            status["details"] = self.details
+        return status
+
+
+#: google.rpc.Code numbers of the canonical statuses.
+RPC_CODES = {
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "OUT_OF_RANGE": 11,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "DATA_LOSS": 15,
+    "UNAUTHENTICATED": 16,
+}
+
 
 class InvalidArgument(ApiError):
     http_status, status = 400, "INVALID_ARGUMENT"

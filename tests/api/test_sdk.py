@@ -53,7 +53,7 @@ def test_count_tokens_matches_prompt_token_count(client: genai.Client, client_v1
 
 def test_models_list_and_get(client: genai.Client) -> None:
     names = [m.name for m in client.models.list(config={"page_size": 1})]
-    assert names == ["models/smollm2-135m-instruct", "models/gemma-3-270m"]
+    assert names == ["models/smollm2-135m-instruct", "models/gemma-3-270m", "models/all-minilm-l6-v2"]
     model = client.models.get(model="gemini-2.5-pro")
     assert model.name == "models/smollm2-135m-instruct"
     assert model.input_token_limit == 8192 and model.output_token_limit == 4096

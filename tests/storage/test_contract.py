@@ -12,10 +12,19 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.database import Database
 from localgem.storage.files import FileExists, SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
-from localgem.storage.records import FileRecord, KeyRecord, PageCursor, UploadRecord
+from localgem.storage.records import (
+    BatchCounts,
+    BatchItem,
+    BatchRecord,
+    FileRecord,
+    KeyRecord,
+    PageCursor,
+    UploadRecord,
+)
 from localgem.storage.tables import metadata
 from localgem.storage.uploads import SqlUploadRepository
 
@@ -255,3 +264,58 @@ async def test_readiness_sees_whether_the_database_answers(db: Database) -> None
         assert not await nowhere.reachable(timeout=5)
     finally:
         await nowhere.close()
+
+
+def a_batch(batch_id: str, project: str = "p1", at: datetime = T0, **changes) -> BatchRecord:
+    record = BatchRecord(
+        project=project,
+        id=batch_id,
+        kind="embed",
+        model="models/all-minilm-l6-v2",
+        display_name="b",
+        state="BATCH_STATE_PENDING",
+        priority=0,
+        request_count=3,
+        create_time=at,
+        update_time=at,
+    )
+    return replace(record, **changes)
+
+
+async def test_batches_are_claimed_once_and_results_recorded_once(db: Database) -> None:
+    repo = SqlBatchRepository(db)
+    items = [BatchItem(position=i, request=f'{{"n": {i}}}', metadata='{"key": "k"}') for i in range(3)]
+    await repo.add(a_batch("b1"), items)
+    await repo.add(a_batch("b2", project="p2", at=T0 + timedelta(seconds=1), priority=5), items)
+    assert await repo.get("p2", "b1") is None  # tenancy
+
+    # Concurrent claims: each batch goes to exactly one owner, higher priority first.
+    lease = T0 + timedelta(seconds=30)
+    claimed = await asyncio.gather(*(repo.claim(f"owner{i}", T0, lease) for i in range(6)))
+    taken = [c for c in claimed if c is not None]
+    assert sorted(c.id for c in taken) == ["b1", "b2"] and taken[0].state == "BATCH_STATE_RUNNING"
+    owners = {c.id: c.lease_owner for c in taken}
+    assert await repo.claim("late", T0 + timedelta(seconds=1), lease) is None  # leases hold
+
+    b1 = await repo.get("p1", "b1")
+    assert [i.position for i in await repo.pending("p1", "b1", 2)] == [0, 1]
+    first = [replace(items[0], response='{"r": 0}'), replace(items[1], error='{"code": 3}')]
+    assert not await repo.record("intruder", b1, first, T0, lease)  # only the lease holder writes
+    assert await repo.counts("p1", "b1") == BatchCounts(0, 0, 3)
+    assert await repo.record(owners["b1"], b1, first, T0, lease)
+    again = [replace(items[0], response='{"r": "twice"}')]
+    assert await repo.record(owners["b1"], b1, again, T0, lease)  # a done request is never rewritten
+    assert (await repo.items("p1", "b1"))[0].response == '{"r": 0}'
+    assert await repo.counts("p1", "b1") == BatchCounts(1, 1, 1)
+    assert [i.position for i in await repo.pending("p1", "b1", 10)] == [2]
+
+    # A lapsed lease passes to another server, and the old holder can no longer write or finish.
+    later = lease + timedelta(seconds=1)
+    taken_over = await repo.claim("rescuer", later, later + timedelta(seconds=30))
+    assert taken_over is not None and taken_over.id in {"b1", "b2"}
+    if taken_over.id == "b1":
+        assert not await repo.record(owners["b1"], b1, [replace(items[2], response="{}")], later, later)
+        assert not await repo.finish(owners["b1"], b1, "BATCH_STATE_SUCCEEDED", later)
+    assert await repo.finish("rescuer", taken_over, "BATCH_STATE_SUCCEEDED", later)
+    done = await repo.get(taken_over.project, taken_over.id)
+    assert done.state == "BATCH_STATE_SUCCEEDED" and done.end_time == later and done.lease_owner is None

@@ -15,7 +15,8 @@ def registry(**overrides) -> ModelRegistry:
 
 def test_builtin_models_and_limits() -> None:
     entries = {e.id: e for e in registry().entries()}
-    assert set(entries) == {"smollm2-135m-instruct", "gemma-3-270m"}
+    assert set(entries) == {"smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"}
+    assert entries["all-minilm-l6-v2"].input_token_limit == 256 and entries["all-minilm-l6-v2"].embeds
     assert entries["gemma-3-270m"].context_length == 8192 and entries["gemma-3-270m"].output_token_limit == 4096
 
 
@@ -33,7 +34,36 @@ def test_local_ids_and_explicit_aliases_win() -> None:
     assert reg.resolve("gemini-2.5-flash", "generateContent").id == "smollm2-135m-instruct"
 
 
-@pytest.mark.parametrize("name", ["custom-gemini-2.0-flash", "gemini-embedding-001", "gpt-4o", "models/"])
+@pytest.mark.parametrize(
+    "name", ["gemini-embedding-001", "models/text-embedding-004", "embedding-001", "embedding-gecko-001"]
+)
+def test_embedding_names_resolve_to_the_embedding_model(name: str) -> None:
+    assert registry().resolve(name, "embedContent").id == "all-minilm-l6-v2"
+
+
+def test_methods_a_model_does_not_support_are_400s_naming_its_methods() -> None:
+    with pytest.raises(errors.InvalidArgument, match="supports: embedContent, batchEmbedContents"):
+        registry().resolve("gemini-embedding-001", "generateContent")
+    with pytest.raises(errors.InvalidArgument, match="supports: generateContent, countTokens"):
+        registry().resolve("gemini-2.5-flash", "embedContent")
+    assert registry().resolve("gemini-embedding-001", "countTokens").id == "all-minilm-l6-v2"
+
+
+def test_without_builtins_embedding_names_are_not_found_unless_configured(tmp_path: Path) -> None:
+    reg = registry(
+        builtin_models=False, models=[{"id": "mine", "path": str(tmp_path / "m.gguf")}], default_model="mine"
+    )
+    with pytest.raises(errors.NotFound):
+        reg.resolve("gemini-embedding-001", "embedContent")
+    with pytest.raises(ValueError, match="not configured: nope"):
+        registry(default_embedding_model="nope")
+    with pytest.raises(ValueError, match="is not an embedding model"):
+        registry(default_embedding_model="gemma-3-270m")
+    with pytest.raises(ValueError, match="is an embedding model"):
+        registry(default_model="all-minilm-l6-v2")
+
+
+@pytest.mark.parametrize("name", ["custom-gemini-2.0-flash", "gpt-4o", "models/"])
 def test_other_names_are_not_found(name: str) -> None:
     with pytest.raises(errors.NotFound, match="is not found, or is not supported for generateContent"):
         registry().resolve(name, "generateContent")

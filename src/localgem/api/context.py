@@ -9,10 +9,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Response
 
 from localgem import errors
 from localgem.auth.keys import ApiKeys
+from localgem.services.batches import BatchService
+from localgem.services.embeddings import EmbeddingService
 from localgem.services.files import FileService
 from localgem.services.generation import GenerationService
 from localgem.services.models import ModelService
@@ -27,6 +29,8 @@ class Services:
     keys: ApiKeys
     models: ModelService
     generation: GenerationService
+    embeddings: EmbeddingService
+    batches: BatchService
     files: FileService
     max_request_bytes: int
     public_url: str | None = None
@@ -59,6 +63,11 @@ def api_version(request: Request) -> str:
         if segment in ("v1beta", "v1", "v1alpha"):
             return segment
     return "v1beta"
+
+
+def json_response(body: bytes) -> Response:
+    """A body already encoded (orjson), so FastAPI does not walk it again: embeddings are large."""
+    return Response(body, media_type="application/json")
 
 
 async def read_message(request: Request, cls: type[M]) -> M:

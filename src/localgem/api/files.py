@@ -9,6 +9,7 @@ from localgem.api.context import api_version, base_url, project, require_api_key
 from localgem.services.files import sha256_base64
 from localgem.storage.records import FileRecord
 from localgem.types.files import File, ListFilesResponse
+from localgem.types.wire import rfc3339
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -20,9 +21,9 @@ def file_to_wire(record: FileRecord, request: Request) -> File:
         display_name=record.display_name,
         mime_type=record.mime_type,
         size_bytes=record.size_bytes,
-        create_time=_timestamp(record.create_time),
-        update_time=_timestamp(record.update_time),
-        expiration_time=_timestamp(record.expire_time),
+        create_time=rfc3339(record.create_time),
+        update_time=rfc3339(record.update_time),
+        expiration_time=rfc3339(record.expire_time),
         sha256_hash=sha256_base64(record),
         uri=uri,
         download_uri=f"{uri}:download?alt=media" if record.source == "GENERATED" else None,
@@ -30,10 +31,6 @@ def file_to_wire(record: FileRecord, request: Request) -> File:
         source=record.source,
         error={"code": 400, "message": record.error, "status": "INVALID_ARGUMENT"} if record.error else None,
     )
-
-
-def _timestamp(value) -> str:  # noqa: ANN001 - a datetime
-    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @router.get("/files/{file_id}:download")

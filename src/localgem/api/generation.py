@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from localgem import errors
 from localgem.api.context import (
     project,
     read_message,
@@ -44,7 +45,14 @@ async def stream_generate_content(request: Request, model: str) -> StreamingResp
 @router.post("/models/{model}:countTokens")
 async def count_tokens(request: Request, model: str) -> dict:
     body = await read_message(request, CountTokensRequest)
-    return (await services(request).generation.count_tokens(model, body, project=project(request))).to_wire()
+    found = services(request)
+    if found.embeddings.embeds(model):
+        if body.generate_content_request is not None:
+            raise errors.invalid_field(
+                "generate_content_request", "An embedding model counts the tokens of contents, not of a request."
+            )
+        return (await found.embeddings.count_tokens(model, body.contents, project=project(request))).to_wire()
+    return (await found.generation.count_tokens(model, body, project=project(request))).to_wire()
 
 
 def _alt(request: Request) -> str:

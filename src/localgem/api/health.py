@@ -16,7 +16,8 @@ router = APIRouter()
 @router.get("/healthz")
 def healthz(request: Request) -> dict:
     """The process answers; this never waits on a model, even with every slot busy."""
-    return {"status": "ok", "loaded": sorted(request.app.state.engines.loaded())}
+    state = request.app.state
+    return {"status": "ok", "loaded": sorted([*state.engines.loaded(), *state.embedders.loaded()])}
 
 
 @router.get("/readyz", response_model=None)
@@ -25,11 +26,14 @@ async def readyz(request: Request) -> dict | JSONResponse:
     if not await request.app.state.database.reachable():
         return render(errors.Unavailable("Not ready: the database does not answer."))
     loaded = request.app.state.engines.loaded()
-    missing = [model_id for model_id in request.app.state.preload if model_id not in loaded]
+    embedders = request.app.state.embedders.loaded()
+    missing = [model_id for model_id in request.app.state.preload if model_id not in {*loaded, *embedders}]
     stalled = [model_id for model_id, model in loaded.items() if not model.engine.healthy()]
     if missing or stalled:
         return render(errors.Unavailable(f"Not ready: loading {missing or 'nothing'}, stalled {stalled or 'nothing'}."))
-    return {"status": "ready", "models": {model_id: _stats(model.engine.stats) for model_id, model in loaded.items()}}
+    models = {model_id: _stats(model.engine.stats) for model_id, model in loaded.items()}
+    models.update({model_id: _stats(batcher.embedder.stats) for model_id, batcher in embedders.items()})
+    return {"status": "ready", "models": models}
 
 
 def _stats(stats: object) -> dict:

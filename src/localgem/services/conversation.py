@@ -79,7 +79,7 @@ def to_messages(
         )
     messages: list[Message] = []
     if system_instruction is not None:
-        system = _text_of(system_instruction, f"{prefix}system_instruction")
+        system = content_text(system_instruction, f"{prefix}system_instruction")
         if system:
             messages.append(Message("system", system))
     if tool_prompt:
@@ -108,7 +108,8 @@ def to_messages(
     return messages
 
 
-def _text_of(content: Content, where: str) -> str:
+def content_text(content: Content, where: str) -> str:
+    """The text of one Content's parts, as a model reads it."""
     return _turn(content, "user", where, template_tools=False)[0].content
 
 

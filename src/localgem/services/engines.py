@@ -1,10 +1,11 @@
-"""Loaded models: each registry entry's engine and chat template, loaded once, on first use."""
+"""Loaded models: each registry entry's engine (and chat template), loaded once, on first use."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from localgem.catalog.registry import ModelEntry
 from localgem.engines.base import Engine
@@ -23,29 +24,51 @@ class LoadedModel:
     def context_length(self) -> int:
         return min(self.entry.context_length, self.engine.info.context_length)
 
+    async def close(self) -> None:
+        await self.engine.close()
 
-class EnginePool:
-    def __init__(self, factory: EngineFactory) -> None:
-        self._factory = factory
-        self._loaded: dict[str, LoadedModel] = {}
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+T = TypeVar("T", bound=Closable)
+
+
+class ModelPool(Generic[T]):
+    """Each model, loaded once on first use, off the event loop (loading reads the weights)."""
+
+    def __init__(self, load: Callable[[ModelEntry], T]) -> None:
+        self._load = load
+        self._loaded: dict[str, T] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def get(self, entry: ModelEntry) -> LoadedModel:
+    async def get(self, entry: ModelEntry) -> T:
         if (loaded := self._loaded.get(entry.id)) is not None:
             return loaded
         async with self._locks.setdefault(entry.id, asyncio.Lock()):
             if entry.id not in self._loaded:
-                engine = await asyncio.to_thread(self._factory, entry)  # loading reads the weights: not on the loop
-                info = engine.info
-                source = entry.config.chat_template or info.chat_template or FALLBACK_TEMPLATE
-                template = ChatTemplate(source, bos_token=info.bos_token, eos_token=info.eos_token)
-                self._loaded[entry.id] = LoadedModel(entry, engine, template)
+                self._loaded[entry.id] = await asyncio.to_thread(self._load, entry)
         return self._loaded[entry.id]
 
-    def loaded(self) -> dict[str, LoadedModel]:
+    def loaded(self) -> dict[str, T]:
         return dict(self._loaded)
 
     async def close(self) -> None:
         for loaded in self._loaded.values():
-            await loaded.engine.close()
+            await loaded.close()
         self._loaded.clear()
+
+
+class EnginePool(ModelPool[LoadedModel]):
+    """Generation engines, each with its chat template."""
+
+    def __init__(self, factory: EngineFactory) -> None:
+        def load(entry: ModelEntry) -> LoadedModel:
+            engine = factory(entry)
+            info = engine.info
+            source = entry.config.chat_template or info.chat_template or FALLBACK_TEMPLATE
+            template = ChatTemplate(source, bos_token=info.bos_token, eos_token=info.eos_token)
+            return LoadedModel(entry, engine, template)
+
+        super().__init__(load)

@@ -6,12 +6,10 @@ from localgem.catalog.registry import ModelEntry, ModelRegistry
 from localgem.services.paging import paginate
 from localgem.types.models import ListModelsResponse, Model
 
-GENERATION_METHODS = ["generateContent", "countTokens"]
-
 
 def to_model(entry: ModelEntry) -> Model:
     config = entry.config
-    return Model(
+    model = Model(
         name=entry.name,
         base_model_id=entry.id,
         version=config.version,
@@ -19,12 +17,18 @@ def to_model(entry: ModelEntry) -> Model:
         description=config.description or None,
         input_token_limit=entry.input_token_limit,
         output_token_limit=entry.output_token_limit,
-        supported_generation_methods=GENERATION_METHODS,
-        temperature=config.temperature,
-        max_temperature=config.max_temperature,
-        top_p=config.top_p,
-        top_k=config.top_k,
-        thinking=False,
+        supported_generation_methods=list(entry.methods),
+    )
+    if entry.embeds:
+        return model
+    return model.model_copy(
+        update={
+            "temperature": config.temperature,
+            "max_temperature": config.max_temperature,
+            "top_p": config.top_p,
+            "top_k": config.top_k,
+            "thinking": False,
+        }
     )
 
 

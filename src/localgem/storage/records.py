@@ -52,3 +52,39 @@ class PageCursor:
 
     create_time: datetime
     id: str
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    project: str
+    id: str
+    kind: str  # embed | generate
+    model: str
+    display_name: str | None
+    state: str  # BATCH_STATE_*
+    priority: int
+    request_count: int
+    create_time: datetime
+    update_time: datetime
+    end_time: datetime | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One request of a batch; ``response`` or ``error`` (JSON text) once it is done."""
+
+    position: int
+    request: str
+    metadata: str | None = None
+    response: str | None = None
+    error: str | None = None
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    successful: int
+    failed: int
+    pending: int

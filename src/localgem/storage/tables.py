@@ -95,3 +95,36 @@ uploads = Table(
     Index("ix_uploads_project_file_id", "project", "file_id"),
     Index("ix_uploads_expire_time", "expire_time"),
 )
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("project", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "embed" (EmbedContentBatch) or "generate"
+    Column("model", Text, nullable=False),  # as named at creation (models/…)
+    Column("display_name", Text),
+    Column("state", String(32), nullable=False),  # Google's BATCH_STATE_* names
+    Column("priority", BigInteger, nullable=False, default=0),
+    Column("request_count", BigInteger, nullable=False),
+    Column("lease_owner", String(40)),  # the server process running it, while its lease holds
+    Column("lease_until", UtcTime),
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+    Column("end_time", UtcTime),
+    Index("ix_batches_project_create_time", "project", "create_time"),
+    Index("ix_batches_state", "state"),
+)
+
+batch_requests = Table(
+    "batch_requests",
+    metadata,
+    Column("project", String(40), primary_key=True),
+    Column("batch_id", String(40), primary_key=True),
+    Column("position", BigInteger, primary_key=True),  # input order
+    Column("request", Text, nullable=False),  # JSON, as the client sent it
+    Column("metadata", Text),  # JSON, echoed with the result
+    Column("response", Text),  # JSON; set once, with ``error``, when the request is done
+    Column("error", Text),  # JSON google.rpc.Status
+    Column("done", Boolean, nullable=False, default=False),
+)

@@ -14,6 +14,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic_core import PydanticCustomError
@@ -34,6 +35,12 @@ class WireModel(BaseModel):
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def to_json(self) -> bytes:
+        """The wire form as JSON bytes; numpy arrays (embeddings) are written directly, float32 exact."""
+        return orjson.dumps(
+            self.model_dump(mode="python", by_alias=True, exclude_none=True), option=orjson.OPT_SERIALIZE_NUMPY
+        )
 
 
 M = TypeVar("M", bound=WireModel)
@@ -209,3 +216,8 @@ def _violation(error: Any) -> tuple[str, str]:
     if kind == "list_type":
         return path, f"Invalid value at '{path}': expected a JSON array, got {_json_value(error.get('input'))}"
     return path, f"Invalid value at '{path}': {error.get('msg')}"
+
+
+def rfc3339(value: datetime) -> str:
+    """A UTC instant as Google writes timestamps (``2025-01-02T03:04:05.123456Z``)."""
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,0 +1,145 @@
+"""Batches and their requests. A server runs a batch only while it holds the batch's lease, and
+records each result once: a request that is done is never written again."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+
+from localgem.storage.database import Database
+from localgem.storage.records import BatchCounts, BatchItem, BatchRecord
+from localgem.storage.tables import batch_requests, batches
+
+RUNNABLE = ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING")
+
+
+class BatchRepository(Protocol):
+    async def add(self, record: BatchRecord, items: list[BatchItem]) -> None: ...
+    async def get(self, project: str, batch_id: str) -> BatchRecord | None: ...
+    async def counts(self, project: str, batch_id: str) -> BatchCounts: ...
+    async def items(self, project: str, batch_id: str) -> list[BatchItem]: ...
+    async def claim(self, owner: str, now: datetime, until: datetime) -> BatchRecord | None: ...
+    async def pending(self, project: str, batch_id: str, limit: int) -> list[BatchItem]: ...
+    async def record(
+        self, owner: str, record: BatchRecord, results: list[BatchItem], now: datetime, until: datetime
+    ) -> bool: ...
+    async def finish(self, owner: str, record: BatchRecord, state: str, now: datetime) -> bool: ...
+
+
+class SqlBatchRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, record: BatchRecord, items: list[BatchItem]) -> None:
+        async with self._db.begin() as conn:
+            await conn.execute(insert(batches).values(**asdict(record)))
+            rows = [{"project": record.project, "batch_id": record.id, **asdict(item)} for item in items]
+            await conn.execute(insert(batch_requests), rows)
+
+    async def get(self, project: str, batch_id: str) -> BatchRecord | None:
+        query = select(batches).where(batches.c.project == project, batches.c.id == batch_id)
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return BatchRecord(**row._mapping) if row else None
+
+    async def counts(self, project: str, batch_id: str) -> BatchCounts:
+        c = batch_requests.c
+        query = select(
+            func.coalesce(func.sum(case((c.done & c.error.is_(None), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((c.done & c.error.is_not(None), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((c.done, 0), else_=1)), 0),
+        ).where(c.project == project, c.batch_id == batch_id)
+        async with self._db.read() as conn:
+            successful, failed, pending = (await conn.execute(query)).one()
+        return BatchCounts(int(successful), int(failed), int(pending))
+
+    async def items(self, project: str, batch_id: str) -> list[BatchItem]:
+        return await self._items(project, batch_id, None, None)
+
+    async def pending(self, project: str, batch_id: str, limit: int) -> list[BatchItem]:
+        return await self._items(project, batch_id, False, limit)
+
+    async def _items(self, project: str, batch_id: str, done: bool | None, limit: int | None) -> list[BatchItem]:
+        c = batch_requests.c
+        query = select(c.position, c.request, c.metadata, c.response, c.error, c.done).where(
+            c.project == project, c.batch_id == batch_id
+        )
+        if done is not None:
+            query = query.where(c.done.is_(done))
+        query = query.order_by(c.position).limit(limit)
+        async with self._db.read() as conn:
+            return [BatchItem(**row._mapping) for row in await conn.execute(query)]
+
+    async def claim(self, owner: str, now: datetime, until: datetime) -> BatchRecord | None:
+        """Take the next runnable batch whose lease is free or lapsed (compare-and-set on the lease)."""
+        free = and_(batches.c.state.in_(RUNNABLE), or_(batches.c.lease_until.is_(None), batches.c.lease_until < now))
+        candidates = (
+            select(batches.c.project, batches.c.id)
+            .where(free)
+            .order_by(batches.c.priority.desc(), batches.c.create_time)
+            .limit(8)
+        )
+        async with self._db.read() as conn:
+            found = (await conn.execute(candidates)).all()
+        for project, batch_id in found:
+            take = (
+                update(batches)
+                .where(batches.c.project == project, batches.c.id == batch_id, free)
+                .values(lease_owner=owner, lease_until=until, state="BATCH_STATE_RUNNING", update_time=now)
+            )
+            async with self._db.begin() as conn:
+                if (await conn.execute(take)).rowcount == 1:
+                    row = (
+                        await conn.execute(
+                            select(batches).where(batches.c.project == project, batches.c.id == batch_id)
+                        )
+                    ).one()
+                    return BatchRecord(**row._mapping)
+        return None
+
+    async def record(
+        self, owner: str, record: BatchRecord, results: list[BatchItem], now: datetime, until: datetime
+    ) -> bool:
+        """Write finished requests and renew the lease, in one transaction; nothing if the lease was lost."""
+        c = batch_requests.c
+        async with self._db.begin() as conn:
+            if not await _renew(conn, owner, record, now, until):
+                return False
+            for item in results:
+                await conn.execute(
+                    update(batch_requests)
+                    .where(
+                        c.project == record.project,
+                        c.batch_id == record.id,
+                        c.position == item.position,
+                        c.done.is_(False),
+                    )
+                    .values(response=item.response, error=item.error, done=True)
+                )
+        return True
+
+    async def finish(self, owner: str, record: BatchRecord, state: str, now: datetime) -> bool:
+        query = (
+            update(batches)
+            .where(batches.c.project == record.project, batches.c.id == record.id, batches.c.lease_owner == owner)
+            .values(state=state, end_time=now, update_time=now, lease_owner=None, lease_until=None)
+        )
+        async with self._db.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+
+async def _renew(conn, owner: str, record: BatchRecord, now: datetime, until: datetime) -> bool:
+    query = (
+        update(batches)
+        .where(
+            batches.c.project == record.project,
+            batches.c.id == record.id,
+            batches.c.lease_owner == owner,
+            batches.c.state == "BATCH_STATE_RUNNING",
+        )
+        .values(lease_until=until, update_time=now)
+    )
+    return (await conn.execute(query)).rowcount == 1

@@ -1,0 +1,41 @@
+"""Batch requests: EmbedContentBatch (and, later, GenerateContentBatch) as clients send them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from localgem.types.embeddings import EmbedContentRequest
+from localgem.types.wire import Int64, WireModel
+
+
+class InlinedEmbedContentRequest(WireModel):
+    request: EmbedContentRequest | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class InlinedEmbedContentRequests(WireModel):
+    requests: list[InlinedEmbedContentRequest] | None = None
+
+
+class InputEmbedContentConfig(WireModel):
+    file_name: str | None = None
+    requests: InlinedEmbedContentRequests | None = None
+
+
+class EmbedContentBatch(WireModel):
+    model: str | None = None
+    display_name: str | None = None
+    input_config: InputEmbedContentConfig | None = None
+    priority: Int64 | None = None
+    # Output only: accepted (a client may send back what it read) and ignored.
+    name: Any = None
+    state: Any = None
+    output: Any = None
+    batch_stats: Any = None
+    create_time: Any = None
+    update_time: Any = None
+    end_time: Any = None
+
+
+class AsyncBatchEmbedContentRequest(WireModel):
+    batch: EmbedContentBatch | None = None
