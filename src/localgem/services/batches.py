@@ -52,7 +52,7 @@ class BatchService:
         self._wake = asyncio.Event()
 
     async def create_embed_batch(self, model: str, body: AsyncBatchEmbedContentRequest, *, project: str) -> dict:
-        entry = self._registry.resolve(model, "asyncBatchEmbedContent")
+        self._registry.resolve(model, "asyncBatchEmbedContent")  # unknown models and wrong methods: 4xx now
         batch = body.batch
         if batch is None:
             raise errors.invalid_field("batch", "* AsyncBatchEmbedContentRequest.batch: batch is required")
@@ -93,7 +93,6 @@ class BatchService:
             create_time=now,
             update_time=now,
         )
-        del entry  # resolved only to refuse unknown models and wrong methods up front
         await self._repo.add(record, items)
         self._wake.set()
         return await self._operation(record)
