@@ -168,9 +168,10 @@ def test_legacy_embed_text_methods(real_server, client: genai.Client) -> None:
 
 
 def test_concurrent_callers_share_batches(real_server) -> None:
+    body = {"content": {"parts": [{"text": "Concurrent callers, one batch. " * 6}]}}
+    assert rest(real_server.url, "embedContent", body).status_code == 200  # the model is loaded
     batcher = real_server.app.state.embedders.loaded()["all-minilm-l6-v2"]
     before = (batcher.embedder.stats.calls, batcher.embedder.stats.texts)
-    body = {"content": {"parts": [{"text": "Concurrent callers, one batch. " * 6}]}}
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda _: rest(real_server.url, "embedContent", body), range(32)))
     assert all(a.status_code == 200 for a in answers)
