@@ -48,6 +48,7 @@ class FakeEngine:
     )
     stats: EngineStats = field(default_factory=EngineStats)
     cancelled: int = 0
+    kept: dict[str, list[int]] = field(default_factory=dict)  # keep_prefix: what each key would hold
 
     def check_grammar(self, grammar: Grammar) -> None:
         """The fake cannot constrain its output; it only checks that a grammar has a root."""
@@ -93,6 +94,12 @@ class FakeEngine:
 
     def healthy(self) -> bool:
         return True
+
+    async def keep_prefix(self, key: str, prompt: list[int]) -> None:
+        self.kept[key] = prompt
+
+    async def drop_prefix(self, key: str) -> None:
+        self.kept.pop(key, None)
 
     async def close(self) -> None:
         pass

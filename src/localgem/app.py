@@ -7,30 +7,36 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from localgem import __version__
 from localgem.api import batches as batches_api
+from localgem.api import caching as caching_api
 from localgem.api import embeddings as embeddings_api
 from localgem.api import files as files_api
-from localgem.api import generation, health, models, uploads
+from localgem.api import generation as generation_api
+from localgem.api import health, models, uploads
 from localgem.api.context import Services
 from localgem.api.errors import install_error_handlers
 from localgem.auth.keys import DEFAULT_PROJECT, ApiKeys, configured_keys, stored_key
 from localgem.catalog.registry import ModelEntry, ModelRegistry
 from localgem.engines.base import Engine
 from localgem.engines.embedding import EmbeddingBatcher, load_embedder
+from localgem.engines.prefixes import PrefixStore, prefix_file
 from localgem.services.batches import BatchService
+from localgem.services.caching import CacheLimits, CacheService
 from localgem.services.embeddings import BatcherFactory, EmbedderPool, EmbeddingService
-from localgem.services.engines import EngineFactory, EnginePool
+from localgem.services.engines import EngineFactory, EnginePool, KeptPrefixes
 from localgem.services.files import Clock, FileLimits, FileService
 from localgem.services.generation import GenerationService
 from localgem.services.models import ModelService
 from localgem.settings import Settings
 from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.blobs import LocalBlobStore
+from localgem.storage.caches import SqlCacheRepository
 from localgem.storage.database import Database
 from localgem.storage.files import SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
@@ -54,9 +60,18 @@ def llama_cpp_factory(settings: Settings) -> EngineFactory:
             max_queue=settings.max_queue,
             prefill_chunk=settings.prefill_chunk,
             flash_attention=settings.flash_attention,
+            prefixes=PrefixStore(
+                kept_prefix_dir(settings, entry.id),
+                ram_bytes=settings.cache_ram_bytes,
+                disk_bytes=settings.cache_disk_bytes,
+            ),
         )
 
     return load
+
+
+def kept_prefix_dir(settings: Settings, model_id: str) -> Path:
+    return settings.data_dir / "kv" / model_id
 
 
 def embedder_factory(settings: Settings) -> BatcherFactory:
@@ -97,6 +112,17 @@ def create_app(
         ),
         clock or utc_now,
     )
+    generation = GenerationService(registry, engines, files, json_string_limit=settings.json_string_max_chars)
+    caches = CacheService(
+        SqlCacheRepository(database),
+        registry,
+        clock or utc_now,
+        generation.prompt_tokens,
+        KeptPrefixes(engines, lambda model_id, key: prefix_file(kept_prefix_dir(settings, model_id), key)),
+        limits=CacheLimits(
+            default_ttl=timedelta(seconds=settings.cache_default_ttl_seconds), min_tokens=settings.cache_min_tokens
+        ),
+    )
     embeddings = EmbeddingService(registry, embedders, files)
     batches = BatchService(
         SqlBatchRepository(database),
@@ -110,7 +136,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await database.migrate()
         await files.resume_processing()
-        sweeper = asyncio.create_task(_sweep_forever(files, settings.sweep_interval_seconds))
+        sweeper = asyncio.create_task(_sweep_forever(files, caches, settings.sweep_interval_seconds))
         runner = asyncio.create_task(
             batches.run_forever(settings.batch_poll_seconds) if settings.run_batches else asyncio.sleep(0)
         )
@@ -132,7 +158,8 @@ def create_app(
     app.state.services = Services(
         keys=ApiKeys(keys, SqlKeyRepository(database)),
         models=ModelService(registry),
-        generation=GenerationService(registry, engines, files, json_string_limit=settings.json_string_max_chars),
+        generation=generation,
+        caches=caches,
         embeddings=embeddings,
         batches=batches,
         files=files,
@@ -158,7 +185,7 @@ def create_app(
         ],
     )
     for version in API_VERSIONS:
-        for module in (models, generation, embeddings_api, batches_api, files_api):
+        for module in (models, generation_api, embeddings_api, batches_api, caching_api, files_api):
             app.include_router(module.router, prefix=f"/{version}")
     app.include_router(uploads.router)
     app.include_router(health.router)
@@ -169,13 +196,16 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _sweep_forever(files: FileService, interval: float) -> None:
+async def _sweep_forever(files: FileService, caches: CacheService, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
             report = await files.sweep()
+            swept_caches = await caches.sweep()
         except Exception:  # a failed sweep is retried next interval; it must not end the loop
-            log.exception("sweeping expired files failed")
+            log.exception("sweeping expired files and caches failed")
             continue
         if report.files or report.uploads or report.blobs:
             log.info("swept %s expired files, %s upload sessions, %s stray blobs", *vars(report).values())
+        if swept_caches:
+            log.info("swept %s expired cached contents", swept_caches)

@@ -135,6 +135,14 @@ class Settings(BaseModel):
     )
     batch_poll_seconds: float = Field(2.0, gt=0, description="How often servers look for batches to run.")
     run_batches: bool = Field(True, description="Run stored batches here (false: an API-only replica).")
+    cache_default_ttl_seconds: float = Field(3600, gt=0, description="cachedContents without ttl/expireTime.")
+    cache_min_tokens: int = Field(0, ge=0, description="Smallest cachedContent, in tokens (Google: 1,024 or more).")
+    cache_ram_bytes: int = Field(
+        1024**3, ge=0, description="KV state of cached contents kept in RAM per model (least recently used leave)."
+    )
+    cache_disk_bytes: int = Field(
+        16 * 1024**3, ge=0, description="KV state of cached contents kept on disk per model (oldest leave first)."
+    )
 
     @field_validator(
         "api_keys",

@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from localgem.storage.batches import SqlBatchRepository
+from localgem.storage.caches import SqlCacheRepository
 from localgem.storage.database import Database
 from localgem.storage.files import FileExists, SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
@@ -20,6 +21,7 @@ from localgem.storage.records import (
     BatchCounts,
     BatchItem,
     BatchRecord,
+    CacheRecord,
     FileRecord,
     KeyRecord,
     PageCursor,
@@ -319,3 +321,24 @@ async def test_batches_are_claimed_once_and_results_recorded_once(db: Database) 
     assert await repo.finish("rescuer", taken_over, "BATCH_STATE_SUCCEEDED", later)
     done = await repo.get(taken_over.project, taken_over.id)
     assert done.state == "BATCH_STATE_SUCCEEDED" and done.end_time == later and done.lease_owner is None
+
+
+async def test_cached_contents_belong_to_a_project_and_expire(db: Database) -> None:
+    repo = SqlCacheRepository(db)
+
+    def a_cache(cache_id: str, project: str = "p1", ttl: int = 60) -> CacheRecord:
+        return CacheRecord(project, cache_id, "m", None, "{}", 10, T0, T0, T0 + timedelta(seconds=ttl))
+
+    await repo.add(a_cache("c1"))
+    await repo.add(a_cache("c2", ttl=10))
+    await repo.add(a_cache("c3", project="p2"))
+    assert await repo.get("p2", "c1", T0) is None
+    assert [c.id for c in await repo.all("p1", T0 + timedelta(seconds=20))] == ["c1"]  # c2 has expired
+    assert await repo.get("p1", "c2", T0 + timedelta(seconds=10)) is None
+    later = T0 + timedelta(seconds=30)
+    longer = await repo.expire_at("p1", "c1", T0 + timedelta(hours=1), later)
+    assert longer.expire_time == T0 + timedelta(hours=1) and longer.update_time == later
+    assert await repo.expire_at("p1", "c2", T0 + timedelta(hours=1), later) is None  # expired: not revived
+    assert [c.id for c in await repo.expired(later, 10)] == ["c2"]
+    assert await repo.remove("p1", "c2") and not await repo.remove("p1", "c2")
+    assert not await repo.remove("p2", "c1")

@@ -14,6 +14,7 @@ from fastapi import Request, Response
 from localgem import errors
 from localgem.auth.keys import ApiKeys
 from localgem.services.batches import BatchService
+from localgem.services.caching import CacheService
 from localgem.services.embeddings import EmbeddingService
 from localgem.services.files import FileService
 from localgem.services.generation import GenerationService
@@ -31,6 +32,7 @@ class Services:
     generation: GenerationService
     embeddings: EmbeddingService
     batches: BatchService
+    caches: CacheService
     files: FileService
     max_request_bytes: int
     public_url: str | None = None

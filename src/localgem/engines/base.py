@@ -52,6 +52,10 @@ class GenerationRequest:
     deadline: float | None = None
     #: Constrains what may be generated (structured output, function calls).
     grammar: Grammar | None = None
+    #: A kept prefix (a cached content's KV state) to start from, when no slot holds more of the prompt.
+    prefix_key: str | None = None
+    #: Keep this request's prompt cells under this key when it ends (see ``prefix_key``).
+    keep_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,8 @@ class EngineStats:
     #: Decode steps, and the rows (sequences) they decoded: rows/steps is the average batch.
     decode_steps: int = 0
     decode_rows: int = 0
+    #: Requests that started from a kept prefix (a cached content's saved KV state).
+    prefixes_restored: int = 0
     #: Monotonic time of the scheduler loop's last turn (it turns at least twice a second).
     last_progress: float = field(default_factory=time.monotonic)
 
@@ -149,5 +155,11 @@ class Engine(Protocol):
     def healthy(self) -> bool:
         """The engine's loop is alive and making progress."""
         ...
+
+    async def keep_prefix(self, key: str, prompt: list[int]) -> None:
+        """Compute ``prompt`` once and keep its KV state under ``key`` (for requests with ``prefix_key``)."""
+        ...
+
+    async def drop_prefix(self, key: str) -> None: ...
 
     async def close(self) -> None: ...

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 
 from localgem.engines.base import (
@@ -19,8 +21,10 @@ from localgem.engines.base import (
     GenerationRequest,
     Grammar,
     ModelInfo,
+    SamplingParams,
 )
 from localgem.engines.llama_native import NativeModel
+from localgem.engines.prefixes import PrefixStore
 from localgem.engines.scheduler import MIN_CHUNK, Job, Scheduler
 
 
@@ -35,7 +39,9 @@ class LlamaCppEngine:
         max_queue: int = 64,
         prefill_chunk: int = 64,
         flash_attention: bool = False,
+        prefixes: PrefixStore | None = None,
     ) -> None:
+        self._prefixes = prefixes or PrefixStore(None, ram_bytes=0, disk_bytes=0)
         self._native = NativeModel(
             path,
             slots=slots,
@@ -46,7 +52,9 @@ class LlamaCppEngine:
         )
         self.info: ModelInfo = self._native.info
         self.stats = EngineStats()
-        self._scheduler = Scheduler(self._native, max_queue=max_queue, prefill_chunk=prefill_chunk, stats=self.stats)
+        self._scheduler = Scheduler(
+            self._native, max_queue=max_queue, prefill_chunk=prefill_chunk, stats=self.stats, prefixes=self._prefixes
+        )
 
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         return await asyncio.to_thread(self._native.tokenize, text, add_bos)
@@ -54,7 +62,28 @@ class LlamaCppEngine:
     def check_grammar(self, grammar: Grammar) -> None:
         self._native.check_grammar(grammar)
 
+    async def keep_prefix(self, key: str, prompt: list[int]) -> None:
+        request = GenerationRequest(
+            prompt_tokens=prompt, sampling=SamplingParams(temperature=0), max_tokens=1, keep_as=key
+        )
+        async for _ in self.generate(request):
+            pass
+        await asyncio.to_thread(self._prefixes.save, key)
+
+    async def drop_prefix(self, key: str) -> None:
+        await asyncio.to_thread(self._prefixes.drop, key)
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
+        key = request.prefix_key
+        if key is not None and await asyncio.to_thread(self._prefixes.load, key) is None:
+            request = replace(request, keep_as=key)  # kept nowhere (evicted): keep it again from this prompt
+        async with aclosing(self._run(request)) as events:  # a consumer that leaves frees the slots at once
+            async for event in events:
+                yield event
+        if request.keep_as is not None and request.prefix_key is not None:
+            await asyncio.to_thread(self._prefixes.save, request.keep_as)
+
+    async def _run(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
         job = Job(request, asyncio.get_running_loop())
         self._scheduler.submit(job)  # a full queue answers now, before any work
         remaining = request.candidates

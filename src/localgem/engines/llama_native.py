@@ -344,6 +344,22 @@ class NativeModel:
     def clear(self) -> None:
         self.lc.llama_memory_clear(self.memory, False)
 
+    def save_sequence(self, sequence: int) -> bytes:
+        """A sequence's KV cells, serialised by llama.cpp (for ``load_sequence``, in this model only)."""
+        size = self.lc.llama_state_seq_get_size(self.ctx, sequence)
+        buffer = (ctypes.c_uint8 * size)()
+        written = self.lc.llama_state_seq_get_data(self.ctx, buffer, size, sequence)
+        return bytes(buffer)[:written]
+
+    def load_sequence(self, sequence: int, state: bytes) -> bool:
+        """Replace a sequence's cells with saved ones; False (and an empty sequence) if they do not fit."""
+        self.forget(sequence)
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if self.lc.llama_state_seq_set_data(self.ctx, buffer, len(state), sequence) == 0:
+            self.forget(sequence)
+            return False
+        return True
+
     def logits(self, batch_index: int) -> np.ndarray:
         """The logits of one batch row (a view: valid until the next decode)."""
         return np.ctypeslib.as_array(self.lc.llama_get_logits_ith(self.ctx, batch_index), shape=(self.vocab_size,))

@@ -39,6 +39,7 @@ from localgem.engines.base import (
     TextDelta,
 )
 from localgem.engines.llama_native import BatchItem, NativeModel, Sampler
+from localgem.engines.prefixes import KeptPrefix, PrefixStore
 from localgem.engines.text import TextAssembler
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,17 @@ class Sequence:
 
 
 class Scheduler:
-    def __init__(self, native: NativeModel, *, max_queue: int, prefill_chunk: int, stats: EngineStats) -> None:
+    def __init__(
+        self,
+        native: NativeModel,
+        *,
+        max_queue: int,
+        prefill_chunk: int,
+        stats: EngineStats,
+        prefixes: PrefixStore | None = None,
+    ) -> None:
         self._native = native
+        self._prefixes = prefixes
         self._max_queue = max_queue
         self._chunk = max(MIN_CHUNK, prefill_chunk)
         self.stats = stats
@@ -254,6 +264,8 @@ class Scheduler:
         request = job.request
         prompt = request.prompt_tokens
         first, reused = self._best_slot(free, prompt)
+        if request.prefix_key is not None:
+            first, reused = self._restore(request.prefix_key, free, prompt, first, reused)
         others = sorted((slot for slot in free if slot is not first), key=_spare_first)
         slots = [first] + others[: request.candidates - 1]
         self.stats.requests_started += 1
@@ -289,14 +301,33 @@ class Scheduler:
         prompt's last token to decode.
         """
         best, reused = min(free, key=_spare_first), 0
-        last = len(prompt) - 1
         for slot in free:
-            n = _common_prefix(slot.cached, prompt, last) // self._chunk * self._chunk
-            if n and self._chunk_end(n, last) != min(n + self._chunk, last):  # n is inside a merged tail
-                n -= self._chunk
+            n = self._reusable(slot.cached, prompt)
             if n > reused:
                 best, reused = slot, n
         return best, reused
+
+    def _reusable(self, cached: list[int] | tuple[int, ...], prompt: list[int]) -> int:
+        last = len(prompt) - 1
+        n = _common_prefix(cached, prompt, last) // self._chunk * self._chunk
+        if n and self._chunk_end(n, last) != min(n + self._chunk, last):  # n is inside a merged tail
+            n -= self._chunk
+        return n
+
+    def _restore(self, key: str, free: list[Slot], prompt: list[int], first: Slot, reused: int) -> tuple[Slot, int]:
+        """A kept prefix (a cached content's cells) goes into a free slot when it covers more of the
+        prompt than any slot holds; the slot given up is the one a fresh prompt would take."""
+        kept = self._prefixes.get(key) if self._prefixes is not None else None
+        if kept is None or (n := self._reusable(kept.tokens, prompt)) <= reused:
+            return first, reused
+        slot = min(free, key=_spare_first)
+        slot.cached = []
+        if not self._native.load_sequence(slot.seq_id, kept.state):
+            log.warning("the kept state of %s did not load; computing its prompt instead", key)
+            return self._best_slot(free, prompt)
+        slot.cached = list(kept.tokens)
+        self.stats.prefixes_restored += 1
+        return slot, n
 
     def _release(self, job: Job) -> None:
         """A job ends: its slots free up, keeping what they decoded as prefix cache."""
@@ -311,6 +342,10 @@ class Scheduler:
             sequence.slot.cached = sequence.tokens[:kept]
             sequence.slot.sequence = None
             sequence.slot.last_used = now
+            key = job.request.keep_as
+            if key is not None and sequence.index == 0 and self._prefixes is not None and kept:
+                state = self._native.save_sequence(sequence.slot.seq_id)
+                self._prefixes.put(key, KeptPrefix(tuple(sequence.slot.cached), state))
         job.sequences.clear()
         self.stats.active_sequences = len(self._running)
 
@@ -401,7 +436,7 @@ def _spare_first(slot: Slot) -> tuple[bool, float, int]:
     return bool(slot.cached), slot.last_used, slot.seq_id
 
 
-def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+def _common_prefix(a: list[int] | tuple[int, ...], b: list[int], limit: int) -> int:
     n = min(len(a), len(b), limit)
     for i in range(n):
         if a[i] != b[i]:

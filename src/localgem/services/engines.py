@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from localgem.catalog.registry import ModelEntry
@@ -72,3 +73,21 @@ class EnginePool(ModelPool[LoadedModel]):
             return LoadedModel(entry, engine, template)
 
         super().__init__(load)
+
+
+class KeptPrefixes:
+    """Cached contents' KV state, kept by the engine of their model (see ``Engine.keep_prefix``)."""
+
+    def __init__(self, pool: EnginePool, on_disk: Callable[[str, str], Path]) -> None:
+        self._pool = pool
+        self._on_disk = on_disk  # (model id, key) → the file a model's engine keeps it in
+
+    async def keep(self, entry: ModelEntry, key: str, prompt: list[int]) -> None:
+        await (await self._pool.get(entry)).engine.keep_prefix(key, prompt)
+
+    async def drop(self, model_id: str, key: str) -> None:
+        loaded = self._pool.loaded().get(model_id)
+        if loaded is not None:
+            await loaded.engine.drop_prefix(key)
+        else:
+            self._on_disk(model_id, key).unlink(missing_ok=True)

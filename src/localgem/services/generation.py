@@ -20,6 +20,7 @@ from localgem.engines.base import (
     TextDelta,
 )
 from localgem.prompting.tools import template_tools
+from localgem.services.caching import CacheUse
 from localgem.services.conversation import attach_files, to_messages
 from localgem.services.engines import EnginePool, LoadedModel
 from localgem.services.files import FileService
@@ -56,8 +57,17 @@ class GenerationService:
         self._clock = clock
 
     async def prepare(
-        self, model: str, body: GenerateContentRequest, *, project: str, timeout: float | None = None
+        self,
+        model: str,
+        body: GenerateContentRequest,
+        *,
+        project: str,
+        timeout: float | None = None,
+        cache: CacheUse | None = None,
     ) -> PreparedGeneration:
+        """``cache``: the request is ``cache.request`` (the cached contents in front of the caller's)."""
+        if cache is not None:
+            body = cache.request
         entry = self._registry.resolve(model, "generateContent")
         refuse_unsupported_request(body)
         options = generation_options(body.generation_config, entry, string_limit=self._string_limit)
@@ -89,6 +99,7 @@ class GenerationService:
             logprobs=options.logprobs,
             deadline=self._clock() + timeout if timeout else None,
             grammar=grammar,
+            prefix_key=cache.cache_id if cache is not None else None,
         )
         shape = ResponseShape(
             response_id=secrets.token_urlsafe(16),
@@ -96,6 +107,7 @@ class GenerationService:
             prompt_tokens=len(prompt),
             logprobs=options.logprobs is not None,
             function_calling=plan is not None and plan.calls_possible,
+            cached_tokens=min(cache.cached_tokens, len(prompt)) if cache is not None else 0,
         )
         return PreparedGeneration(loaded, request, shape)
 
@@ -120,13 +132,16 @@ class GenerationService:
                         "The request deadline (X-Server-Timeout) passed before generation finished."
                     )
                 if isinstance(event, Admitted):
-                    prepared.shape.cached_tokens = event.cached_tokens
+                    prepared.shape.cached_tokens = max(prepared.shape.cached_tokens, event.cached_tokens)
                     continue
                 yield event
 
-    async def count_tokens(self, model: str, body: CountTokensRequest, *, project: str) -> CountTokensResponse:
+    async def count_tokens(
+        self, model: str, body: CountTokensRequest, *, project: str, cache: CacheUse | None = None
+    ) -> CountTokensResponse:
+        """``cache``: the generateContentRequest with its cached contents in front."""
         entry = self._registry.resolve(model, "countTokens")
-        inner = body.generate_content_request
+        inner = cache.request if cache is not None else body.generate_content_request
         if inner is not None and body.contents:
             raise errors.InvalidArgument("Set either contents or generateContentRequest, not both.")
         if inner is not None:
@@ -143,8 +158,14 @@ class GenerationService:
             _, prompt = await self._prompt(project, entry, body.contents, None)
         return CountTokensResponse(
             total_tokens=len(prompt),
+            cached_content_token_count=min(cache.cached_tokens, len(prompt)) if cache is not None else None,
             prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=len(prompt))],
         )
+
+    async def prompt_tokens(self, project: str, entry: ModelEntry, body: GenerateContentRequest) -> list[int]:
+        """The prompt a request's contents, system instruction and tools make (what a cache holds)."""
+        _, prompt = await self._prompt(project, entry, body.contents, body.system_instruction, plan=tool_plan(body))
+        return prompt
 
     async def _prompt(
         self,

@@ -33,8 +33,6 @@ class GenerationOptions:
 
 def refuse_unsupported_request(body: GenerateContentRequest, prefix: str = "") -> None:
     """Request-level features that belong to later parts of localgem (tools: see function_calling)."""
-    if body.cached_content:
-        raise errors.not_supported(f"{prefix}cached_content", "Context caching (cachedContent)")
     if body.continuation_token:
         raise errors.not_supported(f"{prefix}continuation_token", "Continuing a response (continuationToken)")
     # serviceTier and store are accepted as they are: there is one tier here, and nothing is logged.

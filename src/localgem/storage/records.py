@@ -88,3 +88,16 @@ class BatchCounts:
     successful: int
     failed: int
     pending: int
+
+
+@dataclass(frozen=True)
+class CacheRecord:
+    project: str
+    id: str
+    model: str
+    display_name: str | None
+    content: str  # JSON
+    token_count: int
+    create_time: datetime
+    update_time: datetime
+    expire_time: datetime

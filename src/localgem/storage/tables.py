@@ -128,3 +128,18 @@ batch_requests = Table(
     Column("error", Text),  # JSON google.rpc.Status
     Column("done", Boolean, nullable=False, default=False),
 )
+
+cached_contents = Table(
+    "cached_contents",
+    metadata,
+    Column("project", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),
+    Column("model", String(64), nullable=False),  # the local model id
+    Column("display_name", Text),
+    Column("content", Text, nullable=False),  # JSON: contents, systemInstruction, tools, toolConfig
+    Column("token_count", BigInteger, nullable=False),
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+    Column("expire_time", UtcTime, nullable=False),
+    Index("ix_cached_contents_expire_time", "expire_time"),
+)
