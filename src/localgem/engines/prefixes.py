@@ -25,6 +25,7 @@ class PrefixStore:
         self._ram_bytes = ram_bytes
         self._disk_bytes = disk_bytes
         self._ram: OrderedDict[str, KeptPrefix] = OrderedDict()
+        self._dropped: set[str] = set()  # keys are never reused: a request still running cannot revive one
         self._lock = threading.Lock()
 
     def get(self, key: str) -> KeptPrefix | None:
@@ -36,6 +37,8 @@ class PrefixStore:
 
     def put(self, key: str, kept: KeptPrefix) -> None:
         with self._lock:
+            if key in self._dropped:
+                return
             self._ram[key] = kept
             self._ram.move_to_end(key)
             while len(self._ram) > 1 and sum(len(k.state) for k in self._ram.values()) > self._ram_bytes:
@@ -74,6 +77,7 @@ class PrefixStore:
     def drop(self, key: str) -> None:
         with self._lock:
             self._ram.pop(key, None)
+            self._dropped.add(key)
         if self._dir is not None:
             self._path(key).unlink(missing_ok=True)
 
