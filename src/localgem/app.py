@@ -129,7 +129,11 @@ def create_app(
         registry,
         embeddings,
         clock or utc_now,
+        generation=generation,
+        caches=caches,
         lease=timedelta(seconds=settings.batch_lease_seconds),
+        deadline=timedelta(seconds=settings.batch_deadline_seconds),
+        parallel=max(1, settings.slots - 2),  # slots left free for online requests
     )
 
     @asynccontextmanager

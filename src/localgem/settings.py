@@ -134,6 +134,9 @@ class Settings(BaseModel):
         30.0, gt=0, description="A server running a batch renews its claim this often; a dead one's lapses after it."
     )
     batch_poll_seconds: float = Field(2.0, gt=0, description="How often servers look for batches to run.")
+    batch_deadline_seconds: float = Field(
+        48 * 3600, gt=0, description="A batch not finished this long after creation becomes EXPIRED (Google: 48 h)."
+    )
     run_batches: bool = Field(True, description="Run stored batches here (false: an API-only replica).")
     cache_default_ttl_seconds: float = Field(3600, gt=0, description="cachedContents without ttl/expireTime.")
     cache_min_tokens: int = Field(0, ge=0, description="Smallest cachedContent, in tokens (Google: 1,024 or more).")

@@ -148,3 +148,36 @@ def test_candidates_beyond_the_slots_are_refused(one_slot: RunningServer) -> Non
         f"{one_slot.url}/v1beta/models/gemma-3-270m:streamGenerateContent?alt=sse", json=body, headers=HEADERS
     )
     assert response.status_code == 400 and "parallel slots" in response.json()["error"]["message"]
+
+
+def test_online_requests_go_before_queued_batch_work(tmp_path) -> None:
+    """With the one slot busy, batch work queued first still waits for an online request queued later."""
+    from localgem.catalog.packaged import smollm2_135m_instruct
+    from localgem.engines.base import GenerationRequest, SamplingParams
+    from localgem.engines.llama_cpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(smollm2_135m_instruct(tmp_path), context_length=512, slots=1)
+
+    async def run() -> list[str]:
+        order: list[str] = []
+
+        async def generate(name: str, background: bool, tokens: int) -> None:
+            prompt = await engine.tokenize(f"Tell me about {name}.", add_bos=True)
+            request = GenerationRequest(prompt, SamplingParams(temperature=0), tokens, background=background)
+            async for _ in engine.generate(request):
+                if name not in order:
+                    order.append(name)
+
+        first = asyncio.create_task(generate("the sea", True, 40))
+        await asyncio.sleep(0.3)  # it holds the slot
+        later = [asyncio.create_task(generate(f"batch {i}", True, 4)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        online = asyncio.create_task(generate("an online question", False, 4))
+        await asyncio.gather(first, *later, online)
+        return order
+
+    try:
+        order = asyncio.run(run())
+    finally:
+        asyncio.run(engine.close())
+    assert order[:2] == ["the sea", "an online question"], order

@@ -342,3 +342,26 @@ async def test_cached_contents_belong_to_a_project_and_expire(db: Database) -> N
     assert [c.id for c in await repo.expired(later, 10)] == ["c2"]
     assert await repo.remove("p1", "c2") and not await repo.remove("p1", "c2")
     assert not await repo.remove("p2", "c1")
+
+
+async def test_batches_cancel_expire_rename_and_remove(db: Database) -> None:
+    repo = SqlBatchRepository(db)
+    items = [BatchItem(position=0, request="{}")]
+    for batch_id, at in (("old", T0), ("new", T0 + timedelta(hours=47)), ("done", T0)):
+        await repo.add(a_batch(batch_id, at=at), items)
+    assert await repo.cancel("p1", "done", T0) and not await repo.cancel("p1", "done", T0)  # final stays final
+    now = T0 + timedelta(hours=48, seconds=1)
+    assert await repo.expire(now - timedelta(hours=48), now) == 1
+    states = {b.id: b.state for b in await repo.all("p1")}
+    assert states == {"old": "BATCH_STATE_EXPIRED", "new": "BATCH_STATE_PENDING", "done": "BATCH_STATE_CANCELLED"}
+    assert await repo.claim("owner", now, now + timedelta(seconds=30)) == replace(
+        await repo.get("p1", "new"),
+        state="BATCH_STATE_RUNNING",
+        lease_owner="owner",
+        lease_until=now + timedelta(seconds=30),
+        update_time=now,
+    )
+    assert await repo.rename("p1", "new", {"display_name": "x", "priority": 3}, now)
+    assert (await repo.get("p1", "new")).priority == 3
+    assert await repo.remove("p1", "old") and await repo.get("p1", "old") is None and not await repo.items("p1", "old")
+    assert not await repo.remove("p2", "new")

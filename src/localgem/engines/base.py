@@ -56,6 +56,8 @@ class GenerationRequest:
     prefix_key: str | None = None
     #: Keep this request's prompt cells under this key when it ends (see ``prefix_key``).
     keep_as: str | None = None
+    #: Batch work: waits while online requests are queued.
+    background: bool = False
 
 
 @dataclass(frozen=True)

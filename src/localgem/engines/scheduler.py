@@ -253,10 +253,14 @@ class Scheduler:
         while True:
             with self._condition:
                 free = [slot for slot in self._slots if slot.sequence is None]
-                if not self._queue or self._queue[0].request.candidates > len(free):
+                # Online requests first, each kind in arrival order: batch work fills what is left.
+                job = next(
+                    (j for j in self._queue if not j.request.background), self._queue[0] if self._queue else None
+                )
+                if job is None or job.request.candidates > len(free):
                     self.stats.queued_requests = len(self._queue)
                     return
-                job = self._queue.popleft()
+                self._queue.remove(job)
                 self.stats.queued_requests = len(self._queue)
             self._start(job, free)
 

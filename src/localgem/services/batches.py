@@ -1,7 +1,7 @@
 """Batches as durable long-running operations (``batches/{id}``): created, stored, run in the
 background by whichever server holds the batch's lease, each result recorded exactly once.
 
-Embedding batches (asyncBatchEmbedContent) run here; generateContent batches will share the machinery.
+Embedding batches (asyncBatchEmbedContent) and generateContent batches (batchGenerateContent) share it.
 """
 
 from __future__ import annotations
@@ -9,22 +9,33 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from localgem import errors, names
 from localgem.catalog.registry import ModelRegistry
+from localgem.services.caching import CacheService
 from localgem.services.embeddings import EmbeddingService
+from localgem.services.generation import GenerationService
+from localgem.services.paging import paginate
 from localgem.storage.batches import BatchRepository
 from localgem.storage.records import BatchItem, BatchRecord
-from localgem.types.batches import AsyncBatchEmbedContentRequest
+from localgem.types.batches import (
+    AsyncBatchEmbedContentRequest,
+    BatchGenerateContentRequest,
+    EmbedContentBatch,
+    GenerateContentBatch,
+)
 from localgem.types.embeddings import ContentEmbedding, EmbedContentRequest, EmbedContentResponse
+from localgem.types.generation import GenerateContentRequest
 from localgem.types.wire import parse_message, rfc3339
 
 log = logging.getLogger(__name__)
 
 TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1main."
+_KINDS = {"generate": "GenerateContentBatch", "embed": "EmbedContentBatch"}
 FINAL_STATES = frozenset(
     {"BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"}
 )
@@ -39,12 +50,20 @@ class BatchService:
         embeddings: EmbeddingService,
         clock: Clock,
         *,
+        generation: GenerationService,
+        caches: CacheService,
         lease: timedelta = timedelta(seconds=30),
+        deadline: timedelta = timedelta(hours=48),
         chunk: int = 64,
+        parallel: int = 8,
     ) -> None:
         self._repo = repository
         self._registry = registry
         self._embeddings = embeddings
+        self._generation = generation
+        self._caches = caches
+        self._deadline = deadline
+        self._parallel = parallel  # generation requests of a batch in flight together
         self._clock = clock
         self._lease = lease
         self._chunk = chunk
@@ -53,9 +72,17 @@ class BatchService:
 
     async def create_embed_batch(self, model: str, body: AsyncBatchEmbedContentRequest, *, project: str) -> dict:
         self._registry.resolve(model, "asyncBatchEmbedContent")  # unknown models and wrong methods: 4xx now
-        batch = body.batch
+        return await self._create("embed", model, body.batch, project)
+
+    async def create_generate_batch(self, model: str, body: BatchGenerateContentRequest, *, project: str) -> dict:
+        self._registry.resolve(model, "generateContent")
+        return await self._create("generate", model, body.batch, project)
+
+    async def _create(
+        self, kind: str, model: str, batch: EmbedContentBatch | GenerateContentBatch | None, project: str
+    ) -> dict:
         if batch is None:
-            raise errors.invalid_field("batch", "* AsyncBatchEmbedContentRequest.batch: batch is required")
+            raise errors.invalid_field("batch", "batch is required.")
         if batch.model and batch.model.removeprefix("models/") != model.removeprefix("models/"):
             raise errors.invalid_field(
                 "batch.model", f"batch.model ({batch.model}) does not match the model in the URL."
@@ -64,7 +91,7 @@ class BatchService:
         if config is None or (config.file_name is None and config.requests is None):
             raise errors.invalid_field("batch.input_config", "batch.input_config needs requests or a fileName.")
         if config.file_name is not None:
-            raise errors.not_supported("batch.input_config.file_name", "File input for embedding batches")
+            raise errors.not_supported("batch.input_config.file_name", "File input (JSONL) for batches")
         inlined = (config.requests and config.requests.requests) or []
         if not inlined:
             raise errors.invalid_field("batch.input_config.requests.requests", "The batch has no requests.")
@@ -84,7 +111,7 @@ class BatchService:
         record = BatchRecord(
             project=project,
             id=names.new_id(),
-            kind="embed",
+            kind=kind,
             model=f"models/{model.removeprefix('models/')}",
             display_name=batch.display_name,
             state="BATCH_STATE_PENDING",
@@ -97,14 +124,59 @@ class BatchService:
         self._wake.set()
         return await self._operation(record)
 
-    async def get(self, project: str, name: str) -> dict:
+    async def list(self, project: str, page_size: int | None, page_token: str | None) -> dict:
+        records = await self._repo.all(project)
+        page, token = paginate(records, page_size, page_token, default_size=50, max_size=1000)
+        listed: dict[str, Any] = {"operations": [await self._operation(r, with_output=False) for r in page]}
+        if token:
+            listed["nextPageToken"] = token
+        return listed
+
+    async def cancel(self, project: str, name: str) -> None:
+        record = await self._record(project, name)
+        if not await self._repo.cancel(project, record.id, self._clock()) and record.state not in FINAL_STATES:
+            raise errors.Aborted(f"batches/{record.id} changed while it was being cancelled; try again.")
+
+    async def delete(self, project: str, name: str) -> None:
+        record = await self._record(project, name)
+        await self._repo.cancel(project, record.id, self._clock())  # a runner still holding it stops writing
+        await self._repo.remove(project, record.id)
+
+    async def update(
+        self,
+        project: str,
+        name: str,
+        kind: str,
+        body: EmbedContentBatch | GenerateContentBatch,
+        update_mask: str | None,
+    ) -> dict:
+        """updateGenerateContentBatch / updateEmbedContentBatch: display name and priority only."""
+        record = await self._record(project, name)
+        if record.kind != kind:
+            raise errors.InvalidArgument(f"batches/{record.id} is not a {_KINDS[kind]}.")
+        fields = {"display_name": "displayName", "priority": "priority"}
+        given = {f for f in body.model_fields_set if getattr(body, f) is not None and f != "name"}
+        paths = {p.strip() for p in update_mask.split(",") if p.strip()} if update_mask else set()
+        paths = {next((f for f, wire in fields.items() if p in (f, wire)), p) for p in paths} or given
+        if not paths or not paths <= fields.keys():
+            raise errors.invalid_field("update_mask", "Only displayName and priority of a batch can be updated.")
+        changes = {f: getattr(body, f) if f == "display_name" else getattr(body, f) or 0 for f in paths}
+        await self._repo.rename(project, record.id, changes, self._clock())
+        resource = (await self._operation(await self._record(project, name)))["metadata"]
+        resource.pop("@type")
+        return resource
+
+    async def _record(self, project: str, name: str) -> BatchRecord:
         batch_id = names.lookup_id(name, "batches")
         record = await self._repo.get(project, batch_id)
         if record is None:
             raise errors.NotFound(f"Batch batches/{batch_id} not found.")
-        return await self._operation(record)
+        return record
 
-    async def _operation(self, record: BatchRecord) -> dict[str, Any]:
+    async def get(self, project: str, name: str) -> dict:
+        return await self._operation(await self._record(project, name))
+
+    async def _operation(self, record: BatchRecord, with_output: bool = True) -> dict[str, Any]:
         """The batch as Google returns it: a google.longrunning.Operation around the batch resource."""
         kind = "EmbedContentBatch" if record.kind == "embed" else "GenerateContentBatch"
         counts = await self._repo.counts(record.project, record.id)
@@ -129,7 +201,7 @@ class BatchService:
         operation: dict[str, Any] = {"name": name, "metadata": metadata, "done": record.state in FINAL_STATES}
         if record.end_time is not None:
             metadata["endTime"] = rfc3339(record.end_time)
-        if operation["done"]:
+        if operation["done"] and with_output:
             output = {"inlinedResponses": {"inlinedResponses": await self._inlined(record)}}
             metadata["output"] = output
             operation["response"] = {"@type": TYPE_PREFIX + kind + "Output", **output}
@@ -154,6 +226,8 @@ class BatchService:
         """Claim and run batches until cancelled; new ones wake it, others' lapsed leases are polled for."""
         while True:
             try:
+                now = self._clock()
+                await self._repo.expire(now - self._deadline, now)
                 ran = await self.run_once()
             except Exception:  # a failure leaves the lease to lapse; the batch is retried then
                 log.exception("running a batch failed")
@@ -170,19 +244,60 @@ class BatchService:
         record = await self._repo.claim(self.owner, now, now + self._lease)
         if record is None:
             return False
+        chunk = self._chunk if record.kind == "embed" else self._parallel
         while True:
-            pending = await self._repo.pending(record.project, record.id, self._chunk)
+            pending = await self._repo.pending(record.project, record.id, chunk)
             if not pending:
                 break
-            results = await self._run_chunk(record, pending)
+            run = self._embed_chunk if record.kind == "embed" else self._generate_chunk
+            async with self._renewing(record):
+                results = await run(record, pending)
             now = self._clock()
             if not await self._repo.record(self.owner, record, results, now, now + self._lease):
-                log.warning("lost the lease of batches/%s; another server goes on with it", record.id)
+                log.info("batches/%s was cancelled, deleted or taken over; leaving it", record.id)
                 return True
         await self._repo.finish(self.owner, record, "BATCH_STATE_SUCCEEDED", self._clock())
         return True
 
-    async def _run_chunk(self, record: BatchRecord, items: list[BatchItem]) -> list[BatchItem]:
+    @asynccontextmanager
+    async def _renewing(self, record: BatchRecord) -> AsyncIterator[None]:
+        """Keeps the lease while a chunk runs (generation can take longer than a lease)."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lease.total_seconds() / 3)
+                now = self._clock()
+                await self._repo.record(self.owner, record, [], now, now + self._lease)
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _generate_chunk(self, record: BatchRecord, items: list[BatchItem]) -> list[BatchItem]:
+        results = await asyncio.gather(*(self._generate_one(record, item) for item in items))
+        return [r for r in results if r is not None]
+
+    async def _generate_one(self, record: BatchRecord, item: BatchItem) -> BatchItem | None:
+        """One request, as generateContent would run it; None: the engine is full, try it again later."""
+        try:
+            request = parse_message(GenerateContentRequest, json.loads(item.request))
+            cache = None
+            if request.cached_content:
+                cache = await self._caches.apply(record.project, record.model, request)
+            prepared = await self._generation.prepare(
+                record.model, request, project=record.project, cache=cache, background=True
+            )
+            response = await self._generation.generate(prepared)
+        except errors.Unavailable:
+            return None
+        except errors.ApiError as exc:
+            return _failed(item, exc)
+        return BatchItem(item.position, item.request, item.metadata, json.dumps(response.to_wire()))
+
+    async def _embed_chunk(self, record: BatchRecord, items: list[BatchItem]) -> list[BatchItem]:
         try:
             entry = self._registry.resolve(record.model, "asyncBatchEmbedContent")
         except errors.ApiError as exc:
@@ -205,4 +320,6 @@ class BatchService:
 
 
 def _failed(item: BatchItem, exc: errors.ApiError) -> BatchItem:
-    return BatchItem(item.position, item.request, item.metadata, error=json.dumps(exc.to_status()))
+    # Code and message only: google-genai reads a batch result's error details as strings, not Status details.
+    status = {"code": exc.to_status()["code"], "message": exc.message}
+    return BatchItem(item.position, item.request, item.metadata, error=json.dumps(status))

@@ -64,6 +64,7 @@ class GenerationService:
         project: str,
         timeout: float | None = None,
         cache: CacheUse | None = None,
+        background: bool = False,
     ) -> PreparedGeneration:
         """``cache``: the request is ``cache.request`` (the cached contents in front of the caller's)."""
         if cache is not None:
@@ -100,6 +101,7 @@ class GenerationService:
             deadline=self._clock() + timeout if timeout else None,
             grammar=grammar,
             prefix_key=cache.cache_id if cache is not None else None,
+            background=background,
         )
         shape = ResponseShape(
             response_id=secrets.token_urlsafe(16),

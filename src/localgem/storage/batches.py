@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 
 from localgem.storage.database import Database
 from localgem.storage.records import BatchCounts, BatchItem, BatchRecord
@@ -27,6 +27,11 @@ class BatchRepository(Protocol):
         self, owner: str, record: BatchRecord, results: list[BatchItem], now: datetime, until: datetime
     ) -> bool: ...
     async def finish(self, owner: str, record: BatchRecord, state: str, now: datetime) -> bool: ...
+    async def all(self, project: str) -> list[BatchRecord]: ...
+    async def cancel(self, project: str, batch_id: str, now: datetime) -> bool: ...
+    async def remove(self, project: str, batch_id: str) -> bool: ...
+    async def expire(self, created_before: datetime, now: datetime) -> int: ...
+    async def rename(self, project: str, batch_id: str, changes: dict, now: datetime) -> bool: ...
 
 
 class SqlBatchRepository:
@@ -129,6 +134,48 @@ class SqlBatchRepository:
         )
         async with self._db.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
+
+    async def all(self, project: str) -> list[BatchRecord]:
+        query = select(batches).where(batches.c.project == project).order_by(batches.c.create_time.desc(), batches.c.id)
+        async with self._db.read() as conn:
+            return [BatchRecord(**row._mapping) for row in await conn.execute(query)]
+
+    async def cancel(self, project: str, batch_id: str, now: datetime) -> bool:
+        """A pending or running batch stops: its runner's next write finds it cancelled and gives up."""
+        query = (
+            update(batches)
+            .where(batches.c.project == project, batches.c.id == batch_id, batches.c.state.in_(RUNNABLE))
+            .values(state="BATCH_STATE_CANCELLED", end_time=now, update_time=now, lease_owner=None, lease_until=None)
+        )
+        async with self._db.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def remove(self, project: str, batch_id: str) -> bool:
+        async with self._db.begin() as conn:
+            await conn.execute(
+                delete(batch_requests).where(batch_requests.c.project == project, batch_requests.c.batch_id == batch_id)
+            )
+            result = await conn.execute(delete(batches).where(batches.c.project == project, batches.c.id == batch_id))
+        return result.rowcount == 1
+
+    async def rename(self, project: str, batch_id: str, changes: dict, now: datetime) -> bool:
+        """New display name and/or priority (the only fields a batch's owner may change)."""
+        query = (
+            update(batches)
+            .where(batches.c.project == project, batches.c.id == batch_id)
+            .values(**changes, update_time=now)
+        )
+        async with self._db.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def expire(self, created_before: datetime, now: datetime) -> int:
+        query = (
+            update(batches)
+            .where(batches.c.state.in_(RUNNABLE), batches.c.create_time < created_before)
+            .values(state="BATCH_STATE_EXPIRED", end_time=now, update_time=now, lease_owner=None, lease_until=None)
+        )
+        async with self._db.begin() as conn:
+            return (await conn.execute(query)).rowcount
 
 
 async def _renew(conn, owner: str, record: BatchRecord, now: datetime, until: datetime) -> bool:
