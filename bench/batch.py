@@ -11,14 +11,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from common import KEY, serve
+from common import KEY, first_token_seconds, serve
 
 HEADERS = {"x-goog-api-key": KEY}
 CONFIG = {"temperature": 0, "maxOutputTokens": 16}
@@ -57,19 +56,7 @@ def run_online(url: str, count: int) -> float:
 
 def first_token(url: str, i: int) -> float:
     body = {"contents": [{"parts": [{"text": f"Tell me a fact about the number {i}."}]}], "generationConfig": CONFIG}
-    start = time.perf_counter()
-    with httpx.stream(
-        "POST",
-        f"{url}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
-        params={"alt": "sse"},
-        json=body,
-        headers=HEADERS,
-        timeout=600,
-    ) as response:
-        for line in response.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:])["candidates"][0]["content"]["parts"][0].get("text"):
-                return time.perf_counter() - start
-    raise RuntimeError("no text")
+    return first_token_seconds(url, body)
 
 
 def main() -> None:

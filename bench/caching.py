@@ -11,14 +11,12 @@ Prints medians and cached ÷ cold (target ≤ 0.05).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
-import time
 import uuid
 
 import httpx
-from common import KEY, serve
+from common import KEY, first_token_seconds, serve
 
 DOCUMENT = "\n".join(
     f"Section {i}: the pump in room {i % 17} runs for {i * 7 % 23} minutes at {i * 13 % 97} percent power."
@@ -32,22 +30,6 @@ QUESTIONS = [
 ]
 HEADERS = {"x-goog-api-key": KEY}
 CONFIG = {"temperature": 0, "maxOutputTokens": 8}
-
-
-def first_token_seconds(url: str, body: dict) -> float:
-    start = time.perf_counter()
-    with httpx.stream(
-        "POST",
-        f"{url}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
-        params={"alt": "sse"},
-        json=body,
-        headers=HEADERS,
-        timeout=600,
-    ) as response:
-        for line in response.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:])["candidates"][0]["content"]["parts"][0].get("text"):
-                return time.perf_counter() - start
-    raise RuntimeError("no text came back")
 
 
 def main() -> None:

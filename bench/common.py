@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -44,3 +45,20 @@ def wait_ready(url: str, path: str, process: subprocess.Popen) -> tuple[str, sub
         time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"{url} did not become ready")
+
+
+def first_token_seconds(url: str, body: dict, model: str = "gemini-2.5-flash") -> float:
+    """Seconds from sending a streaming generateContent (``?alt=sse``) to its first chunk with text."""
+    start = time.perf_counter()
+    with httpx.stream(
+        "POST",
+        f"{url}/v1beta/models/{model}:streamGenerateContent",
+        params={"alt": "sse"},
+        json=body,
+        headers={"x-goog-api-key": KEY},
+        timeout=600,
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:") and json.loads(line[5:])["candidates"][0]["content"]["parts"][0].get("text"):
+                return time.perf_counter() - start
+    raise RuntimeError("no text came back")

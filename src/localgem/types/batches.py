@@ -1,32 +1,35 @@
-"""Batch requests: EmbedContentBatch (and, later, GenerateContentBatch) as clients send them."""
+"""Batch requests as clients send them: EmbedContentBatch and GenerateContentBatch, one shape over two
+request types."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from localgem.types.embeddings import EmbedContentRequest
 from localgem.types.generation import GenerateContentRequest
 from localgem.types.wire import Int64, WireModel
 
+R = TypeVar("R", EmbedContentRequest, GenerateContentRequest)
 
-class InlinedEmbedContentRequest(WireModel):
-    request: EmbedContentRequest | None = None
+
+class InlinedRequest(WireModel, Generic[R]):
+    request: R | None = None
     metadata: dict[str, Any] | None = None
 
 
-class InlinedEmbedContentRequests(WireModel):
-    requests: list[InlinedEmbedContentRequest] | None = None
+class InlinedRequests(WireModel, Generic[R]):
+    requests: list[InlinedRequest[R]] | None = None
 
 
-class InputEmbedContentConfig(WireModel):
+class InputConfig(WireModel, Generic[R]):
     file_name: str | None = None
-    requests: InlinedEmbedContentRequests | None = None
+    requests: InlinedRequests[R] | None = None
 
 
-class EmbedContentBatch(WireModel):
+class Batch(WireModel, Generic[R]):
     model: str | None = None
     display_name: str | None = None
-    input_config: InputEmbedContentConfig | None = None
+    input_config: InputConfig[R] | None = None
     priority: Int64 | None = None
     # Output only: accepted (a client may send back what it read) and ignored.
     name: Any = None
@@ -36,39 +39,14 @@ class EmbedContentBatch(WireModel):
     create_time: Any = None
     update_time: Any = None
     end_time: Any = None
+
+
+EmbedContentBatch = Batch[EmbedContentRequest]
+GenerateContentBatch = Batch[GenerateContentRequest]
 
 
 class AsyncBatchEmbedContentRequest(WireModel):
     batch: EmbedContentBatch | None = None
-
-
-class InlinedRequest(WireModel):
-    request: GenerateContentRequest | None = None
-    metadata: dict[str, Any] | None = None
-
-
-class InlinedRequests(WireModel):
-    requests: list[InlinedRequest] | None = None
-
-
-class InputConfig(WireModel):
-    file_name: str | None = None
-    requests: InlinedRequests | None = None
-
-
-class GenerateContentBatch(WireModel):
-    model: str | None = None
-    display_name: str | None = None
-    input_config: InputConfig | None = None
-    priority: Int64 | None = None
-    # Output only: accepted (a client may send back what it read) and ignored.
-    name: Any = None
-    state: Any = None
-    output: Any = None
-    batch_stats: Any = None
-    create_time: Any = None
-    update_time: Any = None
-    end_time: Any = None
 
 
 class BatchGenerateContentRequest(WireModel):
