@@ -10,7 +10,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.conftest import API_KEY, OTHER_KEY
+from tests.conftest import API_KEY, OTHER_KEY, engine_of
 
 MODEL = "gemini-2.5-flash"
 GREEDY = {"temperature": 0.0, "max_output_tokens": 12}
@@ -109,6 +109,7 @@ def test_a_bad_request_fails_alone_and_cancel_stops_the_rest(client: genai.Clien
     assert job.state == types.JobState.JOB_STATE_CANCELLED
     operation = httpx.get(f"{url}/v1beta/{job.name}", headers=headers).json()
     assert int(operation["metadata"]["batchStats"]["pendingRequestCount"]) > 0
-    time.sleep(2)  # the runner stops: nothing more is recorded
+    time.sleep(2)  # the runner stops: nothing more is recorded, and its requests in flight end
     again = httpx.get(f"{url}/v1beta/{job.name}", headers=headers).json()
     assert again["metadata"]["batchStats"] == operation["metadata"]["batchStats"]
+    assert engine_of(real_server).stats.active_sequences == 0

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -250,31 +249,30 @@ class BatchService:
             if not pending:
                 break
             run = self._embed_chunk if record.kind == "embed" else self._generate_chunk
-            async with self._renewing(record):
-                results = await run(record, pending)
+            results = await self._while_held(record, run(record, pending))
             now = self._clock()
-            if not await self._repo.record(self.owner, record, results, now, now + self._lease):
+            if results is None or not await self._repo.record(self.owner, record, results, now, now + self._lease):
                 log.info("batches/%s was cancelled, deleted or taken over; leaving it", record.id)
                 return True
         await self._repo.finish(self.owner, record, "BATCH_STATE_SUCCEEDED", self._clock())
         return True
 
-    @asynccontextmanager
-    async def _renewing(self, record: BatchRecord) -> AsyncIterator[None]:
-        """Keeps the lease while a chunk runs (generation can take longer than a lease)."""
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self._lease.total_seconds() / 3)
-                now = self._clock()
-                await self._repo.record(self.owner, record, [], now, now + self._lease)
-
-        task = asyncio.create_task(renew())
+    async def _while_held(self, record: BatchRecord, work: Awaitable[list[BatchItem]]) -> list[BatchItem] | None:
+        """Runs a chunk while renewing the lease; None if the batch was cancelled, deleted or taken over
+        meanwhile (the chunk's requests are then stopped within a second)."""
+        task = asyncio.ensure_future(work)
         try:
-            yield
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=min(1.0, self._lease.total_seconds() / 3))
+                if done:
+                    return task.result()
+                now = self._clock()
+                if not await self._repo.record(self.owner, record, [], now, now + self._lease):
+                    return None
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _generate_chunk(self, record: BatchRecord, items: list[BatchItem]) -> list[BatchItem]:
         results = await asyncio.gather(*(self._generate_one(record, item) for item in items))
