@@ -14,6 +14,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from localgem.catalog.packaged import all_minilm_l6_v2
+from tests.api.test_batches_sdk import wait_done
 from tests.conftest import API_KEY, OTHER_KEY
 
 MODEL = "gemini-embedding-001"
@@ -191,7 +192,7 @@ def test_async_batch_embed_content_through_the_sdk(client: genai.Client, real_se
         ),
     )
     assert job.name.startswith("batches/")
-    job = wait_done(client, job.name)
+    job = wait_done(client, job.name, timeout=60)
     assert job.state == types.JobState.JOB_STATE_SUCCEEDED
     found = np.array([r.response.embedding.values for r in job.dest.inlined_embed_content_responses])
     assert np.allclose(found, embed(client, texts, output_dimensionality=64), atol=1e-6)
@@ -248,12 +249,3 @@ def test_async_batch_requests_fail_alone(real_server) -> None:
         ).status_code
         == 400
     )
-
-
-def wait_done(client: genai.Client, name: str, timeout: float = 60) -> types.BatchJob:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.batches.get(name=name)
-        if job.done or time.monotonic() > deadline:
-            return job
-        time.sleep(0.2)

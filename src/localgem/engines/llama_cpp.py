@@ -75,7 +75,12 @@ class LlamaCppEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
         key = request.prefix_key
-        if key is not None and await asyncio.to_thread(self._prefixes.load, key) is None:
+        # Held in RAM: no thread hop; else it may be on disk (a restart, or evicted from RAM).
+        if (
+            key is not None
+            and self._prefixes.get(key) is None
+            and await asyncio.to_thread(self._prefixes.load, key) is None
+        ):
             request = replace(request, keep_as=key)  # kept nowhere (evicted): keep it again from this prompt
         async with aclosing(self._run(request)) as events:  # a consumer that leaves frees the slots at once
             async for event in events:
