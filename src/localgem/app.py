@@ -131,6 +131,7 @@ def create_app(
         clock or utc_now,
         generation=generation,
         caches=caches,
+        files=files,
         lease=timedelta(seconds=settings.batch_lease_seconds),
         deadline=timedelta(seconds=settings.batch_deadline_seconds),
         parallel=max(1, settings.slots - 2),  # slots left free for online requests

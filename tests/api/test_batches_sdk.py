@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -113,3 +114,129 @@ def test_a_bad_request_fails_alone_and_cancel_stops_the_rest(client: genai.Clien
     again = httpx.get(f"{url}/v1beta/{job.name}", headers=headers).json()
     assert again["metadata"]["batchStats"] == operation["metadata"]["batchStats"]
     assert engine_of(real_server).stats.active_sequences == 0
+
+
+def test_a_jsonl_file_batch_answers_in_a_results_file(client: genai.Client, real_server, tmp_path) -> None:
+    lines = [
+        json.dumps(
+            {
+                "key": f"k{i}",
+                "request": {
+                    "contents": [{"parts": [{"text": p}]}],
+                    "generationConfig": {"temperature": 0, "maxOutputTokens": 12},
+                },
+            }
+        )
+        for i, p in enumerate(PROMPTS[:2])
+    ]
+    lines += [
+        "{not json",
+        "",  # blank lines are skipped
+        json.dumps({"key": "no-request", "contents": []}),
+        json.dumps({"key": "bad-field", "request": {"contents": [], "unknownField": 1}}),
+        json.dumps(
+            {
+                "key": "bad-value",
+                "request": {"contents": [{"parts": [{"text": "Hi"}]}], "generationConfig": {"temperature": -1}},
+            }
+        ),
+        json.dumps(
+            {
+                "key": "k2",
+                "request": {
+                    "contents": [{"parts": [{"text": PROMPTS[2]}]}],
+                    "generationConfig": {"temperature": 0, "maxOutputTokens": 12},
+                },
+            }
+        ),
+    ]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    uploaded = client.files.upload(file=path, config=types.UploadFileConfig(mime_type="jsonl"))
+
+    job = client.batches.create(model=MODEL, src=uploaded.name, config=types.CreateBatchJobConfig(display_name="file"))
+    assert job.state == types.JobState.JOB_STATE_PENDING or job.state == types.JobState.JOB_STATE_RUNNING
+    job = wait_done(client, job.name)
+    assert job.state == types.JobState.JOB_STATE_SUCCEEDED and job.dest.file_name.startswith("files/")
+    assert job.dest.inlined_responses is None
+    results = [json.loads(line) for line in client.files.download(file=job.dest.file_name).decode().splitlines()]
+    assert [r.get("key") for r in results] == ["k0", "k1", None, "no-request", "bad-field", "bad-value", "k2"]
+    for result, prompt in zip([results[0], results[1], results[6]], PROMPTS, strict=False):
+        online = client.models.generate_content(
+            model=MODEL, contents=prompt, config=types.GenerateContentConfig(**GREEDY)
+        )
+        assert types.GenerateContentResponse.model_validate(result["response"]).text == online.text
+    for failed, says in zip(results[2:6], ["Line 3 ", "Line 5 ", "Line 6 ", "temperature"], strict=True):
+        assert set(failed) <= {"key", "error"} and failed["error"]["code"] == 3 and says in failed["error"]["message"]
+    operation = httpx.get(f"{real_server.url}/v1beta/{job.name}", headers={"x-goog-api-key": API_KEY}).json()
+    assert operation["response"]["responsesFile"] == job.dest.file_name
+    assert operation["metadata"]["batchStats"] == {
+        "requestCount": "7",
+        "successfulRequestCount": "3",
+        "failedRequestCount": "4",
+        "pendingRequestCount": "0",
+    }
+    results_file = client.files.get(name=job.dest.file_name)
+    assert results_file.source == types.FileSource.GENERATED and results_file.download_uri
+
+    # The file and the results belong to the project: another key sees neither.
+    other = genai.Client(api_key=OTHER_KEY, http_options=types.HttpOptions(base_url=real_server.url))
+    for attempt in (
+        lambda: other.batches.create(model=MODEL, src=uploaded.name),
+        lambda: other.files.download(file=job.dest.file_name),
+    ):
+        with pytest.raises(genai_errors.ClientError) as caught:
+            attempt()
+        assert caught.value.code == 404
+
+
+def test_a_cancelled_file_batch_keeps_its_finished_results(client: genai.Client, real_server, tmp_path) -> None:
+    path = tmp_path / "long.jsonl"
+    lines = [
+        {
+            "key": f"s{i}",
+            "request": {
+                "contents": [{"parts": [{"text": f"Write a long story number {i}."}]}],
+                "generationConfig": {"maxOutputTokens": 200},
+            },
+        }
+        for i in range(30)
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines))  # no final newline
+    uploaded = client.files.upload(file=path, config=types.UploadFileConfig(mime_type="application/jsonl"))
+    job = client.batches.create(model=MODEL, src=uploaded.name)
+    deadline = time.monotonic() + 60
+    while (
+        int(
+            httpx.get(f"{real_server.url}/v1beta/{job.name}", headers={"x-goog-api-key": API_KEY}).json()["metadata"][
+                "batchStats"
+            ]["successfulRequestCount"]
+        )
+        == 0
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    client.batches.cancel(name=job.name)
+    job = wait_done(client, job.name)
+    assert job.state == types.JobState.JOB_STATE_CANCELLED
+    results = [json.loads(line) for line in client.files.download(file=job.dest.file_name).decode().splitlines()]
+    assert 0 < len(results) < 30 and all("response" in r for r in results)
+    keys = [r["key"] for r in results]
+    assert len(set(keys)) == len(keys) and set(keys) <= {f"s{i}" for i in range(30)}
+    assert client.batches.get(name=job.name).dest.file_name == job.dest.file_name  # written once
+
+
+def test_file_input_limits(client: genai.Client, real_server, tmp_path) -> None:
+    url, headers = real_server.url, {"x-goog-api-key": API_KEY}
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    uploaded = client.files.upload(file=empty, config=types.UploadFileConfig(mime_type="jsonl"))
+    for config, says in (
+        ({"fileName": uploaded.name}, "holds no requests"),
+        ({"fileName": "files/missing"}, "not found"),
+        ({"fileName": uploaded.name, "requests": {"requests": []}}, "not both"),
+    ):
+        body = {"batch": {"inputConfig": config}}
+        refused = httpx.post(f"{url}/v1beta/models/{MODEL}:batchGenerateContent", json=body, headers=headers)
+        assert refused.status_code in (400, 404) and says in refused.json()["error"]["message"], refused.text
+    assert not [j for j in client.batches.list() if j.dest and j.dest.file_name == uploaded.name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -249,3 +250,20 @@ def test_async_batch_requests_fail_alone(real_server) -> None:
         ).status_code
         == 400
     )
+
+
+def test_async_batch_embed_content_from_a_jsonl_file(client: genai.Client, tmp_path) -> None:
+    texts = ["alpha beta", "gamma delta"]
+    path = tmp_path / "embed.jsonl"
+    lines = [{"key": f"t{i}", "request": {"content": {"parts": [{"text": t}]}}} for i, t in enumerate(texts)]
+    lines.append({"key": "bad", "request": {"content": {"parts": [{"text": "x"}]}, "outputDimensionality": 999}})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    uploaded = client.files.upload(file=path, config=types.UploadFileConfig(mime_type="jsonl"))
+    job = client.batches.create_embeddings(model=MODEL, src=types.EmbeddingsBatchJobSource(file_name=uploaded.name))
+    job = wait_done(client, job.name, timeout=60)
+    assert job.state == types.JobState.JOB_STATE_SUCCEEDED
+    results = [json.loads(line) for line in client.files.download(file=job.dest.file_name).decode().splitlines()]
+    assert [r["key"] for r in results] == ["t0", "t1", "bad"]
+    found = np.array([r["response"]["embedding"]["values"] for r in results[:2]])
+    assert np.allclose(found, embed(client, texts), atol=1e-6)
+    assert results[2]["error"]["code"] == 3 and "999" in results[2]["error"]["message"]

@@ -284,11 +284,17 @@ def a_batch(batch_id: str, project: str = "p1", at: datetime = T0, **changes) ->
     return replace(record, **changes)
 
 
+async def in_groups(items: list[BatchItem], size: int = 2) -> AsyncIterator[list[BatchItem]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 async def test_batches_are_claimed_once_and_results_recorded_once(db: Database) -> None:
     repo = SqlBatchRepository(db)
     items = [BatchItem(position=i, request=f'{{"n": {i}}}', metadata='{"key": "k"}') for i in range(3)]
-    await repo.add(a_batch("b1"), items)
-    await repo.add(a_batch("b2", project="p2", at=T0 + timedelta(seconds=1), priority=5), items)
+    added = await repo.add(a_batch("b1", request_count=0), in_groups(items))
+    assert added.request_count == 3 and await repo.get("p1", "b1") == added
+    await repo.add(a_batch("b2", project="p2", at=T0 + timedelta(seconds=1), priority=5), in_groups(items))
     assert await repo.get("p2", "b1") is None  # tenancy
 
     # Concurrent claims: each batch goes to exactly one owner, higher priority first.
@@ -308,6 +314,7 @@ async def test_batches_are_claimed_once_and_results_recorded_once(db: Database) 
     again = [replace(items[0], response='{"r": "twice"}')]
     assert await repo.record(owners["b1"], b1, again, T0, lease)  # a done request is never rewritten
     assert (await repo.items("p1", "b1"))[0].response == '{"r": 0}'
+    assert [i.position for i in await repo.items("p1", "b1", after=0, limit=1)] == [1]  # paging
     assert await repo.counts("p1", "b1") == BatchCounts(1, 1, 1)
     assert [i.position for i in await repo.pending("p1", "b1", 10)] == [2]
 
@@ -348,7 +355,7 @@ async def test_batches_cancel_expire_rename_and_remove(db: Database) -> None:
     repo = SqlBatchRepository(db)
     items = [BatchItem(position=0, request="{}")]
     for batch_id, at in (("old", T0), ("new", T0 + timedelta(hours=47)), ("done", T0)):
-        await repo.add(a_batch(batch_id, at=at), items)
+        await repo.add(a_batch(batch_id, at=at), in_groups(items))
     assert await repo.cancel("p1", "done", T0) and not await repo.cancel("p1", "done", T0)  # final stays final
     now = T0 + timedelta(hours=48, seconds=1)
     assert await repo.expire(now - timedelta(hours=48), now) == 1
@@ -361,6 +368,8 @@ async def test_batches_cancel_expire_rename_and_remove(db: Database) -> None:
         lease_until=now + timedelta(seconds=30),
         update_time=now,
     )
+    assert await repo.set_responses_file("p1", "new", "f1") and not await repo.set_responses_file("p1", "new", "f2")
+    assert (await repo.get("p1", "new")).responses_file == "f1"  # named once, by whoever came first
     assert await repo.rename("p1", "new", {"display_name": "x", "priority": 3}, now)
     assert (await repo.get("p1", "new")).priority == 3
     assert await repo.remove("p1", "old") and await repo.get("p1", "old") is None and not await repo.items("p1", "old")

@@ -144,6 +144,12 @@ def test_body_limit_is_enforced_without_reading_everything(http: httpx.Client) -
     streamed = http.post("/v1beta/models/gemini-x:generateContent", content=chunked())
     assert streamed.status_code == 400 and "exceeds the limit" in streamed.json()["error"]["message"]
 
+    # An inline batch over the limit (Google's: 20 MB) is told where larger batches go.
+    requests = [{"request": {"contents": [{"parts": [{"text": "x" * 1000}]}]}}] * 70
+    batch = {"batch": {"inputConfig": {"requests": {"requests": requests}}}}
+    refused = http.post("/v1beta/models/gemini-x:batchGenerateContent", json=batch)
+    assert refused.status_code == 400 and "batch.inputConfig.fileName" in refused.json()["error"]["message"]
+
 
 def test_same_surface_under_every_version(http: httpx.Client) -> None:
     for version in ("v1beta", "v1", "v1alpha"):

@@ -14,11 +14,16 @@ from localgem.types.batches import (
 )
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
+#: Google limits inline batches to 20 MB; larger ones go in a file.
+INLINE_HINT = (
+    " Inline batch requests may total at most this; put a larger batch in a JSONL file uploaded with the "
+    "Files API and pass its name as batch.inputConfig.fileName (files up to 2 GB)."
+)
 
 
 @router.post("/models/{model}:asyncBatchEmbedContent")
 async def async_batch_embed_content(request: Request, model: str) -> Response:
-    body = await read_message(request, AsyncBatchEmbedContentRequest)
+    body = await read_message(request, AsyncBatchEmbedContentRequest, INLINE_HINT)
     return json_response(
         orjson.dumps(await services(request).batches.create_embed_batch(model, body, project=project(request)))
     )
@@ -26,7 +31,7 @@ async def async_batch_embed_content(request: Request, model: str) -> Response:
 
 @router.post("/models/{model}:batchGenerateContent")
 async def batch_generate_content(request: Request, model: str) -> Response:
-    body = await read_message(request, BatchGenerateContentRequest)
+    body = await read_message(request, BatchGenerateContentRequest, INLINE_HINT)
     created = await services(request).batches.create_generate_batch(model, body, project=project(request))
     return json_response(orjson.dumps(created))
 

@@ -72,17 +72,17 @@ def json_response(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-async def read_message(request: Request, cls: type[M]) -> M:
+async def read_message(request: Request, cls: type[M], too_large_hint: str = "") -> M:
     """Read a JSON body without buffering more than the configured limit, then validate it."""
     limit = services(request).max_request_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise _too_large(limit, too_large_hint)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise _too_large(limit)
+            raise _too_large(limit, too_large_hint)
     return parse_body(bytes(body), cls)
 
 
@@ -123,8 +123,8 @@ def _json_like(value: Any, depth: int = 0) -> bool:
     return isinstance(value, (str, int, float)) and not isinstance(value, complex)
 
 
-def _too_large(limit: int) -> errors.InvalidArgument:
-    return errors.InvalidArgument(f"Request payload size exceeds the limit: {limit} bytes.")
+def _too_large(limit: int, hint: str) -> errors.InvalidArgument:
+    return errors.InvalidArgument(f"Request payload size exceeds the limit: {limit} bytes.{hint}")
 
 
 def server_timeout(request: Request) -> float | None:

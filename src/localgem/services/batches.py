@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from localgem import errors, names
 from localgem.catalog.registry import ModelRegistry
+from localgem.services import batch_files
+from localgem.services.batch_files import failed
 from localgem.services.caching import CacheService
 from localgem.services.embeddings import EmbeddingService
+from localgem.services.files import FileService
 from localgem.services.generation import GenerationService
 from localgem.services.paging import paginate
 from localgem.storage.batches import BatchRepository
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1main."
 _KINDS = {"generate": "GenerateContentBatch", "embed": "EmbedContentBatch"}
+_REQUEST_TYPES = {"generate": GenerateContentRequest, "embed": EmbedContentRequest}
 FINAL_STATES = frozenset(
     {"BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"}
 )
@@ -51,6 +55,7 @@ class BatchService:
         *,
         generation: GenerationService,
         caches: CacheService,
+        files: FileService,
         lease: timedelta = timedelta(seconds=30),
         deadline: timedelta = timedelta(hours=48),
         chunk: int = 64,
@@ -61,6 +66,7 @@ class BatchService:
         self._embeddings = embeddings
         self._generation = generation
         self._caches = caches
+        self._files = files
         self._deadline = deadline
         self._parallel = parallel  # generation requests of a batch in flight together
         self._clock = clock
@@ -89,23 +95,15 @@ class BatchService:
         config = batch.input_config
         if config is None or (config.file_name is None and config.requests is None):
             raise errors.invalid_field("batch.input_config", "batch.input_config needs requests or a fileName.")
+        input_file = None
         if config.file_name is not None:
-            raise errors.not_supported("batch.input_config.file_name", "File input (JSONL) for batches")
-        inlined = (config.requests and config.requests.requests) or []
-        if not inlined:
-            raise errors.invalid_field("batch.input_config.requests.requests", "The batch has no requests.")
-        items = []
-        for i, item in enumerate(inlined):
-            if item.request is None:
-                where = f"batch.input_config.requests.requests[{i}].request"
-                raise errors.invalid_field(where, f"{where} is required.")
-            items.append(
-                BatchItem(
-                    position=i,
-                    request=json.dumps(item.request.to_wire()),
-                    metadata=json.dumps(item.metadata) if item.metadata is not None else None,
+            if config.requests is not None:
+                raise errors.invalid_field(
+                    "batch.input_config", "Give batch.input_config requests or a fileName, not both."
                 )
-            )
+            input_file, items = await self._file_requests(kind, project, config.file_name)
+        else:
+            items = _inline_requests(config.requests.requests or [])
         now = self._clock()
         record = BatchRecord(
             project=project,
@@ -115,13 +113,29 @@ class BatchService:
             display_name=batch.display_name,
             state="BATCH_STATE_PENDING",
             priority=batch.priority or 0,
-            request_count=len(items),
+            request_count=0,
             create_time=now,
             update_time=now,
+            input_file=input_file,
         )
-        await self._repo.add(record, items)
+        record = await self._repo.add(record, items)
         self._wake.set()
         return await self._operation(record)
+
+    async def _file_requests(
+        self, kind: str, project: str, file_name: str
+    ) -> tuple[str, AsyncIterator[list[BatchItem]]]:
+        """The requests of a JSONL file of this project's, read as they are stored."""
+        file, chunks = await self._files.content(project, file_name)
+        if file.state != "ACTIVE":
+            raise errors.FailedPrecondition(f"The File {file.id} is not in an ACTIVE state and usage is not allowed.")
+        if file.size_bytes > batch_files.MAX_INPUT_BYTES:
+            raise errors.invalid_field(
+                "batch.input_config.file_name",
+                f"files/{file.id} is {file.size_bytes} bytes; a batch's input file may be at most "
+                f"{batch_files.MAX_INPUT_BYTES} bytes (2 GB).",
+            )
+        return file.id, batch_files.request_items(chunks, _REQUEST_TYPES[kind], f"files/{file.id}")
 
     async def list(self, project: str, page_size: int | None, page_token: str | None) -> dict:
         records = await self._repo.all(project)
@@ -200,11 +214,35 @@ class BatchService:
         operation: dict[str, Any] = {"name": name, "metadata": metadata, "done": record.state in FINAL_STATES}
         if record.end_time is not None:
             metadata["endTime"] = rfc3339(record.end_time)
-        if operation["done"] and with_output:
+        output: dict[str, Any] | None = None
+        if operation["done"] and record.input_file is not None and (with_output or record.responses_file):
+            output = {"responsesFile": f"files/{record.responses_file or await self._write_responses(record)}"}
+        elif operation["done"] and with_output:
             output = {"inlinedResponses": {"inlinedResponses": await self._inlined(record)}}
+        if output is not None:
             metadata["output"] = output
             operation["response"] = {"@type": TYPE_PREFIX + kind + "Output", **output}
         return operation
+
+    async def _write_responses(self, record: BatchRecord) -> str:
+        """The results file of a batch read from a file, written once (by whoever gets there first)."""
+        lines = batch_files.result_lines(self._pages(record))
+        file = await self._files.create_generated(
+            record.project, f"batches/{record.id} responses", batch_files.MIME_TYPE, lines
+        )
+        if await self._repo.set_responses_file(record.project, record.id, file.id):
+            return file.id
+        await self._files.delete(record.project, file.id)
+        latest = await self._repo.get(record.project, record.id)
+        if latest is None or latest.responses_file is None:
+            raise errors.NotFound(f"Batch batches/{record.id} not found.")
+        return latest.responses_file
+
+    async def _pages(self, record: BatchRecord) -> AsyncIterator[list[BatchItem]]:
+        after = -1
+        while page := await self._repo.items(record.project, record.id, after, batch_files.GROUP):
+            yield page
+            after = page[-1].position
 
     async def _inlined(self, record: BatchRecord) -> list[dict[str, Any]]:
         results = []
@@ -254,6 +292,8 @@ class BatchService:
             if results is None or not await self._repo.record(self.owner, record, results, now, now + self._lease):
                 log.info("batches/%s was cancelled, deleted or taken over; leaving it", record.id)
                 return True
+        if record.input_file is not None and record.responses_file is None:
+            await self._write_responses(record)  # before SUCCEEDED, so a client seeing it finds the file
         await self._repo.finish(self.owner, record, "BATCH_STATE_SUCCEEDED", self._clock())
         return True
 
@@ -292,14 +332,14 @@ class BatchService:
         except errors.Unavailable:
             return None
         except errors.ApiError as exc:
-            return _failed(item, exc)
+            return failed(item, exc)
         return BatchItem(item.position, item.request, item.metadata, json.dumps(response.to_wire()))
 
     async def _embed_chunk(self, record: BatchRecord, items: list[BatchItem]) -> list[BatchItem]:
         try:
             entry = self._registry.resolve(record.model, "asyncBatchEmbedContent")
         except errors.ApiError as exc:
-            return [_failed(item, exc) for item in items]
+            return [failed(item, exc) for item in items]
         requests: list[EmbedContentRequest | errors.ApiError] = []
         for item in items:
             try:
@@ -310,14 +350,21 @@ class BatchService:
         done = []
         for item, result in zip(items, results, strict=True):
             if isinstance(result, errors.ApiError):
-                done.append(_failed(item, result))
+                done.append(failed(item, result))
             else:
                 response = EmbedContentResponse(embedding=ContentEmbedding(values=result.vector))
                 done.append(BatchItem(item.position, item.request, item.metadata, response.to_json().decode()))
         return done
 
 
-def _failed(item: BatchItem, exc: errors.ApiError) -> BatchItem:
-    # Code and message only: google-genai reads a batch result's error details as strings, not Status details.
-    status = {"code": exc.to_status()["code"], "message": exc.message}
-    return BatchItem(item.position, item.request, item.metadata, error=json.dumps(status))
+async def _inline_requests(inlined: list) -> AsyncIterator[list[BatchItem]]:
+    if not inlined:
+        raise errors.invalid_field("batch.input_config.requests.requests", "The batch has no requests.")
+    items = []
+    for i, item in enumerate(inlined):
+        if item.request is None:
+            where = f"batch.input_config.requests.requests[{i}].request"
+            raise errors.invalid_field(where, f"{where} is required.")
+        metadata = json.dumps(item.metadata) if item.metadata is not None else None
+        items.append(BatchItem(position=i, request=json.dumps(item.request.to_wire()), metadata=metadata))
+    yield items

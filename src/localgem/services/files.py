@@ -11,6 +11,7 @@ import logging
 import mimetypes
 import re
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -227,6 +228,33 @@ class FileService:
         self._session_locks.pop(session.id, None)
         if record.state == "PROCESSING":
             self._start_processing(record)
+        return record
+
+    async def create_generated(
+        self, project: str, display_name: str, mime_type: str, chunks: AsyncIterator[bytes]
+    ) -> FileRecord:
+        """A file the server writes (a batch's results): source GENERATED, so clients may download it."""
+        staging = names.new_id(24)
+        try:
+            await self._blobs.write_partial(staging, 0, chunks, sys.maxsize)
+            sealed = await self._blobs.seal_partial(staging)
+            now = self._clock()
+            record = FileRecord(
+                project=project,
+                id=names.new_id(),
+                display_name=display_name,
+                mime_type=mime_type,
+                size_bytes=sealed.size_bytes,
+                sha256=sealed.sha256,
+                state="ACTIVE",
+                source="GENERATED",
+                create_time=now,
+                update_time=now,
+                expire_time=now + self._limits.file_ttl,
+            )
+            await self._files.add(record, lambda: self._blobs.publish(staging, sealed.sha256))
+        finally:
+            await self._blobs.discard_partial(staging)
         return record
 
     async def _finished_file(self, session: UploadRecord) -> FileRecord:

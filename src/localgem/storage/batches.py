@@ -3,7 +3,8 @@ records each result once: a request that is done is never written again."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import AsyncIterable
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -17,10 +18,13 @@ RUNNABLE = ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING")
 
 
 class BatchRepository(Protocol):
-    async def add(self, record: BatchRecord, items: list[BatchItem]) -> None: ...
+    async def add(self, record: BatchRecord, items: AsyncIterable[list[BatchItem]]) -> BatchRecord: ...
     async def get(self, project: str, batch_id: str) -> BatchRecord | None: ...
     async def counts(self, project: str, batch_id: str) -> BatchCounts: ...
-    async def items(self, project: str, batch_id: str) -> list[BatchItem]: ...
+    async def items(
+        self, project: str, batch_id: str, after: int = -1, limit: int | None = None
+    ) -> list[BatchItem]: ...
+    async def set_responses_file(self, project: str, batch_id: str, file_id: str) -> bool: ...
     async def claim(self, owner: str, now: datetime, until: datetime) -> BatchRecord | None: ...
     async def pending(self, project: str, batch_id: str, limit: int) -> list[BatchItem]: ...
     async def record(
@@ -38,11 +42,18 @@ class SqlBatchRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def add(self, record: BatchRecord, items: list[BatchItem]) -> None:
+    async def add(self, record: BatchRecord, items: AsyncIterable[list[BatchItem]]) -> BatchRecord:
+        """The batch and all its requests, in one transaction; ``request_count`` is what ``items`` gave."""
+        count = 0
         async with self._db.begin() as conn:
+            async for group in items:
+                rows = [{"project": record.project, "batch_id": record.id, **asdict(item)} for item in group]
+                if rows:
+                    await conn.execute(insert(batch_requests), rows)
+                count += len(rows)
+            record = replace(record, request_count=count)
             await conn.execute(insert(batches).values(**asdict(record)))
-            rows = [{"project": record.project, "batch_id": record.id, **asdict(item)} for item in items]
-            await conn.execute(insert(batch_requests), rows)
+        return record
 
     async def get(self, project: str, batch_id: str) -> BatchRecord | None:
         query = select(batches).where(batches.c.project == project, batches.c.id == batch_id)
@@ -61,16 +72,19 @@ class SqlBatchRepository:
             successful, failed, pending = (await conn.execute(query)).one()
         return BatchCounts(int(successful), int(failed), int(pending))
 
-    async def items(self, project: str, batch_id: str) -> list[BatchItem]:
-        return await self._items(project, batch_id, None, None)
+    async def items(self, project: str, batch_id: str, after: int = -1, limit: int | None = None) -> list[BatchItem]:
+        """Requests in input order, from the one after position ``after``."""
+        return await self._items(project, batch_id, None, limit, after)
 
     async def pending(self, project: str, batch_id: str, limit: int) -> list[BatchItem]:
         return await self._items(project, batch_id, False, limit)
 
-    async def _items(self, project: str, batch_id: str, done: bool | None, limit: int | None) -> list[BatchItem]:
+    async def _items(
+        self, project: str, batch_id: str, done: bool | None, limit: int | None, after: int = -1
+    ) -> list[BatchItem]:
         c = batch_requests.c
         query = select(c.position, c.request, c.metadata, c.response, c.error, c.done).where(
-            c.project == project, c.batch_id == batch_id
+            c.project == project, c.batch_id == batch_id, c.position > after
         )
         if done is not None:
             query = query.where(c.done.is_(done))
@@ -164,6 +178,16 @@ class SqlBatchRepository:
             update(batches)
             .where(batches.c.project == project, batches.c.id == batch_id)
             .values(**changes, update_time=now)
+        )
+        async with self._db.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def set_responses_file(self, project: str, batch_id: str, file_id: str) -> bool:
+        """Names the batch's results file, once: False if another process named one first."""
+        query = (
+            update(batches)
+            .where(batches.c.project == project, batches.c.id == batch_id, batches.c.responses_file.is_(None))
+            .values(responses_file=file_id)
         )
         async with self._db.begin() as conn:
             return (await conn.execute(query)).rowcount == 1

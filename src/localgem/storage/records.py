@@ -69,6 +69,8 @@ class BatchRecord:
     end_time: datetime | None = None
     lease_owner: str | None = None
     lease_until: datetime | None = None
+    input_file: str | None = None  # file id: requests came from a JSONL file, results go to one
+    responses_file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,8 @@ batches = Table(
     Column("create_time", UtcTime, nullable=False),
     Column("update_time", UtcTime, nullable=False),
     Column("end_time", UtcTime),
+    Column("input_file", String(40)),  # the id of the JSONL file the requests came from, if any
+    Column("responses_file", String(40)),  # the id of the JSONL file of results, once written
     Index("ix_batches_project_create_time", "project", "create_time"),
     Index("ix_batches_state", "state"),
 )
