@@ -60,6 +60,7 @@ def llama_cpp_factory(settings: Settings) -> EngineFactory:
             max_queue=settings.max_queue,
             prefill_chunk=settings.prefill_chunk,
             flash_attention=settings.flash_attention,
+            niceness=settings.inference_niceness,
             prefixes=PrefixStore(
                 kept_prefix_dir(settings, entry.id),
                 ram_bytes=settings.cache_ram_bytes,
@@ -134,7 +135,7 @@ def create_app(
         files=files,
         lease=timedelta(seconds=settings.batch_lease_seconds),
         deadline=timedelta(seconds=settings.batch_deadline_seconds),
-        parallel=max(1, settings.slots - 2),  # slots left free for online requests
+        parallel=2 * settings.slots,  # running, and queued in the engine to take each slot that frees
     )
 
     @asynccontextmanager

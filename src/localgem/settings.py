@@ -104,8 +104,15 @@ class Settings(BaseModel):
     flash_attention: bool = Field(
         False, description="~10% faster batches, but seeded output may then depend on what else runs."
     )
+    inference_niceness: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description="CPU niceness of the inference threads: the HTTP event loop (and the rest of the machine) "
+        "preempts them, so requests are read and answered promptly while a model computes. 0: same priority.",
+    )
     prefill_chunk: int = Field(
-        64, ge=4, le=2048, description="Prompt tokens per decode call; prefix reuse works in these units."
+        16, ge=4, le=2048, description="Prompt tokens per decode call; prefix reuse works in these units."
     )
     json_string_max_chars: int = Field(
         2000,

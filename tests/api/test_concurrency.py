@@ -7,6 +7,7 @@ import asyncio
 from google import genai
 from google.genai import types
 
+from localgem.settings import Settings
 from tests.conftest import engine_of
 
 MODEL = "gemini-2.5-flash"
@@ -63,7 +64,9 @@ def test_second_chat_turn_reuses_the_first_turns_cells(client: genai.Client) -> 
     second = chat.send_message("And which note is the last one?")
     cached = second.usage_metadata.cached_content_token_count
     prompt = first.usage_metadata.prompt_token_count
-    # The first turn's prompt came from the prefix cache, in whole 64-token chunks, not recomputed.
-    assert cached and cached % 64 == 0 and prompt - 64 < cached < prompt
+    # The first turn's prompt came from the prefix cache, in whole chunks, not recomputed.
+    chunk = Settings().prefill_chunk
+    assert cached and cached % chunk == 0 and prompt - chunk < cached < prompt
     assert second.usage_metadata.cache_tokens_details[0].token_count == cached
-    assert first.usage_metadata.cached_content_token_count is None
+    # The first turn shares at most the chat template's opening with earlier prompts.
+    assert (first.usage_metadata.cached_content_token_count or 0) <= 2 * chunk < cached

@@ -150,34 +150,74 @@ def test_candidates_beyond_the_slots_are_refused(one_slot: RunningServer) -> Non
     assert response.status_code == 400 and "parallel slots" in response.json()["error"]["message"]
 
 
-def test_online_requests_go_before_queued_batch_work(tmp_path) -> None:
-    """With the one slot busy, batch work queued first still waits for an online request queued later."""
+def test_online_requests_go_before_batch_work_which_resumes_unchanged(tmp_path) -> None:
+    """With the one slot busy with batch work, an online request takes it at once: the batch request is
+    swapped out (its cells saved) and resumes afterwards with the very text it would have given alone;
+    batch work queued earlier still waits for the online request."""
     from localgem.catalog.packaged import smollm2_135m_instruct
-    from localgem.engines.base import GenerationRequest, SamplingParams
+    from localgem.engines.base import GenerationRequest, SamplingParams, TextDelta
     from localgem.engines.llama_cpp import LlamaCppEngine
 
     engine = LlamaCppEngine(smollm2_135m_instruct(tmp_path), context_length=512, slots=1)
 
-    async def run() -> list[str]:
-        order: list[str] = []
+    async def generate(name: str, background: bool, tokens: int, events: list[str]) -> str:
+        prompt = await engine.tokenize(f"Tell me about {name}.", add_bos=True)
+        request = GenerationRequest(prompt, SamplingParams(temperature=0), tokens, background=background)
+        text = ""
+        async for event in engine.generate(request):
+            if isinstance(event, TextDelta):
+                text += event.text
+                if name not in events:
+                    events.append(name)
+        events.append(f"{name} done")
+        return text
 
-        async def generate(name: str, background: bool, tokens: int) -> None:
-            prompt = await engine.tokenize(f"Tell me about {name}.", add_bos=True)
-            request = GenerationRequest(prompt, SamplingParams(temperature=0), tokens, background=background)
-            async for _ in engine.generate(request):
-                if name not in order:
-                    order.append(name)
-
-        first = asyncio.create_task(generate("the sea", True, 40))
-        await asyncio.sleep(0.3)  # it holds the slot
-        later = [asyncio.create_task(generate(f"batch {i}", True, 4)) for i in range(3)]
+    async def run() -> tuple[str, str, list[str]]:
+        alone = await generate("the sea", True, 40, [])
+        events: list[str] = []
+        first = asyncio.create_task(generate("the sea", True, 40, events))
+        while "the sea" not in events:
+            await asyncio.sleep(0.01)
+        later = [asyncio.create_task(generate(f"batch {i}", True, 4, events)) for i in range(3)]
         await asyncio.sleep(0.05)
-        online = asyncio.create_task(generate("an online question", False, 4))
-        await asyncio.gather(first, *later, online)
-        return order
+        online = asyncio.create_task(generate("an online question", False, 4, events))
+        resumed, *_ = await asyncio.gather(first, *later, online)
+        return alone, resumed, events
 
     try:
-        order = asyncio.run(run())
+        alone, resumed, events = asyncio.run(run())
     finally:
         asyncio.run(engine.close())
-    assert order[:2] == ["the sea", "an online question"], order
+    assert events.index("an online question done") < events.index("the sea done"), events
+    assert events.index("an online question done") < min(events.index(f"batch {i}") for i in range(3)), events
+    assert engine.stats.swapped_out >= 1
+    assert resumed == alone and len(alone) > 40
+
+
+def test_an_online_request_waits_for_batch_work_it_cannot_swap_out(tmp_path) -> None:
+    """Batch work with two candidates cannot be swapped out: it runs on, and the online request after it."""
+    from localgem.catalog.packaged import smollm2_135m_instruct
+    from localgem.engines.base import GenerationRequest, SamplingParams
+    from localgem.engines.llama_cpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(smollm2_135m_instruct(tmp_path), context_length=512, slots=2)
+
+    async def generate(text: str, background: bool, candidates: int) -> float:
+        prompt = await engine.tokenize(text, add_bos=True)
+        sampling = SamplingParams(temperature=0.7, seed=1)
+        request = GenerationRequest(prompt, sampling, 30, candidates=candidates, background=background)
+        async for _ in engine.generate(request):
+            pass
+        return time.monotonic()
+
+    async def run() -> tuple[float, float]:
+        batch = asyncio.create_task(generate("Tell me about the sea.", True, 2))
+        await asyncio.sleep(0.2)
+        online = await asyncio.wait_for(generate("Tell me about hills.", False, 1), 60)
+        return await batch, online
+
+    try:
+        batch_done, online_done = asyncio.run(run())
+    finally:
+        asyncio.run(engine.close())
+    assert batch_done <= online_done and engine.stats.swapped_out == 0

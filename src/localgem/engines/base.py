@@ -123,6 +123,8 @@ class EngineStats:
     decode_rows: int = 0
     #: Requests that started from a kept prefix (a cached content's saved KV state).
     prefixes_restored: int = 0
+    #: Batch requests paused (their cells saved) to give an online request their slot.
+    swapped_out: int = 0
     #: Monotonic time of the scheduler loop's last turn (it turns at least twice a second).
     last_progress: float = field(default_factory=time.monotonic)
 

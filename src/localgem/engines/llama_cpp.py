@@ -37,9 +37,10 @@ class LlamaCppEngine:
         threads: int | None = None,
         slots: int = 8,
         max_queue: int = 64,
-        prefill_chunk: int = 64,
+        prefill_chunk: int = 16,
         flash_attention: bool = False,
         prefixes: PrefixStore | None = None,
+        niceness: int = 0,
     ) -> None:
         self._prefixes = prefixes or PrefixStore(None, ram_bytes=0, disk_bytes=0)
         self._native = NativeModel(
@@ -53,7 +54,12 @@ class LlamaCppEngine:
         self.info: ModelInfo = self._native.info
         self.stats = EngineStats()
         self._scheduler = Scheduler(
-            self._native, max_queue=max_queue, prefill_chunk=prefill_chunk, stats=self.stats, prefixes=self._prefixes
+            self._native,
+            max_queue=max_queue,
+            prefill_chunk=prefill_chunk,
+            stats=self.stats,
+            prefixes=self._prefixes,
+            niceness=niceness,
         )
 
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -48,11 +49,19 @@ IDLE_WAIT = 0.5  # seconds the loop sleeps without work before it turns again
 #: Prompt chunks are never shorter (but for prompts that short): llama.cpp's quantized matmuls
 #: switch kernels below four rows.
 MIN_CHUNK = 4
-#: Prompt chunks decoded per turn at most, so running streams get a decode step between them.
-PREFILL_CHUNKS_PER_TURN = 4
-#: A stream's new text crosses to the event loop at most this often (its first and last always at
-#: once): fewer, slightly larger chunks leave the CPU to the model, as Google's chunks do.
+#: Prompt tokens decoded per turn at most (in whole chunks), so running streams get a decode step
+#: between them.
+PREFILL_TOKENS_PER_TURN = 256
+#: A stream's new text crosses to the event loop at most this often (its first two texts and its
+#: last always at once): fewer, slightly larger chunks leave the CPU to the model, as Google's do.
 FLUSH_INTERVAL = 0.02
+#: A stream's first chunk carries its first token's text and leaves with the second token (the
+#: service holds each text back by one, so the finish reason rides on the last chunk): online
+#: requests keep priority over batch work until they have this many tokens.
+FIRST_CHUNK_TOKENS = 2
+#: While online requests came in this recently (seconds), batch work leaves one slot (and the prompt
+#: it keeps) free for them; else it takes every slot, and an online request swaps one out.
+ONLINE_RECENT = 10.0
 
 
 @dataclass(eq=False)
@@ -68,8 +77,11 @@ class Job:
     events: asyncio.Queue[list[EngineEvent] | BaseException] = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     sequences: list[Sequence] = field(default_factory=list)
+    #: A background job swapped out for an online one: its KV cells, until it gets a slot again.
+    swapped: bytes | None = None
     _outbox: list[EngineEvent] = field(default_factory=list)
     _flushed_at: float | None = None
+    _flushes: int = 0
     _urgent: bool = False
 
     def emit(self, event: EngineEvent) -> None:
@@ -78,7 +90,7 @@ class Job:
             self._outbox[-1] = TextDelta(event.index, last.text + event.text, last.logprobs + event.logprobs)
         else:
             self._outbox.append(event)
-        self._urgent = self._urgent or not isinstance(event, TextDelta) or self._flushed_at is None
+        self._urgent = self._urgent or not isinstance(event, TextDelta) or self._flushes < FIRST_CHUNK_TOKENS
 
     def flush(self, now: float | None = None) -> bool:
         """Send what collected; with ``now``, only if urgent or FLUSH_INTERVAL has passed.
@@ -91,6 +103,7 @@ class Job:
         self._send(self._outbox)
         self._outbox = []
         self._flushed_at = time.monotonic()
+        self._flushes += 1
         self._urgent = False
         return False
 
@@ -147,14 +160,20 @@ class Scheduler:
         prefill_chunk: int,
         stats: EngineStats,
         prefixes: PrefixStore | None = None,
+        niceness: int = 0,
     ) -> None:
         self._native = native
+        self._niceness = niceness
         self._prefixes = prefixes
         self._max_queue = max_queue
         self._chunk = max(MIN_CHUNK, prefill_chunk)
         self.stats = stats
         self._slots = [Slot(i) for i in range(native.slots)]
         self._queue: deque[Job] = deque()
+        self._online_queued = 0  # online (not background) jobs in the queue
+        self._online_seen = -ONLINE_RECENT  # when the last one was submitted
+        self._online_arrivals = 0  # online jobs submitted so far
+        self._paused: deque[Job] = deque()  # background jobs swapped out for online ones; resumed first
         self._running: list[Sequence] = []
         self._touched: set[Job] = set()  # jobs with events to flush at the end of the turn
         self._condition = threading.Condition()
@@ -170,12 +189,18 @@ class Scheduler:
                 f"candidateCount {job.request.candidates} exceeds the {len(self._slots)} parallel slots of this model."
             )
         with self._condition:
-            if len(self._queue) >= self._max_queue:
+            # Batch work queued ahead does not count against online requests.
+            waiting = len(self._queue) if job.request.background else self._online_queued
+            if waiting >= self._max_queue:
                 self.stats.requests_rejected += 1
                 raise errors.Unavailable(
                     "The model is overloaded: all slots are busy and the wait queue is full. Please try again later."
                 )
             self._queue.append(job)
+            if not job.request.background:
+                self._online_queued += 1
+                self._online_arrivals += 1
+                self._online_seen = time.monotonic()
             self.stats.queued_requests = len(self._queue)
             self._condition.notify()
 
@@ -195,11 +220,14 @@ class Scheduler:
     # -- the loop -------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        if self._niceness:
+            # llama.cpp's worker threads are started from this one and inherit its niceness.
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._niceness)
         while True:
             with self._condition:
                 if self._closing:
                     break
-                if not self._queue and not self._running:
+                if not self._queue and not self._running and not self._paused:
                     self._condition.wait(IDLE_WAIT)
                     self.stats.last_progress = time.monotonic()
                     continue
@@ -212,14 +240,24 @@ class Scheduler:
                 )
             self.stats.last_progress = time.monotonic()
         self._fail_running(errors.Unavailable("The server is shutting down."))
-        for job in self._queue:
+        for job in [*self._queue, *self._paused]:
             job.fail(errors.Unavailable("The server is shutting down."))
 
     def _turn(self) -> None:
+        """Online prompts are read before the decode step, so their first token comes in the same
+        turn. Until an online request has its first chunk, batch sequences wait: their prompts are
+        not read and they sit out the decode step. An online request that arrives meanwhile stops the
+        reading of batch prompts, to be admitted at the next turn."""
         self._drop_abandoned()
         self._admit()
-        self._decode_step()
-        self._prefill()
+        arrivals = self._online_arrivals
+        budget = self._prefill(max(PREFILL_TOKENS_PER_TURN, self._chunk), background=False)
+        online_first = any(
+            not s.job.request.background and (s.pending > 1 or s.produced < FIRST_CHUNK_TOKENS) for s in self._running
+        )
+        self._decode_step(online_only=online_first)
+        if not online_first:
+            self._prefill(budget, background=True, arrivals=arrivals)
         self.stats.active_sequences = len(self._running)
         now = time.monotonic()
         self._touched = {job for job in self._touched if job.flush(now)}
@@ -239,8 +277,9 @@ class Scheduler:
         with self._condition:
             gone = [job for job in self._queue if job.cancelled.is_set() or job.expired(now)]
             for job in gone:
-                self._queue.remove(job)
-        gone += [job for job in {s.job for s in self._running} if job.cancelled.is_set() or job.expired(now)]
+                self._take(job)
+        running = {s.job for s in self._running}
+        gone += [job for job in [*running, *self._paused] if job.cancelled.is_set() or job.expired(now)]
         for job in gone:
             self.stats.requests_aborted += 1
             if not job.cancelled.is_set():
@@ -250,19 +289,68 @@ class Scheduler:
     # -- admission and the prefix cache ---------------------------------------------------------
 
     def _admit(self) -> None:
+        """Online requests first, in arrival order, swapping out batch work for them if no slot is free;
+        then swapped-out batch work, then queued batch work, as slots free up (see ONLINE_RECENT)."""
         while True:
+            free = [slot for slot in self._slots if slot.sequence is None]
             with self._condition:
-                free = [slot for slot in self._slots if slot.sequence is None]
-                # Online requests first, each kind in arrival order: batch work fills what is left.
-                job = next(
-                    (j for j in self._queue if not j.request.background), self._queue[0] if self._queue else None
+                online = (
+                    next((j for j in self._queue if not j.request.background), None) if self._online_queued else None
                 )
-                if job is None or job.request.candidates > len(free):
-                    self.stats.queued_requests = len(self._queue)
+                job = online or (self._queue[0] if self._queue and not self._paused else None)
+            if online is not None and online.request.candidates > len(free):
+                if not self._swap_out(online.request.candidates - len(free)):
                     return
-                self._queue.remove(job)
-                self.stats.queued_requests = len(self._queue)
+                continue
+            kept = online is None and len(self._slots) > 1 and time.monotonic() - self._online_seen < ONLINE_RECENT
+            spare = len(free) - kept
+            if job is None and self._paused and spare > 0:
+                self._swap_in(self._paused.popleft(), free)
+                continue
+            if job is None or job.request.candidates > spare:
+                return
+            with self._condition:
+                self._take(job)
             self._start(job, free)
+
+    def _take(self, job: Job) -> None:
+        """Out of the queue (the caller holds the condition)."""
+        self._queue.remove(job)
+        self._online_queued -= not job.request.background
+        self.stats.queued_requests = len(self._queue)
+
+    def _swap_out(self, needed: int) -> bool:
+        """Frees ``needed`` slots for an online request by pausing running batch jobs (those that
+        did least so far): their cells are saved and loaded again when a slot frees up."""
+        jobs = {s.job for s in self._running if s.job.request.background and s.job.request.candidates == 1}
+        victims = sorted(jobs, key=lambda job: job.sequences[0].decoded)[:needed]
+        if len(victims) < needed:
+            return False
+        for job in victims:
+            sequence = job.sequences[0]
+            job.swapped = self._native.save_sequence(sequence.slot.seq_id) if sequence.decoded else b""
+            self._running.remove(sequence)
+            self._free_slot(sequence)
+            self._paused.append(job)
+            self.stats.swapped_out += 1
+        return True
+
+    def _swap_in(self, job: Job, free: list[Slot]) -> None:
+        sequence = job.sequences[0]
+        slot = min(free, key=_spare_first)
+        slot.cached = []
+        state, job.swapped = job.swapped, None
+        self._native.forget(slot.seq_id)
+        if state is None or (state and not self._native.load_sequence(slot.seq_id, state)):
+            # Its output so far cannot be continued, nor restarted under the same caller: it fails, and
+            # a batch runner queues it again.
+            log.warning("a swapped-out request did not fit back into the KV cache")
+            job.fail(errors.Unavailable("The request was paused for online traffic and could not resume."))
+            self._release(job)
+            return
+        sequence.slot = slot
+        slot.sequence = sequence
+        self._running.append(sequence)
 
     def _start(self, job: Job, free: list[Slot]) -> None:
         request = job.request
@@ -301,13 +389,16 @@ class Scheduler:
         """The free slot that already holds the longest start of ``prompt``; else an empty one,
         else the one used longest ago (so useful caches live longest).
 
+        A slot is taken for what it shares only if that is at least half of what it holds (as
+        llama-server's slot similarity): a prompt that merely starts like a long cached one (the
+        same chat template, another document) goes elsewhere and leaves that cache alone.
         What is reused ends where a chunk of the prompt would start, and leaves at least the
         prompt's last token to decode.
         """
         best, reused = min(free, key=_spare_first), 0
         for slot in free:
             n = self._reusable(slot.cached, prompt)
-            if n > reused:
+            if n > reused and 2 * n >= len(slot.cached):
                 best, reused = slot, n
         return best, reused
 
@@ -335,23 +426,30 @@ class Scheduler:
 
     def _release(self, job: Job) -> None:
         """A job ends: its slots free up, keeping what they decoded as prefix cache."""
-        now = time.monotonic()
+        if job in self._paused:
+            self._paused.remove(job)
         for sequence in job.sequences:
             sequence.sampler.close()
+            if sequence.slot.sequence is not sequence:
+                continue  # swapped out: it holds no slot
             if sequence in self._running:
                 self._running.remove(sequence)
-            # Keep the cells computed as prompt; those decoded one by one are not reusable as prompt.
-            kept = min(sequence.decoded, len(sequence.job.request.prompt_tokens) - 1)
-            self._native.forget(sequence.slot.seq_id, kept)
-            sequence.slot.cached = sequence.tokens[:kept]
-            sequence.slot.sequence = None
-            sequence.slot.last_used = now
+            self._free_slot(sequence)
             key = job.request.keep_as
-            if key is not None and sequence.index == 0 and self._prefixes is not None and kept:
+            if key is not None and sequence.index == 0 and self._prefixes is not None and sequence.slot.cached:
                 state = self._native.save_sequence(sequence.slot.seq_id)
                 self._prefixes.put(key, KeptPrefix(tuple(sequence.slot.cached), state))
         job.sequences.clear()
         self.stats.active_sequences = len(self._running)
+
+    def _free_slot(self, sequence: Sequence) -> None:
+        """The sequence leaves its slot, which keeps the cells computed as prompt (those decoded one
+        by one are not reusable as prompt)."""
+        kept = min(sequence.decoded, len(sequence.job.request.prompt_tokens) - 1)
+        self._native.forget(sequence.slot.seq_id, kept)
+        sequence.slot.cached = sequence.tokens[:kept]
+        sequence.slot.sequence = None
+        sequence.slot.last_used = time.monotonic()
 
     def _emit(self, job: Job, event: EngineEvent) -> None:
         job.emit(event)
@@ -359,7 +457,7 @@ class Scheduler:
 
     # -- decoding -------------------------------------------------------------------------------
 
-    def _decode_step(self) -> None:
+    def _decode_step(self, online_only: bool = False) -> None:
         """One token for every sequence whose prompt is in its slot but for its last token."""
         for sequence in self._running:
             leader = sequence.leader
@@ -369,7 +467,10 @@ class Scheduler:
                 self._native.copy(leader.slot.seq_id, sequence.slot.seq_id)
                 self._native.forget(sequence.slot.seq_id, len(sequence.tokens) - 1)
                 sequence.decoded = len(sequence.tokens) - 1
-        ready = sorted((s for s in self._running if s.pending == 1), key=lambda s: s.slot.seq_id)
+        ready = sorted(
+            (s for s in self._running if s.pending == 1 and not (online_only and s.job.request.background)),
+            key=lambda s: s.slot.seq_id,
+        )
         if not ready:
             return
         # In slot order: llama.cpp decodes each run of neighbouring streams in one pass.
@@ -381,11 +482,16 @@ class Scheduler:
             sequence.decoded += 1
             self._sample(sequence, row)
 
-    def _prefill(self) -> None:
-        """Prompt chunks, one sequence per decode call, within a per-turn token budget."""
-        budget = PREFILL_CHUNKS_PER_TURN * self._chunk
+    def _prefill(self, budget: int, *, background: bool, arrivals: int = 0) -> int:
+        """Prompt chunks of online or of batch sequences, one sequence per decode call, within a
+        token budget; returns what is left of it. Batch prompts stop as soon as an online request
+        arrives after ``arrivals``, so it is admitted at the next turn."""
         for sequence in list(self._running):
-            while budget > 0 and sequence.pending > 1 and sequence.leader is None:
+            if sequence.job.request.background != background or sequence.leader is not None:
+                continue
+            while budget > 0 and sequence.pending > 1:
+                if background and self._online_arrivals != arrivals:
+                    return budget
                 stop = self._chunk_end(sequence.decoded, len(sequence.tokens) - 1)
                 chunk = sequence.tokens[sequence.decoded : stop]
                 items = [
@@ -396,6 +502,7 @@ class Scheduler:
                 sequence.decoded = stop
                 self.stats.prompt_tokens_evaluated += len(chunk)
                 budget -= len(chunk)
+        return budget
 
     def _chunk_end(self, start: int, end: int) -> int:
         """Chunks end at multiples of the chunk size; a short tail joins the chunk before it."""

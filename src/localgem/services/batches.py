@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +45,8 @@ FINAL_STATES = frozenset(
     {"BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"}
 )
 Clock = Callable[[], datetime]
+#: Runs some requests of a batch; returns those it finished (the rest stay pending).
+RunGroup = Callable[[BatchRecord, list[BatchItem]], Awaitable[list[BatchItem]]]
 
 
 class BatchService:
@@ -68,7 +72,7 @@ class BatchService:
         self._caches = caches
         self._files = files
         self._deadline = deadline
-        self._parallel = parallel  # generation requests of a batch in flight together
+        self._parallel = parallel  # generation requests of a batch in flight together (running or queued)
         self._clock = clock
         self._lease = lease
         self._chunk = chunk
@@ -281,38 +285,70 @@ class BatchService:
         record = await self._repo.claim(self.owner, now, now + self._lease)
         if record is None:
             return False
-        chunk = self._chunk if record.kind == "embed" else self._parallel
-        while True:
-            pending = await self._repo.pending(record.project, record.id, chunk)
-            if not pending:
-                break
-            run = self._embed_chunk if record.kind == "embed" else self._generate_chunk
-            results = await self._while_held(record, run(record, pending))
-            now = self._clock()
-            if results is None or not await self._repo.record(self.owner, record, results, now, now + self._lease):
-                log.info("batches/%s was cancelled, deleted or taken over; leaving it", record.id)
-                return True
+        if record.kind == "embed":  # an embedding call takes many texts; two in flight keep the model busy
+            finished = await self._run_window(record, self._embed_chunk, self._chunk, 2)
+        else:
+            finished = await self._run_window(record, self._generate_chunk, 1, self._parallel)
+        if not finished:
+            log.info("batches/%s was cancelled, deleted or taken over; leaving it", record.id)
+            return True
         if record.input_file is not None and record.responses_file is None:
             await self._write_responses(record)  # before SUCCEEDED, so a client seeing it finds the file
         await self._repo.finish(self.owner, record, "BATCH_STATE_SUCCEEDED", self._clock())
         return True
 
-    async def _while_held(self, record: BatchRecord, work: Awaitable[list[BatchItem]]) -> list[BatchItem] | None:
-        """Runs a chunk while renewing the lease; None if the batch was cancelled, deleted or taken over
-        meanwhile (the chunk's requests are then stopped within a second)."""
-        task = asyncio.ensure_future(work)
+    async def _run_window(self, record: BatchRecord, run: RunGroup, size: int, window: int) -> bool:
+        """Keeps ``window`` groups of ``size`` pending requests running, records results as they come
+        and renews the lease at least every second; False if the batch was cancelled, deleted or taken
+        over meanwhile (its requests in flight are then stopped at once).
+
+        Requests a group hands back unfinished (the engine was full) are taken again by another pass.
+        """
+        running: dict[asyncio.Future[list[BatchItem]], int] = {}
+        ahead: deque[BatchItem] = deque()  # pending requests read, not started yet
+        after, again, exhausted = -1, False, False
+        finished: list[BatchItem] = []
+        written = time.monotonic()
         try:
             while True:
-                done, _ = await asyncio.wait({task}, timeout=min(1.0, self._lease.total_seconds() / 3))
-                if done:
-                    return task.result()
-                now = self._clock()
-                if not await self._repo.record(self.owner, record, [], now, now + self._lease):
-                    return None
+                while len(running) < window:
+                    if len(ahead) < size and not exhausted:
+                        page = await self._repo.pending(record.project, record.id, max(window * size, 64), after)
+                        exhausted = not page
+                        after = page[-1].position if page else after
+                        ahead.extend(page)
+                    if not ahead:
+                        break
+                    group = [ahead.popleft() for _ in range(min(size, len(ahead)))]
+                    running[asyncio.ensure_future(run(record, group))] = len(group)
+                if not running:  # all taken: those handed back unfinished get another pass
+                    if not await self._write(record, finished):
+                        return False
+                    if not again:
+                        return True
+                    finished, after, again, exhausted = [], -1, False, False
+                    await asyncio.sleep(0.5)
+                    continue
+                done, _ = await asyncio.wait(running, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    results = task.result()
+                    again |= len(results) < running.pop(task)
+                    finished += results
+                # Results are written together (each write is a commit), at least once a second to renew the lease.
+                since = time.monotonic() - written
+                if since >= 1.0 or (finished and since >= 0.5):
+                    if not await self._write(record, finished):
+                        return False
+                    finished, written = [], time.monotonic()
         finally:
-            if not task.done():
+            for task in running:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _write(self, record: BatchRecord, finished: list[BatchItem]) -> bool:
+        """Records finished requests and renews the lease; False if the lease was lost."""
+        now = self._clock()
+        return await self._repo.record(self.owner, record, finished, now, now + self._lease)
 
     async def _generate_chunk(self, record: BatchRecord, items: list[BatchItem]) -> list[BatchItem]:
         results = await asyncio.gather(*(self._generate_one(record, item) for item in items))

@@ -26,7 +26,7 @@ class BatchRepository(Protocol):
     ) -> list[BatchItem]: ...
     async def set_responses_file(self, project: str, batch_id: str, file_id: str) -> bool: ...
     async def claim(self, owner: str, now: datetime, until: datetime) -> BatchRecord | None: ...
-    async def pending(self, project: str, batch_id: str, limit: int) -> list[BatchItem]: ...
+    async def pending(self, project: str, batch_id: str, limit: int, after: int = -1) -> list[BatchItem]: ...
     async def record(
         self, owner: str, record: BatchRecord, results: list[BatchItem], now: datetime, until: datetime
     ) -> bool: ...
@@ -76,8 +76,9 @@ class SqlBatchRepository:
         """Requests in input order, from the one after position ``after``."""
         return await self._items(project, batch_id, None, limit, after)
 
-    async def pending(self, project: str, batch_id: str, limit: int) -> list[BatchItem]:
-        return await self._items(project, batch_id, False, limit)
+    async def pending(self, project: str, batch_id: str, limit: int, after: int = -1) -> list[BatchItem]:
+        """Requests not done yet, in input order, from the one after position ``after``."""
+        return await self._items(project, batch_id, False, limit, after)
 
     async def _items(
         self, project: str, batch_id: str, done: bool | None, limit: int | None, after: int = -1
