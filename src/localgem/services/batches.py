@@ -369,7 +369,7 @@ class BatchService:
             return None
         except errors.ApiError as exc:
             return failed(item, exc)
-        return BatchItem(item.position, item.request, item.metadata, json.dumps(response.to_wire()))
+        return BatchItem(item.position, item.request, item.metadata, response.to_json().decode())
 
     async def _embed_chunk(self, record: BatchRecord, items: list[BatchItem]) -> list[BatchItem]:
         try:
