@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Update, and_, case, delete, func, insert, or_, select, update
 
 from localgem.storage.database import Database
 from localgem.storage.records import BatchCounts, BatchItem, BatchRecord
@@ -147,8 +147,7 @@ class SqlBatchRepository:
             .where(batches.c.project == record.project, batches.c.id == record.id, batches.c.lease_owner == owner)
             .values(state=state, end_time=now, update_time=now, lease_owner=None, lease_until=None)
         )
-        async with self._db.begin() as conn:
-            return (await conn.execute(query)).rowcount == 1
+        return await self._changes_one(query)
 
     async def all(self, project: str) -> list[BatchRecord]:
         query = select(batches).where(batches.c.project == project).order_by(batches.c.create_time.desc(), batches.c.id)
@@ -162,8 +161,7 @@ class SqlBatchRepository:
             .where(batches.c.project == project, batches.c.id == batch_id, batches.c.state.in_(RUNNABLE))
             .values(state="BATCH_STATE_CANCELLED", end_time=now, update_time=now, lease_owner=None, lease_until=None)
         )
-        async with self._db.begin() as conn:
-            return (await conn.execute(query)).rowcount == 1
+        return await self._changes_one(query)
 
     async def remove(self, project: str, batch_id: str) -> bool:
         async with self._db.begin() as conn:
@@ -180,8 +178,7 @@ class SqlBatchRepository:
             .where(batches.c.project == project, batches.c.id == batch_id)
             .values(**changes, update_time=now)
         )
-        async with self._db.begin() as conn:
-            return (await conn.execute(query)).rowcount == 1
+        return await self._changes_one(query)
 
     async def set_responses_file(self, project: str, batch_id: str, file_id: str) -> bool:
         """Names the batch's results file, once: False if another process named one first."""
@@ -190,6 +187,10 @@ class SqlBatchRepository:
             .where(batches.c.project == project, batches.c.id == batch_id, batches.c.responses_file.is_(None))
             .values(responses_file=file_id)
         )
+        return await self._changes_one(query)
+
+    async def _changes_one(self, query: Update) -> bool:
+        """Runs an UPDATE in its own transaction; whether it changed the one row it names."""
         async with self._db.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
 
