@@ -21,11 +21,13 @@ from localgem.api import generation as generation_api
 from localgem.api import health, models, uploads
 from localgem.api.context import Services
 from localgem.api.errors import install_error_handlers
+from localgem.api.guard import CatchAll
 from localgem.auth.keys import DEFAULT_PROJECT, ApiKeys, configured_keys, stored_key
 from localgem.catalog.registry import ModelEntry, ModelRegistry
 from localgem.engines.base import Engine
 from localgem.engines.embedding import EmbeddingBatcher, load_embedder
 from localgem.engines.prefixes import PrefixStore, prefix_file
+from localgem.prompting.schemas import JsonLimits
 from localgem.services.batches import BatchService
 from localgem.services.caching import CacheLimits, CacheService
 from localgem.services.embeddings import BatcherFactory, EmbedderPool, EmbeddingService
@@ -33,6 +35,7 @@ from localgem.services.engines import EngineFactory, EnginePool, KeptPrefixes
 from localgem.services.files import Clock, FileLimits, FileService
 from localgem.services.generation import GenerationService
 from localgem.services.models import ModelService
+from localgem.services.webhooks import WebhookService
 from localgem.settings import Settings
 from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.blobs import LocalBlobStore
@@ -41,6 +44,7 @@ from localgem.storage.database import Database
 from localgem.storage.files import SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
 from localgem.storage.uploads import SqlUploadRepository
+from localgem.storage.webhooks import SqlWebhookRepository
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,8 @@ def llama_cpp_factory(settings: Settings) -> EngineFactory:
             prefill_chunk=settings.prefill_chunk,
             flash_attention=settings.flash_attention,
             niceness=settings.inference_niceness,
+            reuse_prefixes=entry.config.reuse_prefixes,
+            repetition_stop=settings.repetition_stop_tokens,
             prefixes=PrefixStore(
                 kept_prefix_dir(settings, entry.id),
                 ram_bytes=settings.cache_ram_bytes,
@@ -113,7 +119,13 @@ def create_app(
         ),
         clock or utc_now,
     )
-    generation = GenerationService(registry, engines, files, json_string_limit=settings.json_string_max_chars)
+    generation = GenerationService(
+        registry,
+        engines,
+        files,
+        json_limits=JsonLimits(settings.json_string_max_chars, settings.json_array_max_items),
+        default_max_output_tokens=settings.default_max_output_tokens,
+    )
     caches = CacheService(
         SqlCacheRepository(database),
         registry,
@@ -125,6 +137,7 @@ def create_app(
         ),
     )
     embeddings = EmbeddingService(registry, embedders, files)
+    webhooks = WebhookService(SqlWebhookRepository(database), clock or utc_now)
     batches = BatchService(
         SqlBatchRepository(database),
         registry,
@@ -136,6 +149,7 @@ def create_app(
         lease=timedelta(seconds=settings.batch_lease_seconds),
         deadline=timedelta(seconds=settings.batch_deadline_seconds),
         parallel=2 * settings.slots,  # running, and queued in the engine to take each slot that frees
+        webhooks=webhooks,
     )
 
     @asynccontextmanager
@@ -146,13 +160,19 @@ def create_app(
         runner = asyncio.create_task(
             batches.run_forever(settings.batch_poll_seconds) if settings.run_batches else asyncio.sleep(0)
         )
+        notifier = asyncio.create_task(
+            webhooks.run_forever(settings.batch_poll_seconds, [batches.queue_webhooks])
+            if settings.run_batches
+            else asyncio.sleep(0)
+        )
         for model_id in preload:
             entry = registry.resolve(model_id, "load")
             await (embedders.get(entry) if entry.embeds else engines.get(entry))
         yield
         sweeper.cancel()
         runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        notifier.cancel()
+        await asyncio.gather(runner, notifier, return_exceptions=True)
         await files.close()
         await embedders.close()
         await engines.close()
@@ -173,10 +193,13 @@ def create_app(
         public_url=settings.public_url,
     )
     app.state.database = database
+    app.state.webhooks = webhooks
     app.state.engines = engines
     app.state.embedders = embedders
     app.state.preload = [registry.resolve(model_id, "load").id for model_id in preload]
     install_error_handlers(app)
+    # Inside CORS, so that its 500s carry CORS headers too.
+    app.add_middleware(CatchAll)
     # Browsers running the JS SDK need CORS, and must be able to read the upload headers.
     app.add_middleware(
         CORSMiddleware,

@@ -1,4 +1,4 @@
-"""``localgem serve | models | keys``: flags and env → Settings → uvicorn (or the key store)."""
+"""``localgem serve | models | keys | webhooks``: flags and env → Settings → uvicorn (or the database)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from pathlib import Path
 from localgem import __version__
 from localgem.auth.keys import DEFAULT_PROJECT, KEY_FILE, digest, new_key, stored_key
 from localgem.catalog.registry import ModelRegistry
+from localgem.services.webhooks import WebhookService
 from localgem.settings import PROJECT_ID, ModelConfig, Settings, load_settings
 from localgem.storage.database import Database
 from localgem.storage.keys import SqlKeyRepository
 from localgem.storage.records import KeyRecord
+from localgem.storage.webhooks import SqlWebhookRepository
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,8 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("serve", "serve the API"), ("models", "list the configured models")):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--config", type=Path, help="TOML settings file (also LOCALGEM_CONFIG)")
-        command.add_argument("--data-dir", type=Path, help="where state goes (also LOCALGEM_DATA_DIR)")
+        _add_settings_options(command)
         command.add_argument(
             "--model",
             action="append",
@@ -41,15 +42,24 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--host", help="address to listen on (default 127.0.0.1)")
             command.add_argument("--port", type=int, help="port to listen on (default 8080)")
     keys = commands.add_parser("keys", help="manage API keys and the projects they act for")
-    keys.add_argument("--config", type=Path, help="TOML settings file (also LOCALGEM_CONFIG)")
-    keys.add_argument("--data-dir", type=Path, help="where state goes (also LOCALGEM_DATA_DIR)")
+    _add_settings_options(keys)
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a key; it is printed once and stored only as a digest")
     create.add_argument("--project", default=DEFAULT_PROJECT, help="the project the key acts for")
     actions.add_parser("list", help="list keys (their first characters) and projects")
     delete = actions.add_parser("delete", help="delete a key, named by the first characters `list` shows")
     delete.add_argument("hint")
+    webhooks = commands.add_parser("webhooks", help="the secret that signs a project's batch webhooks")
+    _add_settings_options(webhooks)
+    hooks = webhooks.add_subparsers(dest="action", required=True)
+    secret = hooks.add_parser("secret", help="print the project's signing secret (whsec_…), made on first use")
+    secret.add_argument("--project", default=DEFAULT_PROJECT, help="the project whose webhooks it signs")
     return parser
+
+
+def _add_settings_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--config", type=Path, help="TOML settings file (also LOCALGEM_CONFIG)")
+    command.add_argument("--data-dir", type=Path, help="where state goes (also LOCALGEM_DATA_DIR)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -122,6 +132,20 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
         await database.close()
 
 
+async def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    if not PROJECT_ID.fullmatch(args.project):
+        print("localgem: a project is lowercase letters, digits and '-', at most 40", file=sys.stderr)
+        return 2
+    database = Database(settings.database())
+    try:
+        await database.migrate()
+        webhooks = WebhookService(SqlWebhookRepository(database), lambda: datetime.now(UTC))
+        print(await webhooks.signing_secret(args.project))
+        return 0
+    finally:
+        await database.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -132,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "keys":
         return asyncio.run(_keys(args, settings))
+    if args.command == "webhooks":
+        return asyncio.run(_webhooks(args, settings))
     if args.command == "models":
         for entry in registry.entries():
             source = entry.config.path or f"package {entry.config.package}"

@@ -37,6 +37,11 @@ class ModelConfig(BaseModel):
     input_token_limit: int | None = Field(None, gt=0, description="Default: the context length.")
     output_token_limit: int | None = Field(None, gt=0, description="Default: half the context length.")
     chat_template: str | None = Field(None, description="Jinja chat template; default: the one in the GGUF file.")
+    reuse_prefixes: bool = Field(
+        True,
+        description="Start a prompt from the KV cells an earlier prompt (or a cached content) left, computing only "
+        "the rest. Off: every prompt is computed whole, for a model whose output would change with reuse.",
+    )
     temperature: float = Field(1.0, ge=0)
     max_temperature: float = Field(2.0, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
@@ -119,6 +124,24 @@ class Settings(BaseModel):
         ge=0,
         description="Structured output and function arguments: strings whose schema sets no maxLength get at most "
         "this many characters, so a model looping inside a string still returns valid JSON. 0: unbounded.",
+    )
+    default_max_output_tokens: int = Field(
+        2048,
+        ge=0,
+        description="Output tokens of a request that sets no maxOutputTokens (within the model's output limit), so "
+        "that an answer a small model never ends stops in seconds, not minutes. 0: the model's output limit.",
+    )
+    repetition_stop_tokens: int = Field(
+        256,
+        ge=0,
+        description="An output whose last this many tokens repeat one stretch of at most 128 tokens over and over "
+        "is stopped (finishReason OTHER, with a finishMessage saying why). 0: never.",
+    )
+    json_array_max_items: int = Field(
+        64,
+        ge=0,
+        description="Structured output and function arguments: arrays whose schema sets no maxItems (and objects "
+        "open to any properties) get at most this many items, so a model repeating items still ends. 0: unbounded.",
     )
     log_level: str = "info"
 

@@ -53,18 +53,18 @@ def test_cache_lifecycle(client: genai.Client, real_server) -> None:
     other = genai.Client(api_key=OTHER_KEY, http_options=types.HttpOptions(base_url=real_server.url))
     with pytest.raises(genai_errors.ClientError) as caught:
         other.caches.get(name=cache.name)
-    assert caught.value.code == 404
+    assert caught.value.code == 403 and caught.value.status == "PERMISSION_DENIED"
     with pytest.raises(genai_errors.ClientError) as caught:
         other.models.generate_content(
             model=MODEL, contents="Hi", config=types.GenerateContentConfig(cached_content=cache.name)
         )
-    assert caught.value.code == 404
+    assert caught.value.code == 403
     assert cache.name not in [c.name for c in other.caches.list()]
 
     client.caches.delete(name=cache.name)
     with pytest.raises(genai_errors.ClientError) as caught:
         client.caches.get(name=cache.name)
-    assert caught.value.code == 404
+    assert caught.value.code == 403 and "not found (or permission denied)" in caught.value.message
 
 
 def test_a_cached_prefix_answers_as_the_full_prompt_does(client: genai.Client, real_server) -> None:
@@ -132,7 +132,7 @@ def test_what_a_request_may_not_change_when_it_uses_a_cache(client: genai.Client
         client.models.generate_content(
             model=MODEL, contents="Hi", config=types.GenerateContentConfig(cached_content="cachedContents/nope0000")
         )
-    assert caught.value.code == 404
+    assert caught.value.code == 403
     for bad in (
         {"model": "models/gemini-embedding-001", "contents": [{"parts": [{"text": "x"}]}]},
         {"model": MODEL, "contents": [{"parts": [{"text": "x"}]}], "ttl": "-5s"},

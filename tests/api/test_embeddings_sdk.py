@@ -258,7 +258,7 @@ def test_async_batch_embed_content_from_a_jsonl_file(client: genai.Client, tmp_p
     lines = [{"key": f"t{i}", "request": {"content": {"parts": [{"text": t}]}}} for i, t in enumerate(texts)]
     lines.append({"key": "bad", "request": {"content": {"parts": [{"text": "x"}]}, "outputDimensionality": 999}})
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    uploaded = client.files.upload(file=path, config=types.UploadFileConfig(mime_type="jsonl"))
+    uploaded = client.files.upload(file=path, config=types.UploadFileConfig(mime_type="application/jsonl"))
     job = client.batches.create_embeddings(model=MODEL, src=types.EmbeddingsBatchJobSource(file_name=uploaded.name))
     job = wait_done(client, job.name, timeout=60)
     assert job.state == types.JobState.JOB_STATE_SUCCEEDED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_upload_text_and_binary_then_get_list_delete(client: genai.Client, tmp_p
     client.files.delete(name=large.name)
     with pytest.raises(genai_errors.ClientError) as gone:
         client.files.get(name=large.name)
-    assert gone.value.code == 404
+    assert gone.value.code == 403 and "or it may not exist" in gone.value.message
     client.files.delete(name=small.name)
 
 
@@ -97,9 +98,18 @@ def test_another_project_sees_nothing(client: genai.Client, other_client: genai.
     for call in (lambda: other_client.files.get(name=mine.name), lambda: other_client.files.delete(name=mine.name)):
         with pytest.raises(genai_errors.ClientError) as denied:
             call()
-        assert denied.value.code == 404
+        assert denied.value.code == 403 and "or it may not exist" in denied.value.message
     assert mine.name not in [f.name for f in other_client.files.list()]
     with pytest.raises(genai_errors.ClientError) as refused:
         other_client.models.generate_content(model=MODEL, contents=[mine, "Summarize."], config=GREEDY)
     assert refused.value.code == 403
     assert client.files.get(name=mine.name).state == types.FileState.ACTIVE
+
+
+def test_what_google_refuses_at_upload_the_sdk_reports(client: genai.Client) -> None:
+    # google-genai's own test (tests/files/test_upload.py::test_bad_mime_type).
+    with pytest.raises(genai_errors.APIError, match="Unsupported MIME"):
+        client.files.upload(file=io.BytesIO(b"test"), config={"mime_type": "bad/mime_type"})
+    with pytest.raises(genai_errors.ClientError) as refused:
+        client.files._register_files(uris=["gs://bucket/image.jpg"])
+    assert refused.value.code == 400 and "Google Cloud Storage" in refused.value.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 
 import pytest
@@ -241,3 +242,19 @@ def test_an_error_mid_stream_is_raised_by_the_sdk(real_server) -> None:
         ):
             received.append(chunk.text)
     assert received and caught.value.code == 504
+
+
+def test_an_output_stuck_in_a_loop_is_stopped(client: genai.Client) -> None:
+    """Greedy SmolLM2 answers this with one sentence over and over; once 256 tokens repeat one stretch
+    exactly, generation stops (finishReason OTHER, and a finishMessage saying why), streamed or not."""
+    config = types.GenerateContentConfig(temperature=0, max_output_tokens=1500)
+    prompt = "Repeat after me: la la la la la la la la la la"
+    # google-genai reads finishMessage on Vertex only: the raw body has it.
+    raw = config.model_copy(update={"should_return_http_response": True})
+    body = json.loads(client.models.generate_content(model=MODEL, contents=prompt, config=raw).sdk_http_response.body)
+    candidate = body["candidates"][0]
+    assert candidate["finishReason"] == "OTHER" and "repeating itself" in candidate["finishMessage"]
+    assert 256 < body["usageMetadata"]["candidatesTokenCount"] < 600
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents=prompt, config=config))
+    assert "".join(chunk.text or "" for chunk in chunks) == candidate["content"]["parts"][0]["text"]
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.OTHER

@@ -181,3 +181,83 @@ def test_a_model_looping_inside_a_string_still_returns_valid_json(tmp_path) -> N
         assert 0 <= value["legs"] <= 8 and len(value["name"]) <= 200
     finally:
         server.stop()
+
+
+#: Every kind of field Google's recorded "populate the following object" request has: nested and
+#: nullable objects, anyOf, formats, enums, bounds, and arrays of strings without maxItems.
+POPULATE = {
+    "type": "object",
+    "properties": {
+        "fixes": {"type": "array", "items": {"type": "string"}},
+        "title": {"type": "string", "minLength": 1, "maxLength": 10},
+        "created": {"type": "string", "format": "date-time"},
+        "kind": {"type": "string", "enum": ["bug", "feature"]},
+        "score": {"type": "number", "minimum": 1, "maximum": 10},
+        "count": {"type": "integer"},
+        "owner": {"type": ["string", "null"]},
+        "labels": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
+        "inner": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "size": {"type": "number"}},
+            "required": ["name", "size"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["fixes", "title", "created", "kind", "score", "count", "owner", "labels", "inner"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("budget", [70, 100, 160])
+def test_json_cut_by_max_output_tokens_is_closed_validly(client: genai.Client, budget: int) -> None:
+    """An output that would run past maxOutputTokens is closed within it by the shortest completion
+    (strings closed, required properties added, brackets closed): it parses and validates, greedy or
+    sampled, unary or streamed, and still says MAX_TOKENS."""
+    closed = 0
+    for temperature, seed in ((0.0, 0), (0.9, budget)):
+        config = types.GenerateContentConfig(
+            response_mime_type="application/json",
+            response_json_schema=POPULATE,
+            temperature=temperature,
+            seed=seed,
+            max_output_tokens=budget,
+        )
+        prompt = "populate the following object"
+        unary = client.models.generate_content(model=MODEL, contents=prompt, config=config)
+        jsonschema.validate(json.loads(unary.text), POPULATE)
+        used = unary.usage_metadata.candidates_token_count
+        assert used <= budget
+        if unary.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS:
+            closed += 1
+        else:
+            assert unary.candidates[0].finish_reason == types.FinishReason.STOP and used < budget
+        chunks = list(client.models.generate_content_stream(model=MODEL, contents=prompt, config=config))
+        assert "".join(chunk.text or "" for chunk in chunks) == unary.text
+        assert chunks[-1].candidates[0].finish_reason == unary.candidates[0].finish_reason
+    if budget == 70:
+        assert closed == 2  # the model writes far more than 70 tokens for this object: both were closed
+
+
+def test_function_arguments_cut_by_max_output_tokens_are_closed_validly(client: genai.Client) -> None:
+    parameters = {
+        "type": "object",
+        "properties": {"fixes": {"type": "array", "items": {"type": "string"}}, "title": {"type": "string"}},
+        "required": ["fixes", "title"],
+    }
+    config = types.GenerateContentConfig(
+        tools=[
+            types.Tool(
+                function_declarations=[types.FunctionDeclaration(name="report", parameters_json_schema=parameters)]
+            )
+        ],
+        tool_config=types.ToolConfig(function_calling_config=types.FunctionCallingConfig(mode="ANY")),
+        temperature=0,
+        max_output_tokens=40,
+    )
+    prompt = "Report every fix in the release notes: fix 1, fix 2, fix 3, fix 4, fix 5, fix 6, fix 7, fix 8, fix 9."
+    response = client.models.generate_content(model=MODEL, contents=prompt, config=config)
+    [call] = response.function_calls
+    assert call.name == "report"
+    jsonschema.validate(call.args, parameters)
+    assert response.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    assert response.usage_metadata.candidates_token_count <= 40

@@ -81,13 +81,13 @@ def test_kept_state_survives_a_restart_and_expires(tmp_path: Path) -> None:
         assert full["usageMetadata"]["promptTokenCount"] == usage["promptTokenCount"]
 
         clock.now += timedelta(seconds=601)
-        assert httpx.get(f"{second.url}/v1beta/{created['name']}", headers=HEADERS).status_code == 404
+        assert httpx.get(f"{second.url}/v1beta/{created['name']}", headers=HEADERS).status_code == 403
         expired = post(
             second.url,
             "models/gemini-2.5-flash:generateContent",
             {"cachedContent": created["name"], "contents": [QUESTION]},
         )
-        assert expired.status_code == 404
+        assert expired.status_code == 403
         deadline = time.monotonic() + 10
         while list((tmp_path / "kv" / SMOLLM).glob("*.kv")):  # the sweeper deletes the kept state
             assert time.monotonic() < deadline
@@ -126,7 +126,7 @@ def test_deleting_a_cache_in_use_does_not_disturb_the_request(tmp_path: Path) ->
         assert first and rest and '"finishReason"' in rest[-1]
         assert not list((tmp_path / "kv" / SMOLLM).glob("*.kv"))
         gone = post(server.url, "models/gemini-2.5-flash:generateContent", body)
-        assert gone.status_code == 404
+        assert gone.status_code == 403
     finally:
         server.stop()
 

@@ -145,7 +145,7 @@ def test_kill_9_keeps_every_acknowledged_file_and_no_partial_one(server_process:
     assert list(other.files.list()) == []
     with pytest.raises(genai_errors.ClientError) as missing:
         other.files.get(name=next(iter(acknowledged)))
-    assert missing.value.code == 404
+    assert missing.value.code == 403
 
 
 def test_a_64_mb_upload_interrupted_at_random_offsets_resumes_to_the_right_hash(fake_server: RunningServer) -> None:

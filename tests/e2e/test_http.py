@@ -144,7 +144,7 @@ def test_bad_requests_get_googles_4xx(http: httpx.Client, body, status: int, nee
 def test_unknown_model_is_not_found(http: httpx.Client) -> None:
     unknown_cache = {"contents": PROMPT["contents"], "cachedContent": "cachedContents/x"}
     response = http.post("/v1beta/models/gemini-2.5-flash:generateContent", json=unknown_cache)
-    assert response.status_code == 404 and "CachedContent not found" in response.json()["error"]["message"]
+    assert response.status_code == 403 and "CachedContent not found" in response.json()["error"]["message"]
     for path in ("/v1beta/models/custom-gemini-2.0-flash:generateContent", "/v1beta/models/nope:countTokens"):
         response = http.post(path, json={"contents": PROMPT["contents"]})
         assert response.status_code == 404 and response.json()["error"]["status"] == "NOT_FOUND"

@@ -45,4 +45,4 @@ def test_the_js_sdk_works_unchanged(js_sdk: Path, real_server: RunningServer, tm
     assert seen["functionCalls"] and all(call["name"] == "add" for call in seen["functionCalls"])
     assert set(seen["functionCalls"][0]["args"]) == {"a", "b"}
     assert seen["streamed"]
-    assert seen["afterDelete"] == 404
+    assert seen["afterDelete"] == 403

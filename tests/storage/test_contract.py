@@ -26,9 +26,11 @@ from localgem.storage.records import (
     KeyRecord,
     PageCursor,
     UploadRecord,
+    WebhookDelivery,
 )
 from localgem.storage.tables import metadata
 from localgem.storage.uploads import SqlUploadRepository
+from localgem.storage.webhooks import SqlWebhookRepository
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -374,3 +376,62 @@ async def test_batches_cancel_expire_rename_and_remove(db: Database) -> None:
     assert (await repo.get("p1", "new")).priority == 3
     assert await repo.remove("p1", "old") and await repo.get("p1", "old") is None and not await repo.items("p1", "old")
     assert not await repo.remove("p2", "new")
+
+
+def a_delivery(delivery_id: str, url: str, batch_id: str = "hooked", at: datetime = T0) -> WebhookDelivery:
+    return WebhookDelivery("p1", delivery_id, batch_id, url, '{"type": "batch.succeeded"}', "PENDING", 0, at, at, at)
+
+
+async def test_webhooks_are_queued_once_and_each_attempt_is_claimed_once(db: Database) -> None:
+    batches, hooks = SqlBatchRepository(db), SqlWebhookRepository(db)
+    config = '{"uris": ["http://a.example/hook", "http://b.example/hook"]}'
+    items = [BatchItem(position=0, request="{}")]
+    await repo_add(batches, a_batch("hooked", webhook_config=config, webhook_state="PENDING"), items)
+    await repo_add(batches, a_batch("plain"), items)
+    assert (await batches.get("p1", "hooked")).webhook_config == config
+    assert await batches.awaiting_webhooks(10) == []  # not final yet
+    assert await batches.cancel("p1", "hooked", T0) and await batches.cancel("p1", "plain", T0)
+    [finished] = await batches.awaiting_webhooks(10)
+    assert finished.id == "hooked" and finished.state == "BATCH_STATE_CANCELLED"
+
+    # Queued together with the batch's mark, once, however many servers try at the same time.
+    deliveries = [a_delivery("msg_a", "http://a.example/hook"), a_delivery("msg_b", "http://b.example/hook")]
+    queued = await asyncio.gather(*(hooks.queue(finished, deliveries) for _ in range(4)))
+    assert sorted(queued) == [False, False, False, True]
+    assert await batches.awaiting_webhooks(10) == [] and (await batches.get("p1", "hooked")).webhook_state == "QUEUED"
+    assert [d.id for d in await hooks.for_batch("p1", "hooked")] == ["msg_a", "msg_b"]
+    assert await hooks.next_due() == T0 and await hooks.due(T0 - timedelta(seconds=1), 10) == []
+
+    # An attempt is claimed by one server only, and is not due again while it may be running.
+    due = {d.id: d for d in await hooks.due(T0, 10)}
+    assert set(due) == {"msg_a", "msg_b"}
+    now, until = T0 + timedelta(seconds=1), T0 + timedelta(seconds=31)
+    claims = await asyncio.gather(*(hooks.claim(due["msg_a"], now, until) for _ in range(4)))
+    [mine] = [c for c in claims if c is not None]
+    assert mine.attempts == 1 and mine.next_attempt == until
+    assert [d.id for d in await hooks.due(now, 10)] == ["msg_b"]
+
+    # A failed attempt is due again at its retry time; a stale claim settles nothing.
+    retry = now + timedelta(seconds=5)
+    await hooks.failed(mine, "HTTP 503", now, retry)
+    assert [d.id for d in await hooks.due(retry - timedelta(seconds=1), 10)] == ["msg_b"]
+    [a] = [d for d in await hooks.due(retry, 10) if d.id == "msg_a"]
+    again = await hooks.claim(a, retry, retry + timedelta(seconds=30))
+    assert again.id == "msg_a" and again.attempts == 2 and again.last_error == "HTTP 503"
+    await hooks.delivered(mine, retry)  # the first attempt's late answer: not this claim's outcome
+    assert (await hooks.get("p1", "msg_a")).state == "PENDING"
+    await hooks.delivered(again, retry)
+    assert (await hooks.get("p1", "msg_a")).state == "DELIVERED"
+    b = await hooks.claim(due["msg_b"], retry, retry + timedelta(seconds=30))
+    await hooks.failed(b, "ConnectionRefusedError", retry, None)  # given up
+    assert (await hooks.get("p1", "msg_b")).state == "FAILED" and await hooks.next_due() is None
+    assert await hooks.prune(retry) == 0 and await hooks.prune(retry + timedelta(seconds=1)) == 2
+    assert await hooks.for_batch("p1", "hooked") == []
+
+    # One signing secret per project, whoever makes it first.
+    made = await asyncio.gather(*(hooks.add_secret("p1", f"whsec_{i}", T0) for i in range(4)))
+    assert len(set(made)) == 1 and await hooks.secret("p1") == made[0] and await hooks.secret("p2") is None
+
+
+async def repo_add(repo: SqlBatchRepository, record: BatchRecord, items: list[BatchItem]) -> BatchRecord:
+    return await repo.add(record, in_groups(items))

@@ -40,6 +40,11 @@ def test_min_tokens_and_the_engine_keeps_then_drops_the_state(tmp_path: Path) ->
         )
         assert httpx.delete(f"{url}/{cache_id}", headers=HEADERS).status_code == 200
         assert cache_id not in engine.kept
-        assert httpx.delete(f"{url}/{cache_id}", headers=HEADERS).status_code == 404
+        gone = httpx.delete(f"{url}/{cache_id}", headers=HEADERS)
+        assert gone.status_code == 403 and gone.json()["error"] == {
+            "code": 403,
+            "message": "CachedContent not found (or permission denied)",
+            "status": "PERMISSION_DENIED",
+        }
     finally:
         server.stop()

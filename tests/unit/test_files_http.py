@@ -126,6 +126,61 @@ def test_multipart_and_media_uploads(fake_server: RunningServer) -> None:
     assert media.status_code == 200 and media.json()["file"]["mimeType"] == "text/csv"
 
 
+def test_mime_types_google_would_refuse_are_refused_in_every_upload_form(fake_server: RunningServer) -> None:
+    upload = f"{fake_server.url}/upload/v1beta/files"
+
+    def multipart(mime: str) -> httpx.Response:
+        body = (
+            "--b0\r\nContent-Type: application/json\r\n\r\n"
+            f'{{"file": {{"mimeType": "{mime}"}}}}\r\n--b0\r\nContent-Type: text/plain\r\n\r\nbytes\r\n--b0--\r\n'
+        )
+        headers = {**KEY, "X-Goog-Upload-Protocol": "multipart", "Content-Type": "multipart/related; boundary=b0"}
+        return httpx.post(upload, headers=headers, content=body.encode())
+
+    forms = {
+        "resumable (header)": lambda mime: start_upload(fake_server.url, API_KEY, 5, mime),
+        "resumable (metadata)": lambda mime: start_upload(fake_server.url, API_KEY, 5, file={"mimeType": mime}),
+        "multipart": multipart,
+        "media": lambda mime: httpx.post(upload, headers={**KEY, "Content-Type": mime}, content=b"bytes"),
+    }
+    for form, send in forms.items():
+        for mime in ("bad/mime_type", "jsonl", "text", "text/", "/plain", "image/png/x", "text/plain; charset"):
+            refused = send(mime)
+            assert refused.status_code == 400, (form, mime, refused.text)
+            assert refused.json()["error"] == {
+                "code": 400,
+                "message": f"Unsupported MIME type: {mime}",
+                "status": "INVALID_ARGUMENT",
+            }
+        for mime in (
+            "application/octet-stream",
+            "text/plain; charset=utf-8",
+            "text/x-python",
+            "image/png",
+            "audio/mpeg",
+            "video/mp4",
+            "application/pdf",
+            "application/json",
+            "application/jsonl",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ):
+            taken = send(mime)
+            assert taken.status_code == 200, (form, mime, taken.text)
+    assert "files" not in httpx.get(f"{fake_server.url}/v1beta/files", headers=OTHER).json()
+
+
+def test_registering_cloud_storage_files_is_a_clear_400(fake_server: RunningServer) -> None:
+    url = f"{fake_server.url}/v1beta/files:register"
+    refused = httpx.post(url, headers=KEY, json={"uris": ["gs://bucket/object.pdf"]})
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["status"] == "FAILED_PRECONDITION" and "Google Cloud Storage" in error["message"]
+    assert httpx.post(url, headers=KEY, json={"uris": "gs://not-a-list"}).json()["error"]["status"] == (
+        "INVALID_ARGUMENT"
+    )
+    assert httpx.post(url, json={"uris": ["gs://b/o"]}).status_code in (401, 403)  # a key is still needed
+
+
 def test_user_names_follow_googles_rules(fake_server: RunningServer) -> None:
     assert upload_bytes(fake_server.url, API_KEY, b"x", name="files/my-notes-1")["name"] == "files/my-notes-1"
     for bad in ("files/My_Notes", "files/-dash", "files/dash-", "files/" + "a" * 41, "files/../../x"):
@@ -152,9 +207,13 @@ def test_projects_are_invisible_to_each_other(fake_server: RunningServer) -> Non
     mine = upload_bytes(fake_server.url, API_KEY, b"secret", "text/plain")
     theirs = upload_bytes(fake_server.url, OTHER_KEY, b"theirs", "text/plain")
     base = f"{fake_server.url}/v1beta"
+    # Google answers a file it does not show you as one that does not exist: 403, "or it may not exist".
+    missing = httpx.get(f"{base}/files/nosuchfile", headers=OTHER).json()["error"]
     for method, path in (("GET", ""), ("GET", ":download"), ("DELETE", "")):
         response = httpx.request(method, f"{base}/{mine['name']}{path}", headers=OTHER)
-        assert response.status_code == 404 and response.json()["error"]["status"] == "NOT_FOUND", (method, path)
+        error = response.json()["error"]
+        assert response.status_code == 403 and error["status"] == "PERMISSION_DENIED", (method, path)
+        assert error["message"] == missing["message"].replace("nosuchfile", mine["name"].removeprefix("files/"))
     assert [f["name"] for f in httpx.get(f"{base}/files", headers=OTHER).json()["files"]] == [theirs["name"]]
     assert [f["name"] for f in httpx.get(f"{base}/files", headers=KEY).json()["files"]] == [mine["name"]]
     prompt = {"contents": [{"parts": [{"fileData": {"fileUri": mine["uri"], "mimeType": "text/plain"}}]}]}
@@ -190,7 +249,7 @@ def test_files_expire_after_48_hours_with_their_bytes(make_server, tmp_path: Pat
     clock.now += timedelta(hours=47, minutes=59)
     assert httpx.get(f"{server.url}/v1beta/{file['name']}", headers=KEY).status_code == 200
     clock.now += timedelta(minutes=2)
-    assert httpx.get(f"{server.url}/v1beta/{file['name']}", headers=KEY).status_code == 404
+    assert httpx.get(f"{server.url}/v1beta/{file['name']}", headers=KEY).status_code == 403
     assert "files" not in httpx.get(f"{server.url}/v1beta/files", headers=KEY).json()
     deadline = time.monotonic() + 10  # the sweeper runs every 50 ms here
     while blob_files[0].exists() and time.monotonic() < deadline:

@@ -49,7 +49,8 @@ def test_json_array_framing_without_alt(http: httpx.Client) -> None:
     gapic = http.post(
         "/v1beta/models/gemini-2.5-flash:streamGenerateContent?%24alt=json%3Benum-encoding%3Dint", json=BODY
     )
-    assert gapic.json() == [{**c, "responseId": gapic.json()[0]["responseId"]} for c in chunks]
+    first = gapic.json()[0]
+    assert gapic.json() == [{**c, "responseId": first["responseId"], "turnToken": first["turnToken"]} for c in chunks]
 
 
 def test_unary_response_shape(http: httpx.Client) -> None:
@@ -228,3 +229,14 @@ def _wait(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_requests_without_max_output_tokens_get_the_default(http: httpx.Client) -> None:
+    """default_max_output_tokens (2048) bounds what a request without maxOutputTokens may generate (the
+    fake engine never stops by itself); an explicit maxOutputTokens is still taken up to the model's limit."""
+    url = "/v1beta/models/gemini-2.5-flash:generateContent"
+    unset = http.post(url, json={"contents": BODY["contents"]}).json()
+    assert unset["usageMetadata"]["candidatesTokenCount"] == 2048
+    assert unset["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    explicit = http.post(url, json={"contents": BODY["contents"], "generationConfig": {"maxOutputTokens": 3000}})
+    assert explicit.json()["usageMetadata"]["candidatesTokenCount"] == 3000

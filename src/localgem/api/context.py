@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import json
+import math
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import Request, Response
+from starlette.requests import ClientDisconnect
 
 from localgem import errors
 from localgem.auth.keys import ApiKeys
@@ -19,6 +19,7 @@ from localgem.services.embeddings import EmbeddingService
 from localgem.services.files import FileService
 from localgem.services.generation import GenerationService
 from localgem.services.models import ModelService
+from localgem.types.json_input import decode_json
 from localgem.types.wire import WireModel, parse_message
 
 M = TypeVar("M", bound=WireModel)
@@ -79,10 +80,13 @@ async def read_message(request: Request, cls: type[M], too_large_hint: str = "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit, too_large_hint)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit, too_large_hint)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(limit, too_large_hint)
+    except ClientDisconnect:
+        raise errors.Cancelled("The client closed the connection while sending the request.") from None
     return parse_body(bytes(body), cls)
 
 
@@ -90,37 +94,7 @@ def parse_body(body: bytes, cls: type[M]) -> M:
     """A JSON body → a message; an empty body is an empty message, as with Google."""
     if not body.strip():
         return parse_message(cls, {})
-    try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        data = _single_quoted(body)
-        if data is None:
-            raise errors.InvalidArgument(f"Invalid JSON payload received. {exc}") from None
-    return parse_message(cls, data)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _single_quoted(body: bytes) -> dict[str, Any] | None:
-    """Google's JSON parser also takes single-quoted strings, and its own curl samples rely on it
-    (the Files upload sample sends ``{'file': {'display_name': '...'}}``)."""
-    try:
-        value = ast.literal_eval(body.decode("utf-8"))
-    except (ValueError, SyntaxError, RecursionError, MemoryError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) and _json_like(value) else None
-
-
-def _json_like(value: Any, depth: int = 0) -> bool:
-    if depth > 64:
-        return False
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_like(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_json_like(v, depth + 1) for v in value)
-    return isinstance(value, (str, int, float)) and not isinstance(value, complex)
+    return parse_message(cls, decode_json(body, single_quotes=True))
 
 
 def _too_large(limit: int, hint: str) -> errors.InvalidArgument:
@@ -136,7 +110,7 @@ def server_timeout(request: Request) -> float | None:
         value = float(raw)
     except ValueError:
         value = -1
-    if value <= 0:
+    if not 0 < value < math.inf:
         raise errors.InvalidArgument(f"Invalid X-Server-Timeout header {raw!r}: a positive number of seconds.")
     return value
 

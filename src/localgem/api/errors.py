@@ -1,8 +1,6 @@
-"""The one place errors become HTTP responses, in Google's shape."""
+"""The one place errors become HTTP responses, in Google's shape (unexpected exceptions: see ``guard``)."""
 
 from __future__ import annotations
-
-import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,8 +8,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from localgem import errors
-
-log = logging.getLogger(__name__)
 
 
 def render(exc: errors.ApiError) -> JSONResponse:
@@ -37,8 +33,3 @@ def install_error_handlers(app: FastAPI) -> None:
                 )
             )
         return render(errors.InvalidArgument(str(exc.detail)))
-
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
-        return render(errors.Internal("An internal error has occurred."))

@@ -1,14 +1,15 @@
-"""files.get, files.list, files.delete and files.download (the bytes themselves)."""
+"""files.get, files.list, files.delete, files.download (the bytes themselves) and files:register (refused)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from localgem.api.context import api_version, base_url, project, require_api_key, services
+from localgem import errors
+from localgem.api.context import api_version, base_url, project, read_message, require_api_key, services
 from localgem.services.files import sha256_base64
 from localgem.storage.records import FileRecord
-from localgem.types.files import File, ListFilesResponse
+from localgem.types.files import File, ListFilesResponse, RegisterFilesRequest
 from localgem.types.wire import rfc3339
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -30,6 +31,16 @@ def file_to_wire(record: FileRecord, request: Request) -> File:
         state=record.state,
         source=record.source,
         error={"code": 400, "message": record.error, "status": "INVALID_ARGUMENT"} if record.error else None,
+    )
+
+
+@router.post("/files:register")
+async def register_files(request: Request) -> dict:
+    await read_message(request, RegisterFilesRequest)  # a malformed request is still told what is wrong with it
+    raise errors.FailedPrecondition(
+        "files:register makes Google Cloud Storage objects (gs://…) usable as files, and localgem has no "
+        "Google Cloud Storage. Upload the file's bytes with the Files API instead (client.files.upload, "
+        "POST /upload/v1beta/files)."
     )
 
 

@@ -16,6 +16,8 @@ from typing import Protocol
 class FinishReason(enum.Enum):
     STOP = "STOP"
     MAX_TOKENS = "MAX_TOKENS"
+    #: Stopped by the engine: the output had fallen into a loop, repeating itself exactly.
+    REPETITION = "REPETITION"
 
 
 @dataclass(frozen=True)

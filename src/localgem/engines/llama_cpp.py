@@ -41,6 +41,8 @@ class LlamaCppEngine:
         flash_attention: bool = False,
         prefixes: PrefixStore | None = None,
         niceness: int = 0,
+        reuse_prefixes: bool = True,
+        repetition_stop: int = 0,
     ) -> None:
         self._prefixes = prefixes or PrefixStore(None, ram_bytes=0, disk_bytes=0)
         self._native = NativeModel(
@@ -60,6 +62,8 @@ class LlamaCppEngine:
             stats=self.stats,
             prefixes=self._prefixes,
             niceness=niceness,
+            reuse_prefixes=reuse_prefixes,
+            repetition_stop=repetition_stop,
         )
 
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]:

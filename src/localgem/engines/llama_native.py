@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import numpy as np
 
 from localgem import errors
 from localgem.engines.base import Grammar, ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
+from localgem.engines.closing import BudgetCloser
+from localgem.engines.gbnf import compile_grammar
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,12 @@ class Sampler:
         # A lazy grammar's trigger, until the output has written it; and the output's last bytes.
         self._trigger = grammar.trigger.encode("utf-8") if grammar is not None and grammar.trigger else None
         self._tail = b""
+        # Keeps the constrained output closable within ``window`` tokens; once it must close, the
+        # tokens of the shortest completion, given out one per step.
+        self._closer = (
+            BudgetCloser(compile_grammar(grammar.gbnf), window, native.plain_tokens) if grammar is not None else None
+        )
+        self._forced: deque[int] | None = None
         chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         self._penalized = bool(params.presence_penalty or params.frequency_penalty)
         if self._penalized:
@@ -101,10 +110,44 @@ class Sampler:
 
     def sample(self, batch_index: int) -> int:
         """Pick the next token from the logits of one batch row (this also accepts it into the chain)."""
+        if self._forced is not None:
+            return self._forced.popleft() if self._forced else self._native.eos_token
         if self._grammar is None:
             return int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
-        # As llama.cpp's own sampling does: pick freely, and only if the grammar rejects that token
-        # apply the grammar and pick again.
+        token, into_chain = self._choose(batch_index)
+        closer = self._closer
+        if closer is not None and self._trigger is None and not closer.fits(self._native.piece(token)):
+            # The output would no longer close within its budget: close it now, from where it still did.
+            self._forced = deque(closer.closing_tokens())
+            return self._forced.popleft() if self._forced else self._native.eos_token
+        self._accept(token, into_chain=into_chain)
+        if closer is not None:
+            closer.take()
+        return token
+
+    def may_end(self) -> bool:
+        """Could the output end here as it is: free text, or constrained output whose grammar is complete
+        (or followed no longer)?"""
+        closer = self._closer
+        return closer is None or self._trigger is not None or closer.lost or closer.complete
+
+    def close_now(self) -> bool:
+        """Ends a constrained output with its shortest completion (given out by the next samples); False
+        when there is nothing to close (free text, or a lazy grammar not started)."""
+        closer = self._closer
+        if closer is None or closer.lost or self._trigger is not None or self._forced is not None:
+            return False
+        self._forced = deque(closer.closing_tokens())
+        return True
+
+    @property
+    def closed(self) -> bool:
+        """The output was closed early to fit its budget, and is complete: it ends here (MAX_TOKENS)."""
+        return self._forced is not None and not self._forced
+
+    def _choose(self, batch_index: int) -> tuple[int, bool]:
+        """As llama.cpp's own sampling does: pick freely, and only if the grammar rejects that token
+        apply the grammar and pick again. Also says whether the token still goes into the chain."""
         if self._penalized:
             logits = self._native.logits(batch_index)
             token = self._pick(_candidates(logits), grammar_first=False)
@@ -112,17 +155,23 @@ class Sampler:
             # Without penalties the chain keeps no history, so its own (C-side) sampling can go first.
             token = int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
         if self._acceptable(token):
-            self._accept(token, into_chain=self._penalized)
-            return token
+            return token, self._penalized
         logits = self._native.logits(batch_index)
         token = self._pick_short_of_trigger(logits) if self._trigger is not None else self._pick_allowed(logits)
-        self._accept(token, into_chain=True)
-        return token
+        return token, True
 
     def _acceptable(self, token: int) -> bool:
         if self._trigger is not None:  # a lazy grammar allows anything until its trigger
-            return not self._overshoots(token)
+            return not self._overshoots(token) and not self._opens_without_room(token)
         return self._allowed(token)
+
+    def _opens_without_room(self, token: int) -> bool:
+        """Would ``token`` start the grammar (complete the trigger) with too few tokens left to close it?"""
+        assert self._trigger is not None
+        if self._closer is None:
+            return False
+        text = self._tail + self._native.piece(token)
+        return text.endswith(self._trigger) and not self._closer.room_to_start()
 
     def _overshoots(self, token: int) -> bool:
         """Would ``token`` complete the trigger and carry more characters? Those would escape the
@@ -147,7 +196,7 @@ class Sampler:
             candidates = _candidates(logits)
             candidates["logit"][banned] = -np.inf  # ids are positions until the chain sorts them
             token = self._pick(candidates, grammar_first=False)
-            if not self._overshoots(token):
+            if self._acceptable(token):
                 return token
             banned.append(token)
         return self._native.eos_token
@@ -157,6 +206,8 @@ class Sampler:
             self._lc.llama_sampler_accept(self._chain, token)
         if self._trigger is not None:
             self._see(token)
+            if self._closer is not None:
+                self._closer.left -= 1  # the grammar, and what it follows, start after the trigger
         else:
             self._lc.llama_sampler_accept(self._grammar, token)
 
@@ -303,6 +354,14 @@ class NativeModel:
         if n < 0:
             raise errors.Internal("llama.cpp failed to tokenize the prompt")
         return list(tokens[:n])
+
+    def plain_tokens(self, text: str) -> list[int]:
+        """``text`` as tokens, reading nothing in it as a special token."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (self.lc.llama_token * capacity)()
+        n = self.lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, False, False)
+        return list(tokens[: max(n, 0)])
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(self.lc.llama_vocab_is_eog(self.vocab, token))

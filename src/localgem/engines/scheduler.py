@@ -41,6 +41,7 @@ from localgem.engines.base import (
 )
 from localgem.engines.llama_native import BatchItem, NativeModel, Sampler
 from localgem.engines.prefixes import KeptPrefix, PrefixStore
+from localgem.engines.repetition import RepetitionWatch
 from localgem.engines.text import TextAssembler
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,11 @@ class Sequence:
     text: TextAssembler
     #: Candidates after the first wait for its prompt cells, then start from a copy of them.
     leader: Sequence | None = None
+    repeats: RepetitionWatch | None = None
     produced: int = 0
     done: bool = False
+    #: Why it ends once its output, closed early, is complete (see ``Sampler.closed``).
+    ending: FinishReason = FinishReason.MAX_TOKENS
 
     @property
     def pending(self) -> int:
@@ -161,8 +165,12 @@ class Scheduler:
         stats: EngineStats,
         prefixes: PrefixStore | None = None,
         niceness: int = 0,
+        reuse_prefixes: bool = True,
+        repetition_stop: int = 0,
     ) -> None:
         self._native = native
+        self._repetition_stop = repetition_stop
+        self._reuse = reuse_prefixes
         self._niceness = niceness
         self._prefixes = prefixes
         self._max_queue = max_queue
@@ -356,7 +364,7 @@ class Scheduler:
         request = job.request
         prompt = request.prompt_tokens
         first, reused = self._best_slot(free, prompt)
-        if request.prefix_key is not None:
+        if request.prefix_key is not None and self._reuse:
             first, reused = self._restore(request.prefix_key, free, prompt, first, reused)
         others = sorted((slot for slot in free if slot is not first), key=_spare_first)
         slots = [first] + others[: request.candidates - 1]
@@ -378,6 +386,7 @@ class Scheduler:
                 sampler=Sampler(self._native, request.sampling, seed, request.max_tokens, request.grammar),
                 text=TextAssembler(request.stop_sequences),
                 leader=leader,
+                repeats=RepetitionWatch(self._repetition_stop) if self._repetition_stop else None,
             )
             slot.sequence = sequence
             leader = leader or sequence
@@ -396,18 +405,25 @@ class Scheduler:
         prompt's last token to decode.
         """
         best, reused = min(free, key=_spare_first), 0
-        for slot in free:
+        for slot in free if self._reuse else ():
             n = self._reusable(slot.cached, prompt)
-            if n > reused and 2 * n >= len(slot.cached):
+            if n > reused and 2 * _common_prefix(slot.cached, prompt, len(prompt)) >= len(slot.cached):
                 best, reused = slot, n
         return best, reused
 
     def _reusable(self, cached: list[int] | tuple[int, ...], prompt: list[int]) -> int:
+        """How many of ``cached``'s cells ``prompt`` may start from: a chunk boundary of both prompts' cuts,
+        so that what is computed next is the very chunk a cold start computes. (A cached slot's cells
+        always end where a chunk of its prompt ended, so ``len(cached)`` stands for that prompt's end.)"""
         last = len(prompt) - 1
         n = _common_prefix(cached, prompt, last) // self._chunk * self._chunk
-        if n and self._chunk_end(n, last) != min(n + self._chunk, last):  # n is inside a merged tail
+        while n and not (self._boundary(n, last) and self._boundary(n, len(cached))):
             n -= self._chunk
         return n
+
+    def _boundary(self, position: int, end: int) -> bool:
+        """Does a chunk of a prompt cut up to ``end`` end at ``position``?"""
+        return position == end or (position % self._chunk == 0 and end - position >= MIN_CHUNK)
 
     def _restore(self, key: str, free: list[Slot], prompt: list[int], first: Slot, reused: int) -> tuple[Slot, int]:
         """A kept prefix (a cached content's cells) goes into a free slot when it covers more of the
@@ -514,7 +530,7 @@ class Scheduler:
         token = sequence.sampler.sample(row)
         step = self._native.step_logprobs(row, token, request.logprobs) if request.logprobs is not None else None
         if self._native.is_end_of_generation(token):
-            self._finish(sequence, FinishReason.STOP)
+            self._finish(sequence, sequence.ending if sequence.sampler.closed else FinishReason.STOP)
             return
         sequence.produced += 1
         self.stats.tokens_generated += 1
@@ -524,10 +540,26 @@ class Scheduler:
             self._emit(sequence.job, TextDelta(sequence.index, released.text, released.logprobs))
         if released.stopped:
             self._finish(sequence, FinishReason.STOP, flush=False)
+        elif sequence.sampler.closed:  # closed early (to fit the budget, or out of a loop), and complete
+            self._finish(sequence, sequence.ending)
         elif sequence.produced >= request.max_tokens or len(sequence.tokens) + 1 >= self._native.info.context_length:
             self._finish(sequence, FinishReason.MAX_TOKENS)
         else:
             sequence.tokens.append(token)
+            if sequence.repeats is not None and (loop := sequence.repeats.looping(sequence.tokens)):
+                self._stop_looping(sequence, loop)
+
+    def _stop_looping(self, sequence: Sequence, loop: int) -> None:
+        """An output stuck in a loop ends. A constrained one ends where its grammar lets it end (after a
+        repeated function call, say); one that loops where it cannot end (items of an array) is given
+        its shortest valid completion once the loop has gone on for twice as long."""
+        sampler = sequence.sampler
+        if sampler.may_end():
+            self._finish(sequence, FinishReason.REPETITION)
+        elif loop >= 2 * self._repetition_stop:
+            sequence.ending = FinishReason.REPETITION
+            if not sampler.close_now() or sampler.closed:
+                self._finish(sequence, FinishReason.REPETITION)
 
     def _finish(self, sequence: Sequence, reason: FinishReason, flush: bool = True) -> None:
         job = sequence.job

@@ -10,6 +10,7 @@ constrained when it was not.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
@@ -234,34 +235,88 @@ def new_converter() -> SchemaConverter:
     return _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
 
 
-def finish(converter: SchemaConverter, string_limit: int) -> str:
-    """The grammar's text. Strings whose schema sets no length get at most ``string_limit`` characters
-    (0: unbounded), so that a model looping inside a string still ends with valid JSON."""
-    if string_limit:
-        bounded = f'"\\"" char{{0,{string_limit}}} "\\"" space'
-        for name, rule in list(converter._rules.items()):
-            if rule == PRIMITIVE_RULES["string"].content:
-                converter._rules[name] = bounded
+@dataclass(frozen=True)
+class JsonLimits:
+    """Bounds for what a schema leaves unbounded (0: unbounded), so that a model looping inside a string,
+    an array or an open object still ends, with valid JSON."""
+
+    string_chars: int = 0
+    items: int = 0
+
+
+UNBOUNDED = JsonLimits()
+
+
+#: JSON forbids raw control characters in strings (llama-cpp-python's converter lets them through).
+_JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+_PATTERN_DOT = r'[^"\\\x7F\x00-\x1F]'  # ``.`` in a pattern: any character a JSON string holds unescaped
+
+
+def finish(converter: SchemaConverter, limits: JsonLimits) -> str:
+    """The grammar's text, with ``limits`` applied to the strings, arrays and open objects that the schema
+    leaves unbounded (schemas' arrays are bounded before conversion: see ``bounded_arrays``)."""
+    rules = converter._rules
+    strings = f"{{0,{limits.string_chars}}}" if limits.string_chars else "*"
+    items = f"{{0,{limits.items - 1}}}" if limits.items else "*"
+    for name, rule in list(rules.items()):
+        if rule == PRIMITIVE_RULES["string"].content:
+            rules[name] = f'"\\"" char{strings} "\\"" space'
+        elif rule == PRIMITIVE_RULES["char"].content:
+            rules[name] = _JSON_CHAR
+        elif name == "dot":
+            rules[name] = _PATTERN_DOT
+        elif rule == PRIMITIVE_RULES["array"].content:
+            rules[name] = f'"[" space ( value ("," space value){items} )? "]" space'
+        elif rule == PRIMITIVE_RULES["object"].content:
+            rules[name] = f'"{{" space ( string ":" space value ("," space string ":" space value){items} )? "}}" space'
+        elif name.endswith("additional-kvs") and rule.endswith(" )*"):
+            rules[name] = rule[: -len("*")] + items
     return converter.format_grammar()
 
 
-def json_schema_grammar(schema: dict[str, Any], path: str, string_limit: int = 0) -> str:
+def bounded_arrays(schema: Any, items: int) -> Any:
+    """``schema`` with ``maxItems: items`` on every array that sets none (0: unchanged)."""
+    if not items:
+        return schema
+    if isinstance(schema, list):
+        return [bounded_arrays(option, items) for option in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    kinds = schema.get("type")
+    is_array = kinds == "array" or (isinstance(kinds, list) and "array" in kinds) or "items" in schema
+    if is_array and "maxItems" not in schema:
+        minimum = schema.get("minItems")
+        out["maxItems"] = max(items, minimum if isinstance(minimum, int) else 0)
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(schema.get(key), dict):
+            out[key] = bounded_arrays(schema[key], items)
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        if isinstance(schema.get(key), list):
+            out[key] = bounded_arrays(schema[key], items)
+    for key in ("properties", "$defs", "definitions"):
+        if isinstance(schema.get(key), dict):
+            out[key] = {name: bounded_arrays(sub, items) for name, sub in schema[key].items()}
+    return out
+
+
+def json_schema_grammar(schema: dict[str, Any], path: str, limits: JsonLimits = UNBOUNDED) -> str:
     converter = new_converter()
     try:
-        resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "input")
+        resolved = converter.resolve_refs(bounded_arrays(json.loads(json.dumps(schema)), limits.items), "input")
         converter.visit(anchored_patterns(resolved), "")
     except UnenforceableSchema:
         raise
     except (AssertionError, KeyError, ValueError, TypeError, RecursionError) as exc:
         raise UnenforceableSchema(path, f"the schema cannot be turned into a grammar: {exc}") from None
-    return finish(converter, string_limit)
+    return finish(converter, limits)
 
 
-def any_json_grammar(string_limit: int = 0) -> str:
+def any_json_grammar(limits: JsonLimits = UNBOUNDED) -> str:
     """``application/json`` without a schema: one JSON object or array."""
     converter = new_converter()
     converter.visit({"anyOf": [{"type": "object"}, {"type": "array"}]}, "")
-    return finish(converter, string_limit)
+    return finish(converter, limits)
 
 
 def enum_grammar(values: list[str]) -> str:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from localgem.prompting.schemas import finish, new_converter
+from localgem.prompting.schemas import UNBOUNDED, JsonLimits, bounded_arrays, finish, new_converter
 
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
@@ -87,7 +87,11 @@ def render_response(name: str, response: dict[str, Any] | None) -> str:
 
 
 def calls_grammar(
-    functions: list[Function], *, after_trigger: bool = False, args_key: str = "args", string_limit: int = 0
+    functions: list[Function],
+    *,
+    after_trigger: bool = False,
+    args_key: str = "args",
+    limits: JsonLimits = UNBOUNDED,
 ) -> str:
     """GBNF for one to MAX_CALLS call blocks, each naming one of ``functions`` with valid arguments.
     ``after_trigger``: for a lazy grammar, which starts once the output has written ``<tool_call>``.
@@ -104,12 +108,12 @@ def calls_grammar(
             for f in functions
         ]
     }
-    converter.visit(converter.resolve_refs(json.loads(json.dumps(call)), "input"), "call")
+    converter.visit(converter.resolve_refs(bounded_arrays(json.loads(json.dumps(call)), limits.items), "input"), "call")
     body = f'"\\n"? call "{CALL_CLOSE}"'
     block = f'"{CALL_OPEN}" {body}'
     first = body if after_trigger else block
     # A newline may follow the last block: without it, a model that writes one would be forced to call again.
-    return finish(converter, string_limit) + f'\nroot ::= {first} ("\\n"? {block}){{0,{MAX_CALLS - 1}}} "\\n"?\n'
+    return finish(converter, limits) + f'\nroot ::= {first} ("\\n"? {block}){{0,{MAX_CALLS - 1}}} "\\n"?\n'
 
 
 def split_calls(text: str) -> tuple[str, list[ParsedCall], bool]:

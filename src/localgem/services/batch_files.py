@@ -14,6 +14,7 @@ import orjson
 
 from localgem import errors
 from localgem.storage.records import BatchItem
+from localgem.types.json_input import decode_json
 from localgem.types.wire import WireModel, parse_message
 
 #: Google's limit on a batch's input file.
@@ -53,9 +54,9 @@ def _item(position: int, number: int, line: bytes, request_type: type[WireModel]
     where = f"Line {number} of {file_name}"
     text = line.decode("utf-8", errors="replace")
     try:
-        entry = json.loads(line)
-    except ValueError as exc:
-        return failed(BatchItem(position, text), errors.InvalidArgument(f"{where} is not valid JSON: {exc}"))
+        entry = decode_json(line)
+    except errors.ApiError as exc:
+        return failed(BatchItem(position, text), errors.InvalidArgument(f"{where} is not valid JSON: {exc.message}"))
     key = entry.get("key") if isinstance(entry, dict) else None
     metadata = json.dumps({"key": key}) if key is not None else None
     if not isinstance(entry, dict) or not isinstance(entry.get("request"), dict):

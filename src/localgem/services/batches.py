@@ -24,6 +24,7 @@ from localgem.services.embeddings import EmbeddingService
 from localgem.services.files import FileService
 from localgem.services.generation import GenerationService
 from localgem.services.paging import paginate
+from localgem.services.webhooks import WebhookService
 from localgem.storage.batches import BatchRepository
 from localgem.storage.records import BatchItem, BatchRecord
 from localgem.types.batches import (
@@ -64,6 +65,7 @@ class BatchService:
         deadline: timedelta = timedelta(hours=48),
         chunk: int = 64,
         parallel: int = 8,
+        webhooks: WebhookService | None = None,
     ) -> None:
         self._repo = repository
         self._registry = registry
@@ -78,6 +80,7 @@ class BatchService:
         self._chunk = chunk
         self.owner = names.new_id(16)  # this process, as the holder of batch leases
         self._wake = asyncio.Event()
+        self._webhooks = webhooks
 
     async def create_embed_batch(self, model: str, body: AsyncBatchEmbedContentRequest, *, project: str) -> dict:
         self._registry.resolve(model, "asyncBatchEmbedContent")  # unknown models and wrong methods: 4xx now
@@ -99,6 +102,7 @@ class BatchService:
         config = batch.input_config
         if config is None or (config.file_name is None and config.requests is None):
             raise errors.invalid_field("batch.input_config", "batch.input_config needs requests or a fileName.")
+        webhook_config = self._webhook_config(batch)
         input_file = None
         if config.file_name is not None:
             if config.requests is not None:
@@ -121,7 +125,11 @@ class BatchService:
             create_time=now,
             update_time=now,
             input_file=input_file,
+            webhook_config=webhook_config,
+            webhook_state="PENDING" if webhook_config is not None else None,
         )
+        if webhook_config is not None and self._webhooks is not None:
+            await self._webhooks.signing_secret(project)  # exists before anything is signed with it
         record = await self._repo.add(record, items)
         self._wake.set()
         return await self._operation(record)
@@ -141,6 +149,31 @@ class BatchService:
             )
         return file.id, batch_files.request_items(chunks, _REQUEST_TYPES[kind], f"files/{file.id}")
 
+    def _webhook_config(self, batch: EmbedContentBatch | GenerateContentBatch) -> str | None:
+        if batch.webhook_config is None:
+            return None
+        if self._webhooks is None:
+            raise errors.not_supported("batch.webhook_config", "Webhooks")
+        return self._webhooks.stored_config(batch.webhook_config, "batch.webhook_config")
+
+    async def queue_webhooks(self) -> int:
+        """Queues the webhook deliveries of batches that reached a final state; how many batches."""
+        if self._webhooks is None:
+            return 0
+        queued = 0
+        for record in await self._repo.awaiting_webhooks(100):
+            queued += await self._queue_webhooks(record)
+        return queued
+
+    async def _queue_webhooks(self, record: BatchRecord) -> bool:
+        assert self._webhooks is not None
+        return await self._webhooks.queue(record, await self._operation(record, with_output=False))
+
+    def _finished(self) -> None:
+        """A batch reached a final state: its webhooks (if any) are queued and sent without waiting for a poll."""
+        if self._webhooks is not None:
+            self._webhooks.wake()
+
     async def list(self, project: str, page_size: int | None, page_token: str | None) -> dict:
         records = await self._repo.all(project)
         page, token = paginate(records, page_size, page_token, default_size=50, max_size=1000)
@@ -151,12 +184,19 @@ class BatchService:
 
     async def cancel(self, project: str, name: str) -> None:
         record = await self._record(project, name)
-        if not await self._repo.cancel(project, record.id, self._clock()) and record.state not in FINAL_STATES:
+        if await self._repo.cancel(project, record.id, self._clock()):
+            self._finished()
+        elif record.state not in FINAL_STATES:
             raise errors.Aborted(f"batches/{record.id} changed while it was being cancelled; try again.")
 
     async def delete(self, project: str, name: str) -> None:
         record = await self._record(project, name)
         await self._repo.cancel(project, record.id, self._clock())  # a runner still holding it stops writing
+        if record.webhook_state == "PENDING" and self._webhooks is not None:
+            # Its final state is reported even though the batch goes: the delivery keeps its own copy.
+            final = await self._repo.get(project, record.id)
+            if final is not None and final.state in FINAL_STATES:
+                await self._queue_webhooks(final)
         await self._repo.remove(project, record.id)
 
     async def update(
@@ -268,7 +308,8 @@ class BatchService:
         while True:
             try:
                 now = self._clock()
-                await self._repo.expire(now - self._deadline, now)
+                if await self._repo.expire(now - self._deadline, now):
+                    self._finished()
                 ran = await self.run_once()
             except Exception:  # a failure leaves the lease to lapse; the batch is retried then
                 log.exception("running a batch failed")
@@ -294,7 +335,8 @@ class BatchService:
             return True
         if record.input_file is not None and record.responses_file is None:
             await self._write_responses(record)  # before SUCCEEDED, so a client seeing it finds the file
-        await self._repo.finish(self.owner, record, "BATCH_STATE_SUCCEEDED", self._clock())
+        if await self._repo.finish(self.owner, record, "BATCH_STATE_SUCCEEDED", self._clock()):
+            self._finished()
         return True
 
     async def _run_window(self, record: BatchRecord, run: RunGroup, size: int, window: int) -> bool:
@@ -369,6 +411,9 @@ class BatchService:
             return None
         except errors.ApiError as exc:
             return failed(item, exc)
+        # turnToken belongs to a conversation's turn; google-genai's response model (which users
+        # validate results files with) has no field for it.
+        response.turn_token = None
         return BatchItem(item.position, item.request, item.metadata, response.to_json().decode())
 
     async def _embed_chunk(self, record: BatchRecord, items: list[BatchItem]) -> list[BatchItem]:

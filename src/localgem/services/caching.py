@@ -115,7 +115,7 @@ class CacheService:
         return ListCachedContentsResponse(cached_contents=[_resource(r) for r in page] or None, next_page_token=token)
 
     async def update(self, project: str, name: str, body: CachedContent, update_mask: str | None) -> CachedContent:
-        cache_id = names.lookup_id(name, "cachedContents")
+        cache_id = _lookup_id(name)
         set_fields = {f for f in body.model_fields_set if getattr(body, f) is not None}
         paths = {p.strip() for p in update_mask.split(",") if p.strip()} if update_mask else set_fields
         if not paths or not paths <= UPDATABLE or not set_fields <= {"ttl", "expire_time", "name"}:
@@ -128,13 +128,13 @@ class CacheService:
             raise errors.invalid_field("cached_content.ttl", "Give the new ttl or expireTime.")
         record = await self._repo.expire_at(project, cache_id, expire, now)
         if record is None:
-            raise _not_found(cache_id)
+            raise _not_found()
         return _resource(record)
 
     async def delete(self, project: str, name: str) -> None:
         record = await self._record(project, name)
         if not await self._repo.remove(project, record.id):
-            raise _not_found(record.id)
+            raise _not_found()
         if self._kept is not None:  # a request using it now goes on with the state it restored
             await self._kept.drop(record.model, record.id)
 
@@ -179,10 +179,10 @@ class CacheService:
         return CacheUse(merged, record.id, record.token_count)
 
     async def _record(self, project: str, name: str) -> CacheRecord:
-        cache_id = names.lookup_id(name, "cachedContents")
+        cache_id = _lookup_id(name)
         record = await self._repo.get(project, cache_id, self._clock())
         if record is None:
-            raise _not_found(cache_id)
+            raise _not_found()
         return record
 
     def _expiry(self, body: CachedContent, now: datetime) -> datetime | None:
@@ -192,7 +192,10 @@ class CacheService:
             seconds = float(body.ttl.removesuffix("s"))
             if seconds <= 0:
                 raise errors.invalid_field("cached_content.ttl", f"ttl must be positive; got {body.ttl}.")
-            return now + timedelta(seconds=seconds)
+            try:
+                return now + timedelta(seconds=seconds)
+            except OverflowError:
+                raise errors.invalid_field("cached_content.ttl", f"ttl {body.ttl[:40]} is too long.") from None
         if body.expire_time is not None:
             expire = datetime.fromisoformat(body.expire_time.replace("z", "Z"))
             if expire.tzinfo is None:
@@ -215,5 +218,13 @@ def _resource(record: CacheRecord) -> CachedContent:
     )
 
 
-def _not_found(cache_id: str) -> errors.NotFound:
-    return errors.NotFound(f"CachedContent not found (or permission denied): cachedContents/{cache_id}")
+def _not_found() -> errors.PermissionDenied:
+    """Google's answer for a cache that does not exist, has expired, or belongs to another project."""
+    return errors.PermissionDenied("CachedContent not found (or permission denied)")
+
+
+def _lookup_id(name: str) -> str:
+    cache_id = name.removeprefix("cachedContents/")
+    if not names.is_resource_id(cache_id):
+        raise _not_found()
+    return cache_id

@@ -308,7 +308,7 @@ class FileService:
     # -- the resource ----------------------------------------------------------------------------
 
     async def get(self, project: str, name: str) -> FileRecord:
-        file_id = names.lookup_id(name, "files")
+        file_id = _lookup_id(name)
         record = await self._files.get(project, file_id, self._clock())
         if record is None:
             raise _not_found(file_id)
@@ -328,7 +328,7 @@ class FileService:
         return records[:size], _encode_cursor(PageCursor(last.create_time, last.id))
 
     async def delete(self, project: str, name: str) -> None:
-        file_id = names.lookup_id(name, "files")
+        file_id = _lookup_id(name)
         if await self._files.get(project, file_id, self._clock()) is None:
             raise _not_found(file_id)
         await self._files.remove(project, file_id, self._blobs.delete)
@@ -349,9 +349,7 @@ class FileService:
         file_id = match.group(1)
         record = await self._files.get(project, file_id, self._clock()) if names.is_resource_id(file_id) else None
         if record is None:
-            raise errors.PermissionDenied(
-                f"You do not have permission to access the File {file_id} or it may not exist."
-            )
+            raise _not_found(file_id)
         if record.state != "ACTIVE":
             raise errors.FailedPrecondition(f"The File {file_id} is not in an ACTIVE state and usage is not allowed.")
         mime = mime_type or record.mime_type
@@ -397,8 +395,38 @@ def sha256_base64(record: FileRecord) -> str:
     return base64.b64encode(record.sha256.encode("ascii")).decode("ascii")
 
 
-def _not_found(file_id: str) -> errors.NotFound:
-    return errors.NotFound(f"File files/{file_id} not found.")
+def _not_found(file_id: str) -> errors.PermissionDenied:
+    """Google's answer for a file that does not exist, or that another project owns: the two look alike."""
+    return errors.PermissionDenied(
+        f"You do not have permission to access the File {file_id[:100]} or it may not exist."
+    )
+
+
+def _lookup_id(name: str) -> str:
+    file_id = name.removeprefix("files/")
+    if not names.is_resource_id(file_id):
+        raise _not_found(file_id)
+    return file_id
+
+
+#: ``type/subtype`` (RFC 6838 names), optionally ``; parameter=value`` pairs.
+_MIME_TYPE = re.compile(
+    r"(?P<type>[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126})/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+    r"""(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\\\r\n]*"|[A-Za-z0-9!#$&^_.+-]+))*\s*;?\s*"""
+)
+#: IANA's top-level media types: Google refuses others (``bad/mime_type``) but takes any subtype
+#: (``application/cu-seeme`` uploads; whether a model can read it is decided when it is used).
+_TOP_LEVEL_TYPES = frozenset(
+    {"application", "audio", "font", "haptics", "image", "message", "model", "multipart", "text", "video"}
+)
+
+
+def supported_mime_type(value: str) -> str:
+    """``value`` if it is a MIME type Google would store, else Google's 400."""
+    match = _MIME_TYPE.fullmatch(value.strip())
+    if match is None or match.group("type").lower() not in _TOP_LEVEL_TYPES:
+        raise errors.InvalidArgument(f"Unsupported MIME type: {value[:200]}")
+    return value.strip()
 
 
 def _digest(token: str) -> str:
@@ -407,7 +435,7 @@ def _digest(token: str) -> str:
 
 def _mime_type(proposal: Proposal) -> str:
     if proposal.mime_type:
-        return proposal.mime_type
+        return supported_mime_type(proposal.mime_type)
     for name in (proposal.file_name, proposal.display_name):
         if name and (guessed := mimetypes.guess_type(name)[0]):
             return guessed

@@ -53,12 +53,12 @@ class ToolPlan:
         """The fallback format's system text (models whose chat template formats tools get ``tools``)."""
         return tools.instructions(self.functions, required=self.mode == "ANY") if self.functions else None
 
-    def grammar(self, args_key: str, string_limit: int = 0) -> Grammar | None:
+    def grammar(self, args_key: str, limits: schemas.JsonLimits = schemas.UNBOUNDED) -> Grammar | None:
         if not self.functions:
             return None
         if self.mode == "ANY":
-            return Grammar(tools.calls_grammar(self.functions, args_key=args_key, string_limit=string_limit))
-        lazy = tools.calls_grammar(self.functions, after_trigger=True, args_key=args_key, string_limit=string_limit)
+            return Grammar(tools.calls_grammar(self.functions, args_key=args_key, limits=limits))
+        lazy = tools.calls_grammar(self.functions, after_trigger=True, args_key=args_key, limits=limits)
         return Grammar(lazy, trigger=tools.CALL_OPEN)
 
 

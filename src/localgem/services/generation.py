@@ -19,14 +19,16 @@ from localgem.engines.base import (
     Grammar,
     TextDelta,
 )
-from localgem.prompting.tools import template_tools
+from localgem.prompting.schemas import UNBOUNDED, JsonLimits
 from localgem.services.caching import CacheUse
-from localgem.services.conversation import attach_files, to_messages
+from localgem.services.conversation import attach_files
 from localgem.services.engines import EnginePool, LoadedModel
 from localgem.services.files import FileService
 from localgem.services.function_calling import ToolPlan, tool_plan
 from localgem.services.options import generation_options, refuse_unsupported_request
+from localgem.services.prompt_builder import PromptBuilder
 from localgem.services.responses import ResponseShape, StreamChunker, UnaryResponseBuilder
+from localgem.services.token_counts import token_breakdown
 from localgem.types.content import Content
 from localgem.types.generation import CountTokensRequest, GenerateContentRequest
 from localgem.types.responses import CountTokensResponse, GenerateContentResponse, ModalityTokenCount
@@ -48,12 +50,14 @@ class GenerationService:
         engines: EnginePool,
         files: FileService | None = None,
         clock: Callable[[], float] = time.monotonic,
-        json_string_limit: int = 0,
+        json_limits: JsonLimits = UNBOUNDED,
+        default_max_output_tokens: int = 0,
     ) -> None:
         self._registry = registry
         self._engines = engines
         self._files = files
-        self._string_limit = json_string_limit
+        self._json_limits = json_limits
+        self._default_max_output_tokens = default_max_output_tokens
         self._clock = clock
 
     async def prepare(
@@ -71,17 +75,23 @@ class GenerationService:
             body = cache.request
         entry = self._registry.resolve(model, "generateContent")
         refuse_unsupported_request(body)
-        options = generation_options(body.generation_config, entry, string_limit=self._string_limit)
+        options = generation_options(
+            body.generation_config,
+            entry,
+            json_limits=self._json_limits,
+            default_max_output_tokens=self._default_max_output_tokens,
+        )
         plan = tool_plan(body)
         if plan is not None and plan.calls_possible and options.grammar is not None:
             raise errors.invalid_field(
                 "generation_config.response_mime_type",
                 "Function calling with a response schema or JSON mode is not supported: use one or the other.",
             )
-        loaded, prompt = await self._prompt(project, entry, body.contents, body.system_instruction, plan=plan)
+        builder, prompt = await self._prompt(project, entry, body.contents, body.system_instruction, plan=plan)
+        loaded = builder.loaded
         grammar = options.grammar
         if plan is not None and plan.calls_possible:
-            grammar = plan.grammar("arguments" if loaded.template.supports_tools else "args", self._string_limit)
+            grammar = plan.grammar("arguments" if loaded.template.supports_tools else "args", self._json_limits)
         room = loaded.context_length - len(prompt)
         if options.max_output_tokens is not None and options.max_output_tokens > room:
             raise errors.invalid_field(
@@ -94,7 +104,7 @@ class GenerationService:
         request = GenerationRequest(
             prompt_tokens=prompt,
             sampling=options.sampling,
-            max_tokens=min(options.max_output_tokens or entry.output_token_limit, room),
+            max_tokens=min(options.output_budget, room),
             stop_sequences=options.stop_sequences,
             candidates=options.candidate_count,
             logprobs=options.logprobs,
@@ -148,7 +158,7 @@ class GenerationService:
             raise errors.InvalidArgument("Set either contents or generateContentRequest, not both.")
         if inner is not None:
             refuse_unsupported_request(inner, prefix="generate_content_request.")
-            _, prompt = await self._prompt(
+            builder, prompt = await self._prompt(
                 project,
                 entry,
                 inner.contents,
@@ -157,11 +167,14 @@ class GenerationService:
                 plan=tool_plan(inner, prefix="generate_content_request."),
             )
         else:
-            _, prompt = await self._prompt(project, entry, body.contents, None)
+            builder, prompt = await self._prompt(project, entry, body.contents, None)
+        pieces = await token_breakdown(builder, len(prompt))
         return CountTokensResponse(
             total_tokens=len(prompt),
             cached_content_token_count=min(cache.cached_tokens, len(prompt)) if cache is not None else None,
             prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=len(prompt))],
+            content_tokens=pieces.contents,
+            system_instructions_tokens=pieces.system,
         )
 
     async def prompt_tokens(self, project: str, entry: ModelEntry, body: GenerateContentRequest) -> list[int]:
@@ -177,28 +190,19 @@ class GenerationService:
         system: Content | None,
         prefix: str = "",
         plan: ToolPlan | None = None,
-    ) -> tuple[LoadedModel, list[int]]:
+    ) -> tuple[PromptBuilder, list[int]]:
         if self._files is not None and contents:
             contents = await attach_files(self._files, project, contents, prefix)
         loaded = await self._engines.get(entry)
-        if loaded.template.supports_tools:  # the model's own tool format
-            messages = to_messages(contents, system, prefix, template_tools=True)
-            functions = plan.functions if plan is not None else []
-            extra = {"tools": template_tools(functions)} if functions else {}
-            text = loaded.template.render(messages, **extra)
-        else:
-            messages = to_messages(contents, system, prefix, tool_prompt=plan.instructions() if plan else None)
-            text = loaded.template.render(messages)
-        info = loaded.engine.info
-        add_bos = info.add_bos and not (info.bos_token and text.startswith(info.bos_token))
-        prompt = await loaded.engine.tokenize(text, add_bos)
+        builder = PromptBuilder(loaded, contents, system, plan, prefix)
+        prompt = await builder.tokens()
         limit = min(entry.input_token_limit, loaded.context_length - 1)
         if len(prompt) > limit:
             raise errors.invalid_field(
                 f"{prefix}contents",
                 f"The input token count ({len(prompt)}) exceeds the maximum number of tokens allowed ({limit}).",
             )
-        return loaded, prompt
+        return builder, prompt
 
 
 async def _check_grammar(loaded: LoadedModel, grammar: Grammar) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from localgem import errors
 from localgem.catalog.registry import ModelEntry
 from localgem.engines.base import Grammar, SamplingParams
+from localgem.prompting.schemas import UNBOUNDED, JsonLimits
 from localgem.services.structured import output_grammar
 from localgem.types.enums import GEMINI_HARM_CATEGORIES
 from localgem.types.generation import GenerateContentRequest, GenerationConfig
@@ -24,11 +25,14 @@ MAX_LOGPROBS = 20
 @dataclass(frozen=True)
 class GenerationOptions:
     sampling: SamplingParams
-    max_output_tokens: int | None  # None: up to the model's output limit and what the context leaves
+    max_output_tokens: int | None  # as requested (None: not set)
     stop_sequences: tuple[str, ...]
     candidate_count: int
     logprobs: int | None  # None: not requested
     grammar: Grammar | None = None  # structured output
+    #: Tokens the output may have (then cut to what the context leaves): as requested, else the server's
+    #: default (``default_max_output_tokens``), within the model's output limit.
+    output_budget: int = 0
 
 
 def refuse_unsupported_request(body: GenerateContentRequest, prefix: str = "") -> None:
@@ -85,7 +89,12 @@ def _check_range(where: str, value: float | int, low: float, high: float, *, hig
 
 
 def generation_options(
-    config: GenerationConfig | None, entry: ModelEntry, prefix: str = "", *, string_limit: int = 0
+    config: GenerationConfig | None,
+    entry: ModelEntry,
+    prefix: str = "",
+    *,
+    json_limits: JsonLimits = UNBOUNDED,
+    default_max_output_tokens: int = 0,
 ) -> GenerationOptions:
     where = f"{prefix}generation_config"
     config = config or GenerationConfig()
@@ -122,8 +131,10 @@ def generation_options(
         presence_penalty=config.presence_penalty or 0.0,
         frequency_penalty=config.frequency_penalty or 0.0,
     )
+    limit = entry.output_token_limit
+    budget = max_tokens or (min(default_max_output_tokens, limit) if default_max_output_tokens else limit)
     return GenerationOptions(
-        sampling, max_tokens, stops, candidates, logprobs, output_grammar(config, where, string_limit)
+        sampling, max_tokens, stops, candidates, logprobs, output_grammar(config, where, json_limits), budget
     )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
-from localgem.engines.base import CandidateFinished, StepLogprobs, TextDelta, TokenLogprob
+from localgem.engines.base import CandidateFinished, FinishReason, StepLogprobs, TextDelta, TokenLogprob
 from localgem.prompting import tools
 from localgem.services.function_calling import call_parts
 from localgem.types.content import Content, Part
@@ -33,15 +34,50 @@ def logprobs_result(steps: list[StepLogprobs]) -> LogprobsResult:
     )
 
 
-def _candidate(index: int, parts: list[Part], steps: list[StepLogprobs] | None, finish_reason: str | None) -> Candidate:
+#: Google's finishMessage on a candidate that ends in function calls (finishReason STOP), streaming or not.
+FUNCTION_CALLS_MESSAGE = "Model generated function call(s)."
+#: finishReason OTHER: Google has no reason for an output stopped because it fell into a loop.
+REPETITION_MESSAGE = (
+    "Generation stopped: the output was repeating itself exactly (see the server's repetition_stop_tokens)."
+)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a candidate ended: Google's finishReason and, for some reasons, a finishMessage."""
+
+    reason: str | None = None
+    message: str | None = None
+
+
+def _candidate(index: int, parts: list[Part], steps: list[StepLogprobs] | None, ending: Ending) -> Candidate:
     candidate = Candidate(content=Content(role="model", parts=parts), index=index)
-    if finish_reason is not None:
-        candidate.finish_reason = finish_reason
+    if ending.reason is not None:
+        candidate.finish_reason = ending.reason
+        candidate.finish_message = ending.message
     if steps is not None:
         result = candidate.logprobs_result = logprobs_result(steps)
         if steps and result.log_probability_sum is not None:
             candidate.avg_logprobs = result.log_probability_sum / len(steps)
     return candidate
+
+
+def turn_token(response_id: str) -> str:
+    """Google's ``turnToken`` for a response (undocumented; on every response and chunk since late 2025):
+    ``v1_`` and, in unpadded URL-safe base64, a protobuf message whose fields 1 and 2 both hold the
+    responseId. No request field takes it back; clients treat it as opaque."""
+    raw = response_id.encode()
+    message = b"".join(bytes([number << 3 | 2]) + _varint(len(raw)) + raw for number in (1, 2))
+    return "v1_" + base64.urlsafe_b64encode(message).decode().rstrip("=")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 @dataclass
@@ -57,15 +93,20 @@ class ResponseShape:
     #: The output may hold function calls (see prompting.tools), to be returned as functionCall parts.
     function_calling: bool = False
 
-    def final_parts(self, index: int, text: str, finish: CandidateFinished | None) -> tuple[list[Part], str | None]:
-        """A candidate's (remaining) text → its parts and finish reason."""
-        reason = finish.reason.value if finish is not None else None
+    def final_parts(self, index: int, text: str, finish: CandidateFinished | None) -> tuple[list[Part], Ending]:
+        """A candidate's (remaining) text → its parts and how it ended."""
+        looped = finish is not None and finish.reason == FinishReason.REPETITION
+        reason = "OTHER" if looped else finish.reason.value if finish is not None else None
+        message = REPETITION_MESSAGE if looped else None
         if not self.function_calling:
-            return [Part(text=text)], reason
+            return [Part(text=text)], Ending(reason, message)
         parts, malformed = call_parts(text, self.response_id, index)
-        if malformed and finish is not None:
-            reason = "MALFORMED_FUNCTION_CALL"
-        return parts, reason
+        if finish is None:
+            return parts, Ending()
+        if malformed:
+            return parts, Ending("MALFORMED_FUNCTION_CALL")
+        calls = any(part.function_call is not None for part in parts)
+        return parts, Ending(reason, FUNCTION_CALLS_MESSAGE if calls and reason == "STOP" else message)
 
     def usage(self, output_tokens: int | None = None) -> UsageMetadata:
         usage = UsageMetadata(
@@ -83,7 +124,11 @@ class ResponseShape:
 
     def response(self, candidates: list[Candidate], usage: UsageMetadata) -> GenerateContentResponse:
         return GenerateContentResponse(
-            candidates=candidates, usage_metadata=usage, model_version=self.model_version, response_id=self.response_id
+            candidates=candidates,
+            usage_metadata=usage,
+            model_version=self.model_version,
+            response_id=self.response_id,
+            turn_token=turn_token(self.response_id),
         )
 
 
@@ -110,8 +155,8 @@ class UnaryResponseBuilder:
     def build(self) -> GenerateContentResponse:
         candidates = []
         for index, state in sorted(self._candidates.items()):
-            parts, reason = self.shape.final_parts(index, "".join(state.parts), state.finish)
-            candidates.append(_candidate(index, parts, state.steps if self.shape.logprobs else None, reason))
+            parts, ending = self.shape.final_parts(index, "".join(state.parts), state.finish)
+            candidates.append(_candidate(index, parts, state.steps if self.shape.logprobs else None, ending))
         output = sum(s.finish.output_tokens for s in self._candidates.values() if s.finish)
         return self.shape.response(candidates, self.shape.usage(output))
 
@@ -155,9 +200,9 @@ class StreamChunker:
         last = finish is not None and self._finished == self.candidates
         usage = self.shape.usage(self._output_tokens if last else None)
         if finish is None:
-            parts, reason = [Part(text=delta.text)], None
+            parts, ending = [Part(text=delta.text)], Ending()
         else:
-            parts, reason = self.shape.final_parts(
+            parts, ending = self.shape.final_parts(
                 delta.index, delta.text + self._pending_calls.pop(delta.index, ""), finish
             )
-        return self.shape.response([_candidate(delta.index, parts, steps, reason)], usage)
+        return self.shape.response([_candidate(delta.index, parts, steps, ending)], usage)

@@ -17,7 +17,9 @@ ENUM = "text/x.enum"
 _TEXT = (None, "", "text/plain")
 
 
-def output_grammar(config: GenerationConfig, where: str, string_limit: int = 0) -> Grammar | None:
+def output_grammar(
+    config: GenerationConfig, where: str, limits: schemas.JsonLimits = schemas.UNBOUNDED
+) -> Grammar | None:
     mime = (config.response_mime_type or "").split(";")[0].strip().lower() or None
     google, json_schema = config.response_schema, config.response_json_schema
     if google is not None and json_schema is not None:
@@ -46,10 +48,10 @@ def output_grammar(config: GenerationConfig, where: str, string_limit: int = 0) 
         elif json_schema is not None:
             schema = schemas.check_json_schema(json_schema, f"{where}.response_json_schema")
         else:
-            return Grammar(schemas.any_json_grammar(string_limit))
+            return Grammar(schemas.any_json_grammar(limits))
         if mime == ENUM:
             return Grammar(schemas.enum_grammar(_enum_values(schema, where)))
-        return Grammar(schemas.json_schema_grammar(schema, where, string_limit))
+        return Grammar(schemas.json_schema_grammar(schema, where, limits))
     except schemas.UnenforceableSchema as exc:
         raise unenforceable(exc) from None
 

@@ -15,6 +15,7 @@ from localgem.storage.records import BatchCounts, BatchItem, BatchRecord
 from localgem.storage.tables import batch_requests, batches
 
 RUNNABLE = ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING")
+FINAL = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
 
 
 class BatchRepository(Protocol):
@@ -36,6 +37,7 @@ class BatchRepository(Protocol):
     async def remove(self, project: str, batch_id: str) -> bool: ...
     async def expire(self, created_before: datetime, now: datetime) -> int: ...
     async def rename(self, project: str, batch_id: str, changes: dict, now: datetime) -> bool: ...
+    async def awaiting_webhooks(self, limit: int) -> list[BatchRecord]: ...
 
 
 class SqlBatchRepository:
@@ -188,6 +190,17 @@ class SqlBatchRepository:
             .values(responses_file=file_id)
         )
         return await self._changes_one(query)
+
+    async def awaiting_webhooks(self, limit: int) -> list[BatchRecord]:
+        """Batches in a final state whose webhook deliveries are not queued yet (see storage.webhooks)."""
+        query = (
+            select(batches)
+            .where(batches.c.webhook_state == "PENDING", batches.c.state.in_(FINAL))
+            .order_by(batches.c.end_time)
+            .limit(limit)
+        )
+        async with self._db.read() as conn:
+            return [BatchRecord(**row._mapping) for row in await conn.execute(query)]
 
     async def _changes_one(self, query: Update) -> bool:
         """Runs an UPDATE in its own transaction; whether it changed the one row it names."""

@@ -71,6 +71,8 @@ class BatchRecord:
     lease_until: datetime | None = None
     input_file: str | None = None  # file id: requests came from a JSONL file, results go to one
     responses_file: str | None = None
+    webhook_config: str | None = None  # JSON {"uris", "userMetadata"}
+    webhook_state: str | None = None  # PENDING (to be queued once final) | QUEUED
 
 
 @dataclass(frozen=True)
@@ -103,3 +105,20 @@ class CacheRecord:
     create_time: datetime
     update_time: datetime
     expire_time: datetime
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One POST of an event to one URL, retried until it is acknowledged or given up."""
+
+    project: str
+    id: str
+    batch_id: str
+    url: str
+    payload: str
+    state: str  # PENDING | DELIVERED | FAILED
+    attempts: int
+    next_attempt: datetime
+    create_time: datetime
+    update_time: datetime
+    last_error: str | None = None

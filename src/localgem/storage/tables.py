@@ -114,8 +114,11 @@ batches = Table(
     Column("end_time", UtcTime),
     Column("input_file", String(40)),  # the id of the JSONL file the requests came from, if any
     Column("responses_file", String(40)),  # the id of the JSONL file of results, once written
+    Column("webhook_config", Text),  # JSON {"uris", "userMetadata"}: where to report the final state
+    Column("webhook_state", String(16)),  # PENDING until its final state is queued for delivery, then QUEUED
     Index("ix_batches_project_create_time", "project", "create_time"),
     Index("ix_batches_state", "state"),
+    Index("ix_batches_webhook_state", "webhook_state"),
 )
 
 batch_requests = Table(
@@ -144,4 +147,29 @@ cached_contents = Table(
     Column("update_time", UtcTime, nullable=False),
     Column("expire_time", UtcTime, nullable=False),
     Index("ix_cached_contents_expire_time", "expire_time"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("project", String(40), primary_key=True),
+    Column("id", String(64), primary_key=True),  # the webhook-id header: the same on every attempt
+    Column("batch_id", String(40), nullable=False),  # what it reports on
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the JSON body, fixed when queued
+    Column("state", String(16), nullable=False),  # PENDING | DELIVERED | FAILED
+    Column("attempts", BigInteger, nullable=False),
+    Column("next_attempt", UtcTime, nullable=False),  # when due; pushed ahead while an attempt is in flight
+    Column("last_error", Text),
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+    Index("ix_webhook_deliveries_state_next_attempt", "state", "next_attempt"),
+)
+
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("project", String(40), primary_key=True),
+    Column("secret", Text, nullable=False),  # whsec_<base64>: signs the project's webhook deliveries
+    Column("create_time", UtcTime, nullable=False),
 )

@@ -26,11 +26,19 @@ class InputConfig(WireModel, Generic[R]):
     requests: InlinedRequests[R] | None = None
 
 
+class WebhookConfig(WireModel):
+    """Where to POST the batch's final state (Google's dynamic webhooks), and what to echo back there."""
+
+    uris: list[str] | None = None
+    user_metadata: dict[str, Any] | None = None
+
+
 class Batch(WireModel, Generic[R]):
     model: str | None = None
     display_name: str | None = None
     input_config: InputConfig[R] | None = None
     priority: Int64 | None = None
+    webhook_config: WebhookConfig | None = None
     # Output only: accepted (a client may send back what it read) and ignored.
     name: Any = None
     state: Any = None

@@ -42,3 +42,9 @@ class CreateFileResponse(WireModel):
 class ListFilesResponse(WireModel):
     files: list[File] | None = None
     next_page_token: str | None = None
+
+
+class RegisterFilesRequest(WireModel):
+    """files:register: Google Cloud Storage objects (``gs://…``) to use as files."""
+
+    uris: list[str] | None = None

@@ -90,6 +90,14 @@ class GenerateContentResponse(WireModel):
     usage_metadata: UsageMetadata | None = None
     model_version: str | None = None
     response_id: str | None = None
+    turn_token: str | None = None  # undocumented; in Google's responses since late 2025 (services.responses)
+
+
+class ContentTokens(WireModel):
+    """The tokens of one Content of a prompt: its parts', and its turn's own (see services.token_counts)."""
+
+    part_tokens: list[int] | None = None
+    role_tokens: int | None = None
 
 
 class CountTokensResponse(WireModel):
@@ -99,3 +107,6 @@ class CountTokensResponse(WireModel):
     cached_content_token_count: int | None = None
     prompt_tokens_details: list[ModalityTokenCount] | None = None
     cache_tokens_details: list[ModalityTokenCount] | None = None
+    # Newer than the reference surface; seen in Google's responses (js-genai recordings, 2025-10).
+    content_tokens: list[ContentTokens] | None = None
+    system_instructions_tokens: ContentTokens | None = None

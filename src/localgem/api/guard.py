@@ -1,0 +1,87 @@
+"""The last line of defence: no exception ever escapes the app to the ASGI server.
+
+An exception that reaches uvicorn makes it log "Exception in ASGI application" and close the
+connection, so the client's next request on that keep-alive connection is reset. Starlette's own
+``ServerErrorMiddleware`` answers 500 but then re-raises, with the same effect. This pure ASGI
+middleware (``BaseHTTPMiddleware`` would buffer streams) sits under it and ends every request itself:
+before the response started, with Google's 500; after, by ending the body cleanly (after a final
+``{"error": ...}`` event on an SSE stream), so the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from localgem import errors
+
+log = logging.getLogger(__name__)
+
+INTERNAL_MESSAGE = "An internal error has occurred. Please retry or report it with request id {request_id}."
+
+
+class CatchAll:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response = _ResponseProgress(send)
+        try:
+            await self.app(scope, receive, response.send)
+        except ClientDisconnect:
+            log.debug("client disconnected during %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:  # noqa: BLE001 - the point of this middleware
+            request_id = uuid.uuid4().hex
+            method, path = scope.get("method"), scope.get("path")
+            log.error("unhandled error in %s %s (request %s)", method, path, request_id, exc_info=exc)
+            await response.fail(request_id)
+
+
+class _ResponseProgress:
+    """Passes messages on, remembering how far the response got."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.finished = False
+        self.event_stream = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+            self.event_stream = content_type.startswith(b"text/event-stream")
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+        await self._send(message)
+
+    async def fail(self, request_id: str) -> None:
+        error = internal_error(request_id)
+        try:
+            if not self.started:
+                body = json.dumps(error).encode("utf-8")
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                await self._send({"type": "http.response.start", "status": 500, "headers": headers})
+                await self._send({"type": "http.response.body", "body": body})
+            elif not self.finished:
+                tail = b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\r\n\r\n"
+                await self._send({"type": "http.response.body", "body": tail if self.event_stream else b""})
+        except Exception:  # noqa: BLE001 - e.g. a Content-Length that can no longer be honoured
+            log.debug("could not end the response of request %s", request_id, exc_info=True)
+
+
+def internal_error(request_id: str) -> dict[str, Any]:
+    """Google's 500, with the id under which the error was logged."""
+    exc = errors.Internal(
+        INTERNAL_MESSAGE.format(request_id=request_id),
+        [{"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": request_id}],
+    )
+    return exc.to_dict()
