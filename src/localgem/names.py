@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 
 from localgem import errors
 
@@ -33,9 +34,12 @@ def resource_id(name: str, collection: str, *, field: str = "name") -> str:
     return value
 
 
-def lookup_id(value: str, collection: str) -> str:
-    """The id of a resource named in a URL path; anything that cannot be an id is simply not found."""
+def lookup_id(value: str, collection: str, not_found: Callable[[str], errors.ApiError] | None = None) -> str:
+    """The id of a resource named in a URL path; anything that cannot be an id is simply not found
+    (``not_found(value)``: the resource's own answer for that, where it is not a plain 404)."""
     value = value.removeprefix(f"{collection}/")
     if not is_resource_id(value):
+        if not_found is not None:
+            raise not_found(value)
         raise errors.NotFound(f"{collection.rstrip('s').capitalize()} {collection}/{value} not found.")
     return value

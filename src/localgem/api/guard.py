@@ -38,11 +38,8 @@ class CatchAll:
             await self.app(scope, receive, response.send)
         except ClientDisconnect:
             log.debug("client disconnected during %s %s", scope.get("method"), scope.get("path"))
-        except Exception as exc:  # noqa: BLE001 - the point of this middleware
-            request_id = uuid.uuid4().hex
-            method, path = scope.get("method"), scope.get("path")
-            log.error("unhandled error in %s %s (request %s)", method, path, request_id, exc_info=exc)
-            await response.fail(request_id)
+        except Exception:  # noqa: BLE001 - the point of this middleware
+            await response.fail(logged_internal_error(f"unhandled error in {scope.get('method')} {scope.get('path')}"))
 
 
 class _ResponseProgress:
@@ -63,8 +60,7 @@ class _ResponseProgress:
             self.finished = True
         await self._send(message)
 
-    async def fail(self, request_id: str) -> None:
-        error = internal_error(request_id)
+    async def fail(self, error: dict[str, Any]) -> None:
         try:
             if not self.started:
                 body = json.dumps(error).encode("utf-8")
@@ -75,7 +71,15 @@ class _ResponseProgress:
                 tail = b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\r\n\r\n"
                 await self._send({"type": "http.response.body", "body": tail if self.event_stream else b""})
         except Exception:  # noqa: BLE001 - e.g. a Content-Length that can no longer be honoured
-            log.debug("could not end the response of request %s", request_id, exc_info=True)
+            log.debug("could not end the response after %s", error["error"]["message"], exc_info=True)
+
+
+def logged_internal_error(what: str) -> dict[str, Any]:
+    """In an ``except`` block: logs the exception as ``what`` under a new request id, and returns
+    Google's 500 naming that id."""
+    request_id = uuid.uuid4().hex
+    log.exception("%s (request %s)", what, request_id)
+    return internal_error(request_id)
 
 
 def internal_error(request_id: str) -> dict[str, Any]:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from localgem import errors
-from localgem.api.guard import internal_error
+from localgem.api.guard import logged_internal_error
 from localgem.types.wire import WireModel
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -41,9 +38,7 @@ async def _with_error(chunks: AsyncIterator[WireModel]) -> AsyncIterator[dict[st
     except errors.ApiError as exc:
         yield exc.to_dict()
     except Exception:
-        request_id = uuid.uuid4().hex
-        log.exception("stream failed (request %s)", request_id)
-        yield internal_error(request_id)
+        yield logged_internal_error("stream failed")
 
 
 async def server_sent_events(chunks: AsyncIterator[WireModel]) -> AsyncIterator[bytes]:

@@ -115,7 +115,7 @@ class CacheService:
         return ListCachedContentsResponse(cached_contents=[_resource(r) for r in page] or None, next_page_token=token)
 
     async def update(self, project: str, name: str, body: CachedContent, update_mask: str | None) -> CachedContent:
-        cache_id = _lookup_id(name)
+        cache_id = names.lookup_id(name, "cachedContents", _not_found)
         set_fields = {f for f in body.model_fields_set if getattr(body, f) is not None}
         paths = {p.strip() for p in update_mask.split(",") if p.strip()} if update_mask else set_fields
         if not paths or not paths <= UPDATABLE or not set_fields <= {"ttl", "expire_time", "name"}:
@@ -179,7 +179,7 @@ class CacheService:
         return CacheUse(merged, record.id, record.token_count)
 
     async def _record(self, project: str, name: str) -> CacheRecord:
-        cache_id = _lookup_id(name)
+        cache_id = names.lookup_id(name, "cachedContents", _not_found)
         record = await self._repo.get(project, cache_id, self._clock())
         if record is None:
             raise _not_found()
@@ -218,13 +218,7 @@ def _resource(record: CacheRecord) -> CachedContent:
     )
 
 
-def _not_found() -> errors.PermissionDenied:
-    """Google's answer for a cache that does not exist, has expired, or belongs to another project."""
+def _not_found(_cache_id: str = "") -> errors.PermissionDenied:
+    """Google's answer for a cache that does not exist, has expired, or belongs to another project
+    (its message names no id)."""
     return errors.PermissionDenied("CachedContent not found (or permission denied)")
-
-
-def _lookup_id(name: str) -> str:
-    cache_id = name.removeprefix("cachedContents/")
-    if not names.is_resource_id(cache_id):
-        raise _not_found()
-    return cache_id

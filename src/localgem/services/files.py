@@ -308,7 +308,7 @@ class FileService:
     # -- the resource ----------------------------------------------------------------------------
 
     async def get(self, project: str, name: str) -> FileRecord:
-        file_id = _lookup_id(name)
+        file_id = names.lookup_id(name, "files", _not_found)
         record = await self._files.get(project, file_id, self._clock())
         if record is None:
             raise _not_found(file_id)
@@ -328,7 +328,7 @@ class FileService:
         return records[:size], _encode_cursor(PageCursor(last.create_time, last.id))
 
     async def delete(self, project: str, name: str) -> None:
-        file_id = _lookup_id(name)
+        file_id = names.lookup_id(name, "files", _not_found)
         if await self._files.get(project, file_id, self._clock()) is None:
             raise _not_found(file_id)
         await self._files.remove(project, file_id, self._blobs.delete)
@@ -400,13 +400,6 @@ def _not_found(file_id: str) -> errors.PermissionDenied:
     return errors.PermissionDenied(
         f"You do not have permission to access the File {file_id[:100]} or it may not exist."
     )
-
-
-def _lookup_id(name: str) -> str:
-    file_id = name.removeprefix("files/")
-    if not names.is_resource_id(file_id):
-        raise _not_found(file_id)
-    return file_id
 
 
 #: ``type/subtype`` (RFC 6838 names), optionally ``; parameter=value`` pairs.
