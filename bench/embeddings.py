@@ -38,7 +38,7 @@ def sentences(count: int, seed: int = 7) -> list[str]:
 def baseline(texts: list[str]) -> float:
     from sentence_transformers import SentenceTransformer
 
-    from localgem.catalog.packaged import all_minilm_l6_v2
+    from localgem.models.packaged import all_minilm_l6_v2
 
     model = SentenceTransformer(str(all_minilm_l6_v2(None)), device="cpu")
     model.encode(texts[:64])  # warm-up

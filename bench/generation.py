@@ -21,9 +21,9 @@ import httpx
 import uvicorn
 
 from localgem.app import create_app
-from localgem.catalog.packaged import smollm2_135m_instruct
 from localgem.engines.base import GenerationRequest, SamplingParams
-from localgem.engines.llama_cpp import LlamaCppEngine
+from localgem.engines.llama.engine import LlamaCppEngine
+from localgem.models.packaged import smollm2_135m_instruct
 from localgem.settings import load_settings
 
 PROMPT = "Once upon a time, in a small village by the sea,"

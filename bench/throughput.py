@@ -32,8 +32,8 @@ import common
 import httpx
 from common import KEY, free_port, wait_ready
 
-from localgem.catalog.registry import ModelRegistry
-from localgem.prompting.chat_template import ChatTemplate, Message
+from localgem.generation.chat_template import ChatTemplate, Message
+from localgem.models.registry import ModelRegistry
 from localgem.settings import load_settings
 
 TOPICS = [

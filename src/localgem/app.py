@@ -13,29 +13,31 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from localgem import __version__
-from localgem.api import batches as batches_api
-from localgem.api import caching as caching_api
-from localgem.api import embeddings as embeddings_api
-from localgem.api import files as files_api
-from localgem.api import generation as generation_api
-from localgem.api import health, models, uploads
+from localgem.api import health
 from localgem.api.context import Services
 from localgem.api.errors import install_error_handlers
 from localgem.api.guard import CatchAll
 from localgem.auth.keys import DEFAULT_PROJECT, ApiKeys, configured_keys, stored_key
-from localgem.catalog.registry import ModelEntry, ModelRegistry
+from localgem.batches import routes as batches_api
+from localgem.batches.service import BatchService
+from localgem.caching import routes as caching_api
+from localgem.caching.service import CacheLimits, CacheService
+from localgem.embeddings import routes as embeddings_api
+from localgem.embeddings.service import BatcherFactory, EmbedderPool, EmbeddingService
 from localgem.engines.base import Engine
-from localgem.engines.embedding import EmbeddingBatcher, load_embedder
-from localgem.engines.prefixes import PrefixStore, prefix_file
-from localgem.prompting.schemas import JsonLimits
-from localgem.services.batches import BatchService
-from localgem.services.caching import CacheLimits, CacheService
-from localgem.services.embeddings import BatcherFactory, EmbedderPool, EmbeddingService
-from localgem.services.engines import EngineFactory, EnginePool, KeptPrefixes
-from localgem.services.files import Clock, FileLimits, FileService
-from localgem.services.generation import GenerationService
-from localgem.services.models import ModelService
-from localgem.services.webhooks import WebhookService
+from localgem.engines.embedding.engine import EmbeddingBatcher, load_embedder
+from localgem.engines.llama.prefixes import PrefixStore, prefix_file
+from localgem.files import routes as files_api
+from localgem.files import upload_routes as uploads
+from localgem.files.service import Clock, FileLimits, FileService
+from localgem.generation import routes as generation_api
+from localgem.generation.loaded import EngineFactory, EnginePool, KeptPrefixes
+from localgem.generation.schemas import JsonLimits
+from localgem.generation.service import GenerationService
+from localgem.models import routes as models
+from localgem.models.registry import ModelEntry, ModelRegistry
+from localgem.models.service import ModelService
+from localgem.operations.webhooks import WebhookService
 from localgem.settings import Settings
 from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.blobs import LocalBlobStore
@@ -54,7 +56,7 @@ API_VERSIONS = ("v1beta", "v1", "v1alpha")
 
 def llama_cpp_factory(settings: Settings) -> EngineFactory:
     def load(entry: ModelEntry) -> Engine:
-        from localgem.engines.llama_cpp import LlamaCppEngine
+        from localgem.engines.llama.engine import LlamaCppEngine
 
         return LlamaCppEngine(
             entry.weights(settings.data_dir),

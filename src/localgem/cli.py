@@ -13,8 +13,8 @@ from pathlib import Path
 
 from localgem import __version__
 from localgem.auth.keys import DEFAULT_PROJECT, KEY_FILE, digest, new_key, stored_key
-from localgem.catalog.registry import ModelRegistry
-from localgem.services.webhooks import WebhookService
+from localgem.models.registry import ModelRegistry
+from localgem.operations.webhooks import WebhookService
 from localgem.settings import PROJECT_ID, ModelConfig, Settings, load_settings
 from localgem.storage.database import Database
 from localgem.storage.keys import SqlKeyRepository

@@ -14,7 +14,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from localgem.catalog.packaged import all_minilm_l6_v2
+from localgem.models.packaged import all_minilm_l6_v2
 from tests.api.test_batches_sdk import wait_done
 from tests.conftest import API_KEY, OTHER_KEY
 

@@ -242,7 +242,7 @@ def test_a_model_whose_template_formats_tools_gets_its_own_format(tmp_path) -> N
     """A user's model with a Hermes/Qwen-style template: tools and turns go through that template,
     and the calls it is constrained to use its ``arguments`` key."""
     from localgem.app import create_app
-    from localgem.catalog.packaged import smollm2_135m_instruct
+    from localgem.models.packaged import smollm2_135m_instruct
     from localgem.settings import load_settings
     from tests.server import start_server
     from tests.tool_templates import HERMES_TEMPLATE

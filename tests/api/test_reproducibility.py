@@ -20,7 +20,7 @@ from google import genai
 from google.genai import types
 
 from localgem.app import create_app
-from localgem.catalog.builtin import BUILTIN_MODELS
+from localgem.models.builtin import BUILTIN_MODELS
 from localgem.settings import Settings, load_settings
 from tests.conftest import API_KEY, SMOLLM, engine_of
 from tests.server import RunningServer, start_server

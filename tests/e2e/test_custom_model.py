@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from localgem.app import create_app
-from localgem.catalog.packaged import smollm2_135m_instruct
+from localgem.models.packaged import smollm2_135m_instruct
 from localgem.settings import load_settings
 from tests.conftest import API_KEY
 from tests.server import start_server

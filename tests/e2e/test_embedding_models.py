@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 
 from localgem.app import create_app
-from localgem.catalog.packaged import all_minilm_l6_v2, smollm2_135m_instruct
+from localgem.models.packaged import all_minilm_l6_v2, smollm2_135m_instruct
 from localgem.settings import load_settings
 from tests.conftest import API_KEY
 from tests.server import start_server

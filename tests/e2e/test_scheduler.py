@@ -154,9 +154,9 @@ def test_online_requests_go_before_batch_work_which_resumes_unchanged(tmp_path) 
     """With the one slot busy with batch work, an online request takes it at once: the batch request is
     swapped out (its cells saved) and resumes afterwards with the very text it would have given alone;
     batch work queued earlier still waits for the online request."""
-    from localgem.catalog.packaged import smollm2_135m_instruct
     from localgem.engines.base import GenerationRequest, SamplingParams, TextDelta
-    from localgem.engines.llama_cpp import LlamaCppEngine
+    from localgem.engines.llama.engine import LlamaCppEngine
+    from localgem.models.packaged import smollm2_135m_instruct
 
     engine = LlamaCppEngine(smollm2_135m_instruct(tmp_path), context_length=512, slots=1)
 
@@ -196,9 +196,9 @@ def test_online_requests_go_before_batch_work_which_resumes_unchanged(tmp_path) 
 
 def test_an_online_request_waits_for_batch_work_it_cannot_swap_out(tmp_path) -> None:
     """Batch work with two candidates cannot be swapped out: it runs on, and the online request after it."""
-    from localgem.catalog.packaged import smollm2_135m_instruct
     from localgem.engines.base import GenerationRequest, SamplingParams
-    from localgem.engines.llama_cpp import LlamaCppEngine
+    from localgem.engines.llama.engine import LlamaCppEngine
+    from localgem.models.packaged import smollm2_135m_instruct
 
     engine = LlamaCppEngine(smollm2_135m_instruct(tmp_path), context_length=512, slots=2)
 

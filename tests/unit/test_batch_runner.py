@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from localgem.services.batches import BatchService
+from localgem.batches.service import BatchService
 from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.database import Database
 from localgem.storage.records import BatchItem, BatchRecord

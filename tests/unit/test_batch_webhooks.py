@@ -13,7 +13,7 @@ import pytest
 
 from localgem.app import create_app
 from localgem.cli import main as cli
-from localgem.services.webhooks import RetryPolicy
+from localgem.operations.webhooks import RetryPolicy
 from localgem.settings import load_settings
 from localgem.storage.database import Database
 from localgem.storage.records import WebhookDelivery

@@ -13,11 +13,11 @@ import jsonschema
 import numpy as np
 import pytest
 
-from localgem.catalog.packaged import smollm2_135m_instruct
-from localgem.engines.closing import BudgetCloser
-from localgem.engines.gbnf import CompiledGrammar, GrammarFollower, GrammarSyntaxError, _Chars, compile_grammar
-from localgem.prompting import schemas
-from localgem.prompting.tools import Function, calls_grammar
+from localgem.engines.llama.closing import BudgetCloser
+from localgem.engines.llama.gbnf import CompiledGrammar, GrammarFollower, GrammarSyntaxError, _Chars, compile_grammar
+from localgem.generation import schemas
+from localgem.generation.tool_prompt import Function, calls_grammar
+from localgem.models.packaged import smollm2_135m_instruct
 
 LIMITS = schemas.JsonLimits(string_chars=40, items=6)
 
@@ -131,7 +131,7 @@ class LlamaGrammarCheck:
     def __init__(self) -> None:
         import llama_cpp as lc
 
-        from localgem.engines.llama_native import _init_backend
+        from localgem.engines.llama.native import _init_backend
 
         _init_backend()
         params = lc.llama_model_default_params()

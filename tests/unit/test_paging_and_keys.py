@@ -7,7 +7,7 @@ import pytest
 
 from localgem import errors
 from localgem.auth.keys import ApiKeys, configured_keys, digest, stored_key
-from localgem.services.paging import paginate
+from localgem.types.paging import paginate
 
 
 def test_pages_walk_the_whole_list() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from localgem.engines.prefixes import KeptPrefix, PrefixStore
+from localgem.engines.llama.prefixes import KeptPrefix, PrefixStore
 
 
 def kept(n: int, size: int = 100) -> KeptPrefix:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from localgem import errors
-from localgem.catalog.registry import ModelRegistry
+from localgem.models.registry import ModelRegistry
 from localgem.settings import load_settings
 
 

@@ -8,21 +8,21 @@ import base64
 import httpx
 import pytest
 
-from localgem.catalog.builtin import GEMMA3_TEMPLATE
 from localgem.engines.base import CandidateFinished, FinishReason, TextDelta
-from localgem.prompting import tools
-from localgem.prompting.chat_template import ChatTemplate
-from localgem.services.engines import LoadedModel
-from localgem.services.function_calling import ToolPlan
-from localgem.services.prompt_builder import PromptBuilder
-from localgem.services.responses import (
+from localgem.generation import tool_prompt as tools
+from localgem.generation.chat_template import ChatTemplate
+from localgem.generation.function_calling import ToolPlan
+from localgem.generation.loaded import LoadedModel
+from localgem.generation.prompt_builder import PromptBuilder
+from localgem.generation.responses import (
     FUNCTION_CALLS_MESSAGE,
     ResponseShape,
     StreamChunker,
     UnaryResponseBuilder,
     turn_token,
 )
-from localgem.services.token_counts import token_breakdown
+from localgem.generation.token_counts import token_breakdown
+from localgem.models.builtin import GEMMA3_TEMPLATE
 from localgem.types.content import Content, Part
 from tests.conftest import API_KEY
 from tests.fakes import FakeEngine

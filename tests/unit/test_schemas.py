@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from localgem.prompting import schemas
-from localgem.prompting.schemas import UnenforceableSchema, check_json_schema, google_to_json_schema
+from localgem.generation import schemas
+from localgem.generation.schemas import UnenforceableSchema, check_json_schema, google_to_json_schema
 from localgem.types.tools import Schema
 from localgem.types.wire import parse_message
 

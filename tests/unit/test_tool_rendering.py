@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from localgem.prompting import tools
-from localgem.prompting.chat_template import ChatTemplate
-from localgem.services.conversation import to_messages
+from localgem.generation import tool_prompt as tools
+from localgem.generation.chat_template import ChatTemplate
+from localgem.generation.conversation import to_messages
 from localgem.types.content import Content
 from localgem.types.wire import parse_message
 from tests.tool_templates import HERMES_TEMPLATE

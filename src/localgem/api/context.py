@@ -13,12 +13,12 @@ from starlette.requests import ClientDisconnect
 
 from localgem import errors
 from localgem.auth.keys import ApiKeys
-from localgem.services.batches import BatchService
-from localgem.services.caching import CacheService
-from localgem.services.embeddings import EmbeddingService
-from localgem.services.files import FileService
-from localgem.services.generation import GenerationService
-from localgem.services.models import ModelService
+from localgem.batches.service import BatchService
+from localgem.caching.service import CacheService
+from localgem.embeddings.service import EmbeddingService
+from localgem.files.service import FileService
+from localgem.generation.service import GenerationService
+from localgem.models.service import ModelService
 from localgem.types.json_input import decode_json
 from localgem.types.wire import WireModel, parse_message
 

@@ -1,0 +1,1 @@
+"""Batch mode: batchGenerateContent and asyncBatchEmbedContent as long-running operations."""

@@ -1,0 +1,1 @@
+"""embedContent, batchEmbedContents, countTokens on embedding models, and the PaLM-era embedText methods."""

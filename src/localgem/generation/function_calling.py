@@ -1,0 +1,147 @@
+"""tools[].functionDeclarations and toolConfig.functionCallingConfig → what the prompt says and what
+the grammar allows; the model's output → functionCall parts."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from localgem import errors
+from localgem.engines.base import Grammar
+from localgem.generation import schemas
+from localgem.generation import tool_prompt as tools
+from localgem.generation.structured import unenforceable
+from localgem.types.content import FunctionCall, Part
+from localgem.types.generation import GenerateContentRequest
+from localgem.types.tools import FunctionDeclaration
+
+# Google's rule: a letter or underscore, then letters, digits, _ . : -, at most 64 characters.
+_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+_OBJECT_KEYWORDS = {
+    "properties",
+    "required",
+    "additionalProperties",
+    "propertyOrdering",
+    "$defs",
+    "definitions",
+    "title",
+    "description",
+    "$schema",
+}
+_OTHER_TOOLS = (
+    "code_execution",
+    "computer_use",
+    "file_search",
+    "google_maps",
+    "google_search",
+    "google_search_retrieval",
+    "mcp_servers",
+    "url_context",
+)
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    mode: str  # AUTO | ANY | NONE | VALIDATED
+    functions: list[tools.Function]  # those the model may call (none in mode NONE)
+
+    @property
+    def calls_possible(self) -> bool:
+        return bool(self.functions)
+
+    def instructions(self) -> str | None:
+        """The fallback format's system text (models whose chat template formats tools get ``tools``)."""
+        return tools.instructions(self.functions, required=self.mode == "ANY") if self.functions else None
+
+    def grammar(self, args_key: str, limits: schemas.JsonLimits = schemas.UNBOUNDED) -> Grammar | None:
+        if not self.functions:
+            return None
+        if self.mode == "ANY":
+            return Grammar(tools.calls_grammar(self.functions, args_key=args_key, limits=limits))
+        lazy = tools.calls_grammar(self.functions, after_trigger=True, args_key=args_key, limits=limits)
+        return Grammar(lazy, trigger=tools.CALL_OPEN)
+
+
+def tool_plan(body: GenerateContentRequest, prefix: str = "") -> ToolPlan | None:
+    functions = _declarations(body, prefix)
+    calling = body.tool_config.function_calling_config if body.tool_config else None
+    if body.tool_config is not None and body.tool_config.retrieval_config is not None:
+        raise errors.not_supported(f"{prefix}tool_config.retrieval_config")
+    mode = calling.mode if calling and calling.mode not in (None, "MODE_UNSPECIFIED") else "AUTO"
+    allowed = calling.allowed_function_names if calling else None
+    where = f"{prefix}tool_config.function_calling_config"
+    if not functions:
+        if mode in ("ANY", "VALIDATED") or allowed:
+            raise errors.invalid_field(where, f"{where}: mode {mode} needs tools with function declarations.")
+        return None
+    if allowed:
+        if mode not in ("ANY", "VALIDATED"):
+            raise errors.invalid_field(
+                f"{where}.allowed_function_names",
+                "allowedFunctionNames may only be set when the mode is ANY or VALIDATED.",
+            )
+        unknown = sorted(set(allowed) - {f.name for f in functions})
+        if unknown:
+            raise errors.invalid_field(
+                f"{where}.allowed_function_names", f"allowedFunctionNames names undeclared functions: {unknown}."
+            )
+        functions = [f for f in functions if f.name in allowed]
+    return ToolPlan(mode, [] if mode == "NONE" else functions)
+
+
+def _declarations(body: GenerateContentRequest, prefix: str) -> list[tools.Function]:
+    functions: list[tools.Function] = []
+    for i, tool in enumerate(body.tools or []):
+        for field in _OTHER_TOOLS:
+            if getattr(tool, field) is not None:
+                raise errors.not_supported(f"{prefix}tools[{i}].{field}")
+        for j, declaration in enumerate(tool.function_declarations or []):
+            functions.append(_function(declaration, f"{prefix}tools[{i}].function_declarations[{j}]"))
+    names = [f.name for f in functions]
+    if len(set(names)) != len(names):
+        duplicate = next(name for name in names if names.count(name) > 1)
+        raise errors.invalid_field(f"{prefix}tools", f"Duplicate function declaration: {duplicate!r}.")
+    return functions
+
+
+def _function(declaration: FunctionDeclaration, where: str) -> tools.Function:
+    name = declaration.name or ""
+    if not _FUNCTION_NAME.fullmatch(name):
+        raise errors.invalid_field(
+            f"{where}.name",
+            f"* GenerateContentRequest.{where}.name: Invalid function name {name!r}. Must start with a letter or an "
+            "underscore. Must be a-z, A-Z, 0-9, or contain underscores, dots, colons and dashes, with a maximum "
+            "length of 64.",
+        )
+    if declaration.behavior not in (None, "UNSPECIFIED", "BLOCKING"):
+        raise errors.not_supported(f"{where}.behavior", f"Function behavior {declaration.behavior}")
+    if declaration.parameters is not None and declaration.parameters_json_schema is not None:
+        raise errors.invalid_field(f"{where}.parameters", "Set parameters or parametersJsonSchema, not both.")
+    try:
+        if declaration.parameters is not None:
+            parameters = schemas.check_json_schema(
+                schemas.google_to_json_schema(declaration.parameters, f"{where}.parameters"), f"{where}.parameters"
+            )
+        elif declaration.parameters_json_schema is not None:
+            parameters = schemas.check_json_schema(
+                declaration.parameters_json_schema, f"{where}.parameters_json_schema"
+            )
+        else:
+            parameters = {"type": "object", "properties": {}}
+        schemas.json_schema_grammar(parameters, f"{where}.parameters")  # it must compile on its own
+    except schemas.UnenforceableSchema as exc:
+        raise unenforceable(exc) from None
+    if parameters.get("type") != "object" and (parameters.get("type") or set(parameters) - _OBJECT_KEYWORDS):
+        raise errors.invalid_field(f"{where}.parameters", f"{where}.parameters must be of type OBJECT.")
+    return tools.Function(name, declaration.description or "", schemas.anchored_patterns(parameters))
+
+
+def call_parts(text: str, response_id: str, index: int) -> tuple[list[Part], bool]:
+    """Output of a request that may call functions → its parts, and whether a call was malformed."""
+    before, calls, malformed = tools.split_calls(text)
+    parts = [Part(text=before)] if before.strip() or not calls else []
+    for n, call in enumerate(calls):
+        digest = hashlib.sha256(f"{response_id}/{index}/{n}".encode()).hexdigest()[:16]
+        parts.append(Part(function_call=FunctionCall(name=call.name, args=call.args, id=f"call_{digest}")))
+    return parts, malformed

@@ -1,0 +1,208 @@
+"""Engine events → GenerateContentResponse, whole or as stream chunks shaped like Google's."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+
+from localgem.engines.base import CandidateFinished, FinishReason, StepLogprobs, TextDelta, TokenLogprob
+from localgem.generation import tool_prompt as tools
+from localgem.generation.function_calling import call_parts
+from localgem.types.content import Content, Part
+from localgem.types.responses import (
+    Candidate,
+    GenerateContentResponse,
+    LogprobsCandidate,
+    LogprobsResult,
+    ModalityTokenCount,
+    TopCandidates,
+    UsageMetadata,
+)
+
+
+def _token(logprob: TokenLogprob) -> LogprobsCandidate:
+    return LogprobsCandidate(token=logprob.token, token_id=logprob.token_id, log_probability=logprob.logprob)
+
+
+def logprobs_result(steps: list[StepLogprobs]) -> LogprobsResult:
+    return LogprobsResult(
+        chosen_candidates=[_token(step.chosen) for step in steps],
+        top_candidates=[TopCandidates(candidates=[_token(t) for t in step.top]) for step in steps]
+        if any(step.top for step in steps)
+        else None,
+        log_probability_sum=sum(step.chosen.logprob for step in steps),
+    )
+
+
+#: Google's finishMessage on a candidate that ends in function calls (finishReason STOP), streaming or not.
+FUNCTION_CALLS_MESSAGE = "Model generated function call(s)."
+#: finishReason OTHER: Google has no reason for an output stopped because it fell into a loop.
+REPETITION_MESSAGE = (
+    "Generation stopped: the output was repeating itself exactly (see the server's repetition_stop_tokens)."
+)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a candidate ended: Google's finishReason and, for some reasons, a finishMessage."""
+
+    reason: str | None = None
+    message: str | None = None
+
+
+def _candidate(index: int, parts: list[Part], steps: list[StepLogprobs] | None, ending: Ending) -> Candidate:
+    candidate = Candidate(content=Content(role="model", parts=parts), index=index)
+    if ending.reason is not None:
+        candidate.finish_reason = ending.reason
+        candidate.finish_message = ending.message
+    if steps is not None:
+        result = candidate.logprobs_result = logprobs_result(steps)
+        if steps and result.log_probability_sum is not None:
+            candidate.avg_logprobs = result.log_probability_sum / len(steps)
+    return candidate
+
+
+def turn_token(response_id: str) -> str:
+    """Google's ``turnToken`` for a response (undocumented; on every response and chunk since late 2025):
+    ``v1_`` and, in unpadded URL-safe base64, a protobuf message whose fields 1 and 2 both hold the
+    responseId. No request field takes it back; clients treat it as opaque."""
+    raw = response_id.encode()
+    message = b"".join(bytes([number << 3 | 2]) + _varint(len(raw)) + raw for number in (1, 2))
+    return "v1_" + base64.urlsafe_b64encode(message).decode().rstrip("=")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+@dataclass
+class ResponseShape:
+    """What every response of one request shares."""
+
+    response_id: str
+    model_version: str
+    prompt_tokens: int
+    logprobs: bool
+    #: Prompt tokens the engine reused from its prefix cache (part of prompt_tokens, as Google counts).
+    cached_tokens: int = 0
+    #: The output may hold function calls (see prompting.tools), to be returned as functionCall parts.
+    function_calling: bool = False
+
+    def final_parts(self, index: int, text: str, finish: CandidateFinished | None) -> tuple[list[Part], Ending]:
+        """A candidate's (remaining) text → its parts and how it ended."""
+        looped = finish is not None and finish.reason == FinishReason.REPETITION
+        reason = "OTHER" if looped else finish.reason.value if finish is not None else None
+        message = REPETITION_MESSAGE if looped else None
+        if not self.function_calling:
+            return [Part(text=text)], Ending(reason, message)
+        parts, malformed = call_parts(text, self.response_id, index)
+        if finish is None:
+            return parts, Ending()
+        if malformed:
+            return parts, Ending("MALFORMED_FUNCTION_CALL")
+        calls = any(part.function_call is not None for part in parts)
+        return parts, Ending(reason, FUNCTION_CALLS_MESSAGE if calls and reason == "STOP" else message)
+
+    def usage(self, output_tokens: int | None = None) -> UsageMetadata:
+        usage = UsageMetadata(
+            prompt_token_count=self.prompt_tokens,
+            total_token_count=self.prompt_tokens + (output_tokens or 0),
+            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.prompt_tokens)],
+        )
+        if self.cached_tokens:
+            usage.cached_content_token_count = self.cached_tokens
+            usage.cache_tokens_details = [ModalityTokenCount(modality="TEXT", token_count=self.cached_tokens)]
+        if output_tokens is not None:
+            usage.candidates_token_count = output_tokens
+            usage.candidates_tokens_details = [ModalityTokenCount(modality="TEXT", token_count=output_tokens)]
+        return usage
+
+    def response(self, candidates: list[Candidate], usage: UsageMetadata) -> GenerateContentResponse:
+        return GenerateContentResponse(
+            candidates=candidates,
+            usage_metadata=usage,
+            model_version=self.model_version,
+            response_id=self.response_id,
+            turn_token=turn_token(self.response_id),
+        )
+
+
+@dataclass
+class _CandidateText:
+    parts: list[str] = field(default_factory=list)
+    steps: list[StepLogprobs] = field(default_factory=list)
+    finish: CandidateFinished | None = None
+
+
+@dataclass
+class UnaryResponseBuilder:
+    shape: ResponseShape
+    _candidates: dict[int, _CandidateText] = field(default_factory=dict)
+
+    def add(self, event: TextDelta | CandidateFinished) -> None:
+        state = self._candidates.setdefault(event.index, _CandidateText())
+        if isinstance(event, TextDelta):
+            state.parts.append(event.text)
+            state.steps.extend(event.logprobs)
+        else:
+            state.finish = event
+
+    def build(self) -> GenerateContentResponse:
+        candidates = []
+        for index, state in sorted(self._candidates.items()):
+            parts, ending = self.shape.final_parts(index, "".join(state.parts), state.finish)
+            candidates.append(_candidate(index, parts, state.steps if self.shape.logprobs else None, ending))
+        output = sum(s.finish.output_tokens for s in self._candidates.values() if s.finish)
+        return self.shape.response(candidates, self.shape.usage(output))
+
+
+@dataclass
+class StreamChunker:
+    """Holds each candidate's latest text back by one event, so the finish reason rides on its last chunk.
+
+    When the output may call functions, text that is (or may become) a call block is held until the
+    candidate finishes: a function call arrives whole, in the last chunk, as Google sends it.
+    """
+
+    shape: ResponseShape
+    candidates: int
+    _held: dict[int, TextDelta] = field(default_factory=dict)
+    _pending_calls: dict[int, str] = field(default_factory=dict)
+    _finished: int = 0
+    _output_tokens: int = 0
+
+    def add(self, event: TextDelta | CandidateFinished) -> GenerateContentResponse | None:
+        previous = self._held.pop(event.index, None)
+        if isinstance(event, TextDelta):
+            self._held[event.index] = self._visible(event) if self.shape.function_calling else event
+            if previous is None or (not previous.text and not previous.logprobs):
+                return None
+            return self._chunk(previous, None)
+        self._finished += 1
+        self._output_tokens += event.output_tokens
+        return self._chunk(previous or TextDelta(event.index, ""), event)
+
+    def _visible(self, delta: TextDelta) -> TextDelta:
+        text = self._pending_calls.pop(delta.index, "") + delta.text
+        start = text.find(tools.CALL_OPEN)
+        cut = start if start >= 0 else len(text) - tools.held_back(text)
+        if cut < len(text):
+            self._pending_calls[delta.index] = text[cut:]
+        return TextDelta(delta.index, text[:cut], delta.logprobs)
+
+    def _chunk(self, delta: TextDelta, finish: CandidateFinished | None) -> GenerateContentResponse:
+        steps = list(delta.logprobs) if self.shape.logprobs else None
+        last = finish is not None and self._finished == self.candidates
+        usage = self.shape.usage(self._output_tokens if last else None)
+        if finish is None:
+            parts, ending = [Part(text=delta.text)], Ending()
+        else:
+            parts, ending = self.shape.final_parts(
+                delta.index, delta.text + self._pending_calls.pop(delta.index, ""), finish
+            )
+        return self.shape.response([_candidate(delta.index, parts, steps, ending)], usage)

@@ -1,0 +1,129 @@
+"""Model registry: local models from settings, and the names Gemini programs use for them."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+from localgem import errors
+from localgem.models import packaged
+from localgem.models.builtin import BUILTIN_MODELS
+from localgem.settings import ModelConfig, Settings
+
+DEFAULT_CONTEXT = 8192
+
+
+GENERATION_METHODS = ("generateContent", "countTokens")
+EMBEDDING_METHODS = (
+    "embedContent",
+    "batchEmbedContents",
+    "asyncBatchEmbedContent",
+    "countTokens",
+    "embedText",
+    "batchEmbedText",
+)
+MODEL_METHODS = frozenset(GENERATION_METHODS + EMBEDDING_METHODS)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    config: ModelConfig
+    context_length: int
+    input_token_limit: int
+    output_token_limit: int
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return f"models/{self.config.id}"
+
+    @property
+    def embeds(self) -> bool:
+        return self.config.task == "embed"
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return EMBEDDING_METHODS if self.embeds else GENERATION_METHODS
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> ModelEntry:
+        context = config.context_length or DEFAULT_CONTEXT
+        embeds = config.task == "embed"
+        return cls(
+            config=config,
+            context_length=context,
+            input_token_limit=config.input_token_limit or context,
+            output_token_limit=config.output_token_limit or (1 if embeds else context // 2),
+        )
+
+    def weights(self, data_dir: Path) -> Path:
+        if self.config.path is not None:
+            found = self.config.path.exists() if self.embeds else self.config.path.is_file()
+            if not found:
+                what = "model" if self.embeds else "GGUF file"
+                raise errors.FailedPrecondition(f"The {what} of {self.name} does not exist: {self.config.path}")
+            return self.config.path
+        assert self.config.package is not None
+        return packaged.locate(self.config.package, data_dir)
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings) -> None:
+        configs = {c.id: c for c in BUILTIN_MODELS} if settings.builtin_models else {}
+        configs.update({c.id: c for c in settings.models})  # a user entry with a builtin's id replaces it
+        self._entries = {model_id: ModelEntry.from_config(c) for model_id, c in configs.items()}
+        self._aliases = {
+            k.removeprefix("models/"): v.removeprefix("models/") for k, v in settings.model_aliases.items()
+        }
+        self._patterns = list(settings.alias_patterns)
+        # Gemini embedding model names never mean a chat model: they go to the embedding model, or nowhere.
+        self._embedding_patterns = list(settings.embedding_alias_patterns)
+        self.default_id = settings.default_model
+        self.embedding_id = settings.default_embedding_model
+        named = {self.default_id, *self._aliases.values()}
+        if "default_embedding_model" in settings.model_fields_set and self.embedding_id:
+            named.add(self.embedding_id)
+        elif self.embedding_id not in self._entries:
+            self.embedding_id = None  # the builtin one, when builtins are off
+        missing = named - self._entries.keys()
+        if missing:
+            raise ValueError(f"settings name models that are not configured: {', '.join(sorted(missing))}")
+        if self._entries[self.default_id].embeds:
+            raise ValueError(f"default_model {self.default_id!r} is an embedding model")
+        if self.embedding_id is not None and not self._entries[self.embedding_id].embeds:
+            raise ValueError(f"default_embedding_model {self.embedding_id!r} is not an embedding model")
+
+    def entries(self) -> list[ModelEntry]:
+        return list(self._entries.values())
+
+    def find(self, name: str) -> ModelEntry | None:
+        """A local id, an explicit alias, or a name matching the alias patterns (default model)."""
+        model_id = name.removeprefix("models/")
+        if model_id in self._entries:
+            return self._entries[model_id]
+        if model_id in self._aliases:
+            return self._entries[self._aliases[model_id]]
+        if any(fnmatch.fnmatchcase(model_id, p) for p in self._embedding_patterns):
+            return self._entries[self.embedding_id] if self.embedding_id is not None else None
+        if any(fnmatch.fnmatchcase(model_id, p) for p in self._patterns):
+            return self._entries[self.default_id]
+        return None
+
+    def resolve(self, name: str, method: str) -> ModelEntry:
+        entry = self.find(name)
+        if entry is None:
+            full = name if name.startswith("models/") else f"models/{name}"
+            raise errors.NotFound(
+                f"{full} is not found, or is not supported for {method}. "
+                "Call ListModels to see the list of available models and their supported methods."
+            )
+        if method in MODEL_METHODS and method not in entry.methods:
+            kind = "an embedding model" if entry.embeds else "a generative model"
+            raise errors.InvalidArgument(
+                f"{entry.name} is {kind} and does not support {method}. It supports: {', '.join(entry.methods)}."
+            )
+        return entry

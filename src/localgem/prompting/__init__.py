@@ -1,1 +1,0 @@
-"""Prompt construction: API conversations → chat messages → the model's prompt text."""

@@ -1,1 +1,0 @@
-"""Business logic per API resource. Services know nothing of HTTP; they raise ``localgem.errors``."""
