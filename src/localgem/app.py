@@ -17,6 +17,7 @@ from localgem.api import health
 from localgem.api.context import Services
 from localgem.api.errors import install_error_handlers
 from localgem.api.guard import CatchAll
+from localgem.api.versions import API_VERSIONS
 from localgem.auth.keys import DEFAULT_PROJECT, ApiKeys, configured_keys, stored_key
 from localgem.batches import routes as batches_api
 from localgem.batches.service import BatchService
@@ -49,9 +50,6 @@ from localgem.storage.uploads import SqlUploadRepository
 from localgem.storage.webhooks import SqlWebhookRepository
 
 log = logging.getLogger(__name__)
-
-#: google-genai 3.x calls /v1, older SDKs and Google's curl samples /v1beta; all get the same surface.
-API_VERSIONS = ("v1beta", "v1", "v1alpha")
 
 
 def llama_cpp_factory(settings: Settings) -> EngineFactory:

@@ -12,6 +12,7 @@ from fastapi import Request, Response
 from starlette.requests import ClientDisconnect
 
 from localgem import errors
+from localgem.api.versions import API_VERSIONS
 from localgem.auth.keys import ApiKeys
 from localgem.batches.service import BatchService
 from localgem.caching.service import CacheService
@@ -63,7 +64,7 @@ def base_url(request: Request) -> str:
 def api_version(request: Request) -> str:
     """The version segment the client called (``v1beta``, ``v1``, ``v1alpha``)."""
     for segment in request.url.path.split("/"):
-        if segment in ("v1beta", "v1", "v1alpha"):
+        if segment in API_VERSIONS:
             return segment
     return "v1beta"
 

@@ -33,6 +33,7 @@ from localgem.models.registry import ModelRegistry
 from localgem.operations.webhooks import WebhookService
 from localgem.storage.batches import BatchRepository
 from localgem.storage.records import BatchItem, BatchRecord
+from localgem.types.field_mask import update_paths
 from localgem.types.generation import GenerateContentRequest
 from localgem.types.paging import paginate
 from localgem.types.wire import parse_message, rfc3339
@@ -211,12 +212,9 @@ class BatchService:
         record = await self._record(project, name)
         if record.kind != kind:
             raise errors.InvalidArgument(f"batches/{record.id} is not a {_KINDS[kind]}.")
-        fields = {"display_name": "displayName", "priority": "priority"}
-        given = {f for f in body.model_fields_set if getattr(body, f) is not None and f != "name"}
-        paths = {p.strip() for p in update_mask.split(",") if p.strip()} if update_mask else set()
-        paths = {next((f for f, wire in fields.items() if p in (f, wire)), p) for p in paths} or given
-        if not paths or not paths <= fields.keys():
-            raise errors.invalid_field("update_mask", "Only displayName and priority of a batch can be updated.")
+        paths = update_paths(
+            update_mask, body, ("display_name", "priority"), "Only displayName and priority of a batch can be updated."
+        )
         changes = {f: getattr(body, f) if f == "display_name" else getattr(body, f) or 0 for f in paths}
         await self._repo.rename(project, record.id, changes, self._clock())
         resource = (await self._operation(await self._record(project, name)))["metadata"]

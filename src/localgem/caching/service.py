@@ -14,6 +14,7 @@ from localgem.caching.wire import CachedContent, CachedContentUsageMetadata, Lis
 from localgem.models.registry import ModelEntry, ModelRegistry
 from localgem.storage.caches import CacheRepository
 from localgem.storage.records import CacheRecord
+from localgem.types.field_mask import update_paths
 from localgem.types.generation import GenerateContentRequest
 from localgem.types.paging import paginate
 from localgem.types.wire import parse_message, rfc3339
@@ -30,7 +31,7 @@ class KeptState(Protocol):
     async def drop(self, model_id: str, cache_id: str) -> None: ...
 
 
-UPDATABLE = {"ttl", "expire_time", "expireTime"}
+UPDATABLE = {"ttl", "expire_time"}
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,10 @@ class CacheService:
 
     async def update(self, project: str, name: str, body: CachedContent, update_mask: str | None) -> CachedContent:
         cache_id = names.lookup_id(name, "cachedContents", _not_found)
-        set_fields = {f for f in body.model_fields_set if getattr(body, f) is not None}
-        paths = {p.strip() for p in update_mask.split(",") if p.strip()} if update_mask else set_fields
-        if not paths or not paths <= UPDATABLE or not set_fields <= {"ttl", "expire_time", "name"}:
-            raise errors.invalid_field(
-                "update_mask", "Only the expiration (ttl or expireTime) of a cached content can be updated."
-            )
+        refusal = "Only the expiration (ttl or expireTime) of a cached content can be updated."
+        update_paths(update_mask, body, UPDATABLE, refusal)
+        if not {f for f in body.model_fields_set if getattr(body, f) is not None} <= UPDATABLE | {"name"}:
+            raise errors.invalid_field("update_mask", refusal)
         now = self._clock()
         expire = self._expiry(body, now)
         if expire is None:

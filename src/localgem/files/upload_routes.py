@@ -20,20 +20,20 @@ from starlette.requests import ClientDisconnect
 
 from localgem import errors
 from localgem.api.context import base_url, parse_body, project, require_api_key, services
+from localgem.api.versions import API_VERSIONS
 from localgem.files.multipart import MultipartRelated
 from localgem.files.routes import file_to_wire
 from localgem.files.service import Proposal, UploadState
 from localgem.files.wire import CreateFileRequest, CreateFileResponse
 
 router = APIRouter()
-VERSIONS = ("v1beta", "v1", "v1alpha")
 _METADATA_LIMIT = 1024 * 1024
 
 
 @router.post("/upload/{version}/files")
 @router.post("/resumable/upload/{version}/files")
 async def upload_file(request: Request, version: str) -> Response:
-    if version not in VERSIONS:
+    if version not in API_VERSIONS:
         raise errors.NotFound(f"The requested URL {request.url.path} was not found on this server.")
     if token := request.query_params.get("upload_id"):
         return await _session_command(request, token)
