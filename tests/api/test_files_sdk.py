@@ -108,8 +108,9 @@ def test_another_project_sees_nothing(client: genai.Client, other_client: genai.
 
 def test_what_google_refuses_at_upload_the_sdk_reports(client: genai.Client) -> None:
     # google-genai's own test (tests/files/test_upload.py::test_bad_mime_type).
-    with pytest.raises(genai_errors.APIError, match="Unsupported MIME"):
+    with pytest.raises(genai_errors.ClientError, match="Unsupported MIME") as bad_mime:
         client.files.upload(file=io.BytesIO(b"test"), config={"mime_type": "bad/mime_type"})
+    assert bad_mime.value.code == 400
     with pytest.raises(genai_errors.ClientError) as refused:
         client.files._register_files(uris=["gs://bucket/image.jpg"])
     assert refused.value.code == 400 and "Google Cloud Storage" in refused.value.message

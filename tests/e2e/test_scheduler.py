@@ -27,18 +27,34 @@ def readiness(url: str) -> dict:
     return httpx.get(f"{url}/readyz").json()["models"]["gemma-3-270m"]
 
 
-def wait_for(condition, timeout: float = 20.0) -> None:
+def wait_for(condition, timeout: float = 60.0) -> None:
+    """Polls ``condition`` until it holds (the deadline only bounds a wait that a loaded machine stretches)."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
 
 
+async def until(condition, timeout: float = 60.0) -> None:
+    """Polls ``condition`` (a function, or one returning an awaitable) on the event loop until it holds."""
+    deadline = time.monotonic() + timeout
+    while not await _value(condition()):
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+async def _value(result):
+    return await result if asyncio.iscoroutine(result) else result
+
+
 def test_fifty_clients_that_connect_and_drop_leave_nothing_running(real_server: RunningServer) -> None:
     url = real_server.url
     assert (
         httpx.post(
-            f"{url}/v1beta/models/gemma-3-270m:countTokens", headers=HEADERS, json={"contents": LONG["contents"]}
+            f"{url}/v1beta/models/gemma-3-270m:countTokens",
+            headers=HEADERS,
+            json={"contents": LONG["contents"]},
+            timeout=120,  # (loading the model takes seconds on a busy machine)
         ).status_code
         == 200
     )  # loads the model
@@ -96,8 +112,11 @@ def test_full_queue_answers_503_at_once_and_queued_deadlines_504(one_slot: Runni
                 chunks = running.aiter_bytes()  # (kept: a dropped iterator would close the stream)
                 await anext(chunks)
                 waiting = asyncio.create_task(client.post(STREAM, json=LONG, headers={"X-Server-Timeout": "3"}))
-                while (await client.get("/readyz")).json()["models"]["gemma-3-270m"]["queued_requests"] < 1:
-                    await asyncio.sleep(0.02)  # until it waits in the queue
+
+                async def queued() -> bool:
+                    return (await client.get("/readyz")).json()["models"]["gemma-3-270m"]["queued_requests"] >= 1
+
+                await until(queued)  # it waits in the queue
                 start = time.monotonic()
                 rejected = await client.post(STREAM, json=LONG)
                 rejected_after = time.monotonic() - start
@@ -160,7 +179,9 @@ def test_online_requests_go_before_batch_work_which_resumes_unchanged(tmp_path) 
 
     engine = LlamaCppEngine(smollm2_135m_instruct(tmp_path), context_length=512, slots=1)
 
-    async def generate(name: str, background: bool, tokens: int, events: list[str]) -> str:
+    async def generate(
+        name: str, background: bool, tokens: int, events: list[str], writing: asyncio.Event | None = None
+    ) -> str:
         prompt = await engine.tokenize(f"Tell me about {name}.", add_bos=True)
         request = GenerationRequest(prompt, SamplingParams(temperature=0), tokens, background=background)
         text = ""
@@ -169,17 +190,19 @@ def test_online_requests_go_before_batch_work_which_resumes_unchanged(tmp_path) 
                 text += event.text
                 if name not in events:
                     events.append(name)
+                    if writing is not None:
+                        writing.set()
         events.append(f"{name} done")
         return text
 
     async def run() -> tuple[str, str, list[str]]:
         alone = await generate("the sea", True, 40, [])
         events: list[str] = []
-        first = asyncio.create_task(generate("the sea", True, 40, events))
-        while "the sea" not in events:
-            await asyncio.sleep(0.01)
+        writing = asyncio.Event()
+        first = asyncio.create_task(generate("the sea", True, 40, events, writing))
+        await asyncio.wait_for(writing.wait(), 60)
         later = [asyncio.create_task(generate(f"batch {i}", True, 4, events)) for i in range(3)]
-        await asyncio.sleep(0.05)
+        await until(lambda: engine.stats.queued_requests == 3)  # they wait behind the running batch request
         online = asyncio.create_task(generate("an online question", False, 4, events))
         resumed, *_ = await asyncio.gather(first, *later, online)
         return alone, resumed, events
@@ -212,7 +235,7 @@ def test_an_online_request_waits_for_batch_work_it_cannot_swap_out(tmp_path) -> 
 
     async def run() -> tuple[float, float]:
         batch = asyncio.create_task(generate("Tell me about the sea.", True, 2))
-        await asyncio.sleep(0.2)
+        await until(lambda: engine.stats.active_sequences == 2)  # both of its candidates run
         online = await asyncio.wait_for(generate("Tell me about hills.", False, 1), 60)
         return await batch, online
 

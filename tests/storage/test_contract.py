@@ -17,6 +17,7 @@ from localgem.storage.caches import SqlCacheRepository
 from localgem.storage.database import Database
 from localgem.storage.files import FileExists, SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
+from localgem.storage.models import SqlModelRepository
 from localgem.storage.records import (
     BatchCounts,
     BatchItem,
@@ -24,6 +25,7 @@ from localgem.storage.records import (
     CacheRecord,
     FileRecord,
     KeyRecord,
+    ModelRecord,
     PageCursor,
     UploadRecord,
     WebhookDelivery,
@@ -128,7 +130,7 @@ async def test_pages_are_newest_first_and_a_cursor_resumes_exactly(db: Database)
             break
         cursor = PageCursor(page[-1].create_time, page[-1].id)
     assert len(seen) == 25 and len(set(seen)) == 25
-    assert seen[0] in ("f24",) and seen[-1] == "f00"
+    assert seen[0] == "f24" and seen[-1] == "f00"
 
 
 async def test_an_id_is_unique_within_a_project(db: Database) -> None:
@@ -323,10 +325,11 @@ async def test_batches_are_claimed_once_and_results_recorded_once(db: Database) 
     # A lapsed lease passes to another server, and the old holder can no longer write or finish.
     later = lease + timedelta(seconds=1)
     taken_over = await repo.claim("rescuer", later, later + timedelta(seconds=30))
-    assert taken_over is not None and taken_over.id in {"b1", "b2"}
-    if taken_over.id == "b1":
-        assert not await repo.record(owners["b1"], b1, [replace(items[2], response="{}")], later, later)
-        assert not await repo.finish(owners["b1"], b1, "BATCH_STATE_SUCCEEDED", later)
+    assert taken_over is not None and taken_over.id == "b2"  # both lapsed: the higher priority first
+    rescued = await repo.claim("rescuer", later, later + timedelta(seconds=30))
+    assert rescued is not None and rescued.id == "b1" and rescued.lease_owner == "rescuer"
+    assert not await repo.record(owners["b1"], b1, [replace(items[2], response="{}")], later, later)
+    assert not await repo.finish(owners["b1"], b1, "BATCH_STATE_SUCCEEDED", later)
     assert await repo.finish("rescuer", taken_over, "BATCH_STATE_SUCCEEDED", later)
     done = await repo.get(taken_over.project, taken_over.id)
     assert done.state == "BATCH_STATE_SUCCEEDED" and done.end_time == later and done.lease_owner is None
@@ -435,3 +438,27 @@ async def test_webhooks_are_queued_once_and_each_attempt_is_claimed_once(db: Dat
 
 async def repo_add(repo: SqlBatchRepository, record: BatchRecord, items: list[BatchItem]) -> BatchRecord:
     return await repo.add(record, in_groups(items))
+
+
+async def test_catalogue_models_are_added_once_replaced_in_place_and_removed(db: Database) -> None:
+    repo = SqlModelRepository(db)
+    first = ModelRecord("tuned-1", "tuned", '{"id": "tuned-1", "path": "/w/a.gguf"}', T0, T0)
+    assert await repo.add(first)
+    assert not await repo.add(replace(first, source="cli", config="{}"))  # the id is taken
+    assert await repo.get("tuned-1") == first and await repo.get("nope") is None
+
+    later = T0 + timedelta(seconds=5)
+    changed = ModelRecord("tuned-1", "package", '{"id": "tuned-1", "package": "p"}', later, later)
+    assert await repo.put(changed) == replace(changed, create_time=T0)  # replaced, created when it was
+    fresh = ModelRecord("a-model", "cli", '{"id": "a-model", "path": "/w/b.gguf"}', later, later)
+    assert await repo.put(fresh) == fresh
+    assert await repo.all() == [fresh, replace(changed, create_time=T0)]  # by id
+
+    # Servers adding one id at the same time: exactly one adds it; putting it at the same time never fails.
+    added = await asyncio.gather(*(repo.add(replace(first, id="race", config=str(i))) for i in range(6)))
+    assert sorted(added) == [False] * 5 + [True]
+    await asyncio.gather(*(repo.put(replace(first, id="racy", config=str(i))) for i in range(6)))
+    assert [r.id for r in await repo.all()] == ["a-model", "race", "racy", "tuned-1"]
+
+    assert await repo.remove("tuned-1") and not await repo.remove("tuned-1")
+    assert await repo.get("tuned-1") is None

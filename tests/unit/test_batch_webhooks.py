@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from tests.server import RunningServer, start_server
 from tests.webhook_receiver import Receiver, verify_signature
 
 KEY = {"x-goog-api-key": API_KEY}
+T = TypeVar("T")
 FAST = RetryPolicy(first_delay=0.2, longest_delay=0.5, give_up_after=120, timeout=5)
 REQUEST = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 2}}
 
@@ -61,6 +63,19 @@ def create_batch(server: RunningServer, webhook_config: dict, requests: int = 2)
         }
     }
     return httpx.post(f"{server.url}/v1beta/models/gemini-2.5-flash:batchGenerateContent", headers=KEY, json=body)
+
+
+def poll(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 10) -> T:
+    """``read()`` until ``done`` says its value is the one awaited."""
+    deadline = time.monotonic() + timeout
+    while not done(value := read()):
+        assert time.monotonic() < deadline, value
+        time.sleep(0.05)
+    return value
+
+
+def running(operation: dict) -> bool:
+    return operation["metadata"]["state"] == "BATCH_STATE_RUNNING"
 
 
 def signing_secret(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> str:
@@ -115,8 +130,8 @@ def test_the_final_state_is_posted_signed_to_each_uri_and_retried_until_acknowle
     assert ok.headers["webhook-id"] != flaky[0].headers["webhook-id"]
     assert flaky[2].at - flaky[1].at >= FAST.delay(2) * 0.9  # backoff between attempts
 
-    time.sleep(0.3)
-    stored = {d.url.rsplit("/", 1)[1]: d for d in deliveries(tmp_path, name.split("/")[1])}
+    found = poll(lambda: deliveries(tmp_path, name.split("/")[1]), lambda ds: {d.state for d in ds} == {"DELIVERED"})
+    stored = {d.url.rsplit("/", 1)[1]: d for d in found}
     assert stored["ok"].state == "DELIVERED" and stored["ok"].attempts == 1
     assert stored["flaky"].state == "DELIVERED" and stored["flaky"].attempts == 3
     assert len(receiver.at("/flaky")) == 3  # nothing is sent again once acknowledged
@@ -126,7 +141,7 @@ def test_a_cancelled_batch_reports_batch_cancelled(make_server, receiver: Receiv
     server = make_server(FakeEngine(delay=0.5))
     created = create_batch(server, {"uris": [f"{receiver.url}/hook"]}, requests=1)
     name = created.json()["name"]
-    time.sleep(0.5)
+    poll(lambda: httpx.get(f"{server.url}/v1beta/{name}", headers=KEY).json(), running)  # cancelled mid-run
     assert httpx.post(f"{server.url}/v1beta/{name}:cancel", headers=KEY).status_code == 200
     [delivery] = receiver.wait_for("/hook", 1)
     assert delivery.event["type"] == "batch.cancelled" and delivery.event["data"]["id"] == name

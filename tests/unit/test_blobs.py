@@ -1,4 +1,6 @@
-"""The local blob store: durable partial writes, rollback on failure, content addressing, safe paths."""
+"""The local-disk blob store: what only it does. Its durability protocol (fsync before an ack, rename
+then directory fsync), its file layout, and a full disk. What every blob store does is
+tests/storage/test_blob_contract.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from localgem.storage import blobs
-from localgem.storage.blobs import LocalBlobStore, StorageFull, TooLarge
+from localgem.storage.blobs import LocalBlobStore, StorageFull
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -24,25 +26,49 @@ async def failing_after(data: bytes, exc: BaseException) -> AsyncIterator[bytes]
     raise exc
 
 
-async def test_partial_bytes_append_then_publish_by_content(tmp_path: Path) -> None:
+async def test_partials_and_blobs_are_files_in_their_own_directories(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
-    assert await store.write_partial("upload000001", 0, chunks(b"hello "), 100) == 6
-    assert await store.write_partial("upload000001", 6, chunks(b"wor", b"ld"), 100) == 11
+    await store.write_partial("upload000001", 0, chunks(b"hello world"), 100)
+    assert (tmp_path / "partial" / "upload000001").read_bytes() == b"hello world"
     sealed = await store.seal_partial("upload000001")
-    assert sealed.sha256 == hashlib.sha256(b"hello world").hexdigest() and sealed.size_bytes == 11
     await store.publish("upload000001", sealed.sha256)
-    assert await store.read_all(sealed.sha256) == b"hello world"
-    assert b"".join([c async for c in store.read(sealed.sha256)]) == b"hello world"
-    assert await store.partial_ids() == []
-    assert (tmp_path / "blobs" / sealed.sha256[:2] / sealed.sha256).exists()
+    assert not (tmp_path / "partial" / "upload000001").exists()
+    assert (tmp_path / "blobs" / sealed.sha256[:2] / sealed.sha256).read_bytes() == b"hello world"
 
 
-async def test_unacknowledged_bytes_are_dropped_when_writing_resumes(tmp_path: Path) -> None:
+async def test_publishing_known_content_keeps_one_file_on_disk(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
-    await store.write_partial("upload000002", 0, chunks(b"abcdef"), 100)
-    # The client was told 3 bytes arrived (say the ack for the rest was lost): it resends from 3.
-    assert await store.write_partial("upload000002", 3, chunks(b"DEF"), 100) == 6
-    assert (await store.seal_partial("upload000002")).sha256 == hashlib.sha256(b"abcDEF").hexdigest()
+    for upload_id in ("upload000006", "upload000007"):
+        await store.write_partial(upload_id, 0, chunks(b"same"), 10)
+        await store.publish(upload_id, (await store.seal_partial(upload_id)).sha256)
+    assert len(list((tmp_path / "blobs").rglob("*"))) == 2  # one directory, one blob
+    assert list((tmp_path / "partial").iterdir()) == []
+
+
+async def test_bytes_are_on_disk_before_they_are_acknowledged_and_a_publish_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash right after write_partial returns (the client's ack) or after publish (before the
+    database records the file) loses nothing: the partial is fsynced, and the rename into blobs/ is
+    made durable by fsyncing both directories."""
+    tmp_path = tmp_path.resolve()  # /proc/self/fd names the real path
+    store = LocalBlobStore(tmp_path)
+    synced: list[tuple[str, int]] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        real_fsync(fd)
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((path, os.fstat(fd).st_size))
+
+    monkeypatch.setattr(blobs.os, "fsync", recording_fsync)
+    partial = str(tmp_path / "partial" / "upload000002")
+    assert await store.write_partial("upload000002", 0, chunks(b"acked"), 100) == 5
+    assert synced == [(partial, 5)]  # synced with all 5 bytes, before returning
+    synced.clear()
+    sealed = await store.seal_partial("upload000002")
+    await store.publish("upload000002", sealed.sha256)
+    assert {path for path, _ in synced} == {str(tmp_path / "blobs" / sealed.sha256[:2]), str(tmp_path / "partial")}
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
@@ -56,49 +82,11 @@ async def test_a_full_disk_rolls_the_partial_back_to_its_offset(tmp_path: Path, 
     assert (await store.seal_partial("upload000003")).sha256 == hashlib.sha256(b"kept+more").hexdigest()
 
 
-async def test_a_broken_connection_rolls_back_too(tmp_path: Path) -> None:
+async def test_a_failed_write_leaves_no_bytes_past_the_offset_on_disk(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
     with pytest.raises(ConnectionResetError):
         await store.write_partial("upload000004", 0, failing_after(b"y" * (3 << 20), ConnectionResetError()), 1 << 30)
     assert (tmp_path / "partial" / "upload000004").stat().st_size == 0
-
-
-async def test_more_than_the_limit_is_refused_and_rolled_back(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
-    with pytest.raises(TooLarge):
-        await store.write_partial("upload000005", 0, chunks(b"12345", b"678"), 6)
-    assert (tmp_path / "partial" / "upload000005").stat().st_size == 0
-
-
-async def test_publishing_known_content_keeps_one_copy(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
-    for upload_id in ("upload000006", "upload000007"):
-        await store.write_partial(upload_id, 0, chunks(b"same"), 10)
-        await store.publish(upload_id, (await store.seal_partial(upload_id)).sha256)
-    assert len(list((tmp_path / "blobs").rglob("*"))) == 2  # one directory, one blob
-    assert await store.partial_ids() == []
-
-
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "UPPER0000000", "short", "a/b/c/d/e/f/g", "x" * 41])
-async def test_no_unchecked_id_reaches_a_path(tmp_path: Path, bad: str) -> None:
-    store = LocalBlobStore(tmp_path)
-    with pytest.raises(ValueError):
-        await store.write_partial(bad, 0, chunks(b"x"), 10)
-    with pytest.raises(ValueError):
-        await store.read_all(bad)
-    with pytest.raises(ValueError):
-        await store.delete("../" + "a" * 61)
-
-
-async def test_stale_blobs_are_those_older_than_the_grace(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
-    await store.write_partial("upload000008", 0, chunks(b"old"), 10)
-    sha = (await store.seal_partial("upload000008")).sha256
-    await store.publish("upload000008", sha)
-    assert await store.stale_blobs(3600) == []
-    path = tmp_path / "blobs" / sha[:2] / sha
-    os.utime(path, (1, 1))
-    assert await store.stale_blobs(3600) == [sha]
 
 
 async def test_a_failure_in_a_write_overlapping_the_network_rolls_back_too(

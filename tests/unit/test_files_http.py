@@ -178,7 +178,8 @@ def test_registering_cloud_storage_files_is_a_clear_400(fake_server: RunningServ
     assert httpx.post(url, headers=KEY, json={"uris": "gs://not-a-list"}).json()["error"]["status"] == (
         "INVALID_ARGUMENT"
     )
-    assert httpx.post(url, json={"uris": ["gs://b/o"]}).status_code in (401, 403)  # a key is still needed
+    keyless = httpx.post(url, json={"uris": ["gs://b/o"]})  # a key is still needed: Google's 403 for none
+    assert keyless.status_code == 403 and keyless.json()["error"]["status"] == "PERMISSION_DENIED"
 
 
 def test_user_names_follow_googles_rules(fake_server: RunningServer) -> None:
@@ -234,9 +235,18 @@ def test_paging_visits_every_file_once(fake_server: RunningServer) -> None:
         if not token:
             break
     assert len(seen) == 23 and set(seen) == names
-    bad = httpx.get(f"{fake_server.url}/v1beta/files", headers=KEY, params={"pageToken": "garbage"})
-    assert bad.status_code == 400
-    everything = httpx.get(f"{fake_server.url}/v1beta/files", headers=KEY, params={"pageSize": 1000}).json()
+    listed = f"{fake_server.url}/v1beta/files"
+    bad = httpx.get(listed, headers=KEY, params={"pageToken": "garbage"})
+    assert bad.status_code == 400 and bad.json()["error"]["message"] == "Invalid page_token."
+    # A token of another list (models pages by offset) is not a files token.
+    models_token = httpx.get(f"{fake_server.url}/v1beta/models", headers=KEY, params={"pageSize": 1}).json()
+    assert httpx.get(listed, headers=KEY, params={"pageToken": models_token["nextPageToken"]}).status_code == 400
+    for size in (None, 0):  # unset or 0: Google's default of 10 files a page
+        page = httpx.get(listed, headers=KEY, params={} if size is None else {"pageSize": size}).json()
+        assert len(page["files"]) == 10 and page["nextPageToken"]
+    negative = httpx.get(listed, headers=KEY, params={"pageSize": -1})
+    assert negative.status_code == 400 and "page_size must not be negative" in negative.json()["error"]["message"]
+    everything = httpx.get(listed, headers=KEY, params={"pageSize": 1000}).json()
     assert len(everything["files"]) == 23 and "nextPageToken" not in everything
 
 
@@ -301,6 +311,8 @@ def test_pdf_text_is_extracted_once_while_processing(fake_server: RunningServer)
     broken = upload_bytes(fake_server.url, API_KEY, b"%PDF-1.4 not really", "application/pdf")
     failed = _wait_processed(fake_server, broken["name"])
     assert failed["state"] == "FAILED" and "PDF" in failed["error"]["message"]
+    # A google.rpc.Status, as Google's File.error is: the gRPC code (3, INVALID_ARGUMENT), not an HTTP one.
+    assert failed["error"] == {"code": 3, "message": failed["error"]["message"]}
 
 
 def test_files_the_model_cannot_read_are_refused(fake_server: RunningServer) -> None:

@@ -13,13 +13,16 @@ import jsonschema
 import numpy as np
 import pytest
 
+from localgem.engines.base import JsonLimits
+from localgem.engines.llama import schema_grammar as schemas
 from localgem.engines.llama.closing import BudgetCloser
+from localgem.engines.llama.constraints import grammar_for
 from localgem.engines.llama.gbnf import CompiledGrammar, GrammarFollower, GrammarSyntaxError, _Chars, compile_grammar
-from localgem.generation import schemas
-from localgem.generation.tool_prompt import Function, calls_grammar
+from localgem.generation.function_calling import ToolPlan
+from localgem.generation.tool_prompt import Function
 from localgem.models.packaged import smollm2_135m_instruct
 
-LIMITS = schemas.JsonLimits(string_chars=40, items=6)
+LIMITS = JsonLimits(string_chars=40, items=6)
 
 
 def accepts(grammar: str, text: str) -> bool:
@@ -47,8 +50,8 @@ def test_syntax_as_llama_cpp_reads_it() -> None:
 
 
 def test_repetition_caps_bound_arrays_strings_and_open_objects() -> None:
-    grammar = compile_grammar(schemas.any_json_grammar(schemas.JsonLimits(string_chars=3, items=2)))
-    assert accepts(grammar_text := schemas.any_json_grammar(schemas.JsonLimits(3, 2)), '{"abc": [1, 2]}')
+    grammar = compile_grammar(schemas.any_json_grammar(JsonLimits(string_chars=3, items=2)))
+    assert accepts(grammar_text := schemas.any_json_grammar(JsonLimits(3, 2)), '{"abc": [1, 2]}')
     assert not accepts(grammar_text, "[1, 2, 3]")
     assert not accepts(grammar_text, '{"a": 1, "b": 2, "c": 3}')
     assert not accepts(grammar_text, '["abcd"]')
@@ -202,7 +205,9 @@ def test_completions_of_random_prefixes_parse_validate_and_pass_llama_cpp(llama_
 def test_function_call_completions_close_the_call_block(llama_grammar: LlamaGrammarCheck) -> None:
     parameters = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}
     parameters["required"] = ["city", "days"]
-    gbnf = calls_grammar([Function("forecast", "", parameters)], limits=LIMITS)
+    constraint = ToolPlan("ANY", [Function("forecast", "", parameters)]).constraint("args", LIMITS)
+    assert constraint is not None
+    gbnf = grammar_for(constraint).gbnf
     grammar = compile_grammar(gbnf)
     for prefix in ["", "<tool_call>", '<tool_call>\n{"name": "forecast", "args": {"ci']:
         follower = GrammarFollower(grammar)

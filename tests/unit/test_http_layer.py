@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
+import socket
+import threading
+from contextlib import aclosing
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -80,24 +83,62 @@ def test_errors_before_the_stream_are_plain_http_errors(http: httpx.Client) -> N
     assert response.json()["error"]["status"] == "NOT_FOUND"
 
 
-def test_stream_disconnect_aborts_generation(fake_engine: FakeEngine, fake_server: RunningServer) -> None:
+class Watched:
+    """Events for what the fake engine does, set from the server's thread, so that tests wait on them."""
+
+    def __init__(self, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.producing = threading.Event()  # the first event of a generation was yielded
+        self.ended = threading.Event()  # a generation is over, its generator closed
+        real = engine.generate
+
+        async def generate(request):  # noqa: ANN001, ANN202
+            try:
+                async with aclosing(real(request)) as events:
+                    async for event in events:
+                        self.producing.set()
+                        yield event
+            finally:
+                self.ended.set()
+
+        monkeypatch.setattr(engine, "generate", generate)
+
+
+def test_stream_disconnect_aborts_generation(
+    fake_engine: FakeEngine, fake_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watched = Watched(fake_engine, monkeypatch)
     fake_engine.delay = 0.01
     body = {**BODY, "generationConfig": {"maxOutputTokens": 4000}}
     with httpx.Client(base_url=fake_server.url, headers=HEADERS) as client:
         with client.stream("POST", "/v1beta/models/gemini-x:streamGenerateContent?alt=sse", json=body) as response:
             next(response.iter_bytes())
-    _wait(lambda: fake_engine.cancelled == 1)
-    produced = fake_engine.stats.tokens_generated
-    time.sleep(0.2)
+        assert watched.ended.wait(5), "the generation outlived its client"
+        assert fake_engine.cancelled == 1
+        produced = fake_engine.stats.tokens_generated
+        # The generator is closed; a request served after it proves the server started no other one.
+        assert client.get("/v1beta/models").status_code == 200
     assert fake_engine.stats.tokens_generated == produced < 1000
+    assert fake_engine.stats.requests_started == 1
 
 
-def test_unary_disconnect_aborts_generation(fake_engine: FakeEngine, fake_server: RunningServer) -> None:
+def test_unary_disconnect_aborts_generation(
+    fake_engine: FakeEngine, fake_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watched = Watched(fake_engine, monkeypatch)
     fake_engine.delay = 0.01
-    body = {**BODY, "generationConfig": {"maxOutputTokens": 4000}}
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{fake_server.url}/v1beta/models/gemini-x:generateContent", json=body, headers=HEADERS, timeout=0.5)
-    _wait(lambda: fake_engine.cancelled == 1)
+    payload = json.dumps({**BODY, "generationConfig": {"maxOutputTokens": 4000}}).encode()
+    address = urlsplit(fake_server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        connection.sendall(
+            b"POST /v1beta/models/gemini-x:generateContent HTTP/1.1\r\n"
+            + f"Host: {address.netloc}\r\nx-goog-api-key: {API_KEY}\r\nContent-Type: application/json\r\n".encode()
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        assert watched.producing.wait(5), "the generation did not start"
+    # The client is gone mid-generation (the answer would take 40 s).
+    assert watched.ended.wait(5), "the generation outlived its client"
+    assert fake_engine.cancelled == 1
     assert fake_engine.stats.tokens_generated < 1000
 
 
@@ -222,13 +263,6 @@ def test_broken_requests_never_produce_a_500(http: httpx.Client) -> None:
     for raw in (b"{", b"[]", b"null", b'{"contents": NaN}', b"\xff\xfe", b'"text"'):
         response = http.post("/v1beta/models/gemini-x:generateContent", content=raw)
         assert response.status_code == 400 and response.json()["error"]["status"] == "INVALID_ARGUMENT", raw
-
-
-def _wait(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_requests_without_max_output_tokens_get_the_default(http: httpx.Client) -> None:

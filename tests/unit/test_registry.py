@@ -6,7 +6,7 @@ import pytest
 
 from localgem import errors
 from localgem.models.registry import ModelRegistry
-from localgem.settings import load_settings
+from localgem.settings import ModelConfig, load_settings
 
 
 def registry(**overrides) -> ModelRegistry:
@@ -80,3 +80,28 @@ def test_user_gguf_by_path_and_missing_file(tmp_path: Path) -> None:
 def test_settings_naming_unknown_models_fail_at_start() -> None:
     with pytest.raises(ValueError, match="not configured: nope"):
         registry(default_model="nope")
+
+
+def test_catalogue_models_overlay_the_settings_models(tmp_path: Path) -> None:
+    reg = registry(models=[{"id": "mine", "path": str(tmp_path / "m.gguf"), "display_name": "settings"}])
+    shadowed = reg.set_catalogue(
+        [
+            ModelConfig(id="tuned-b", path=tmp_path / "b.gguf"),
+            ModelConfig(id="gemma-tuned", path=tmp_path / "g.gguf"),
+            ModelConfig(id="mine", path=tmp_path / "other.gguf", display_name="catalogue"),
+        ]
+    )
+    assert shadowed == ["mine"]  # the settings' model wins
+    ids = [e.id for e in reg.entries()]
+    assert ids == ["smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2", "mine", "gemma-tuned", "tuned-b"]
+    assert reg.resolve("models/mine", "generateContent").config.display_name == "settings"
+    assert reg.resolve("tuned-b", "generateContent").id == "tuned-b"
+    # A catalogue id beats the alias patterns it matches, as a settings id does.
+    assert reg.find_exact("gemma-tuned").id == reg.resolve("gemma-tuned", "generateContent").id == "gemma-tuned"
+    assert reg.find_exact("gemini-2.5-flash") is None and reg.find("gemini-2.5-flash").id == "smollm2-135m-instruct"
+    assert reg.configured("mine") and not reg.configured("tuned-b")
+
+    assert reg.set_catalogue([]) == []
+    with pytest.raises(errors.NotFound):
+        reg.resolve("tuned-b", "generateContent")
+    assert reg.resolve("gemma-tuned", "generateContent").id == "smollm2-135m-instruct"  # back to the pattern

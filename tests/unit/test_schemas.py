@@ -1,4 +1,5 @@
-"""Schemas → grammars: Google's Schema as JSON Schema, keyword refusals, and exact numeric bounds."""
+"""Schemas → grammars: Google's Schema as JSON Schema, keyword refusals, and exact numeric bounds (llama.cpp's
+grammars)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 import pytest
 
-from localgem.generation import schemas
+from localgem.engines.llama import schema_grammar as schemas
 from localgem.generation.schemas import UnenforceableSchema, check_json_schema, google_to_json_schema
 from localgem.types.tools import Schema
 from localgem.types.wire import parse_message

@@ -17,9 +17,10 @@ from localgem.auth.keys import ApiKeys
 from localgem.batches.service import BatchService
 from localgem.caching.service import CacheService
 from localgem.embeddings.service import EmbeddingService
-from localgem.files.service import FileService
+from localgem.files.compose import Files
 from localgem.generation.service import GenerationService
 from localgem.models.service import ModelService
+from localgem.operations.service import OperationService
 from localgem.types.json_input import decode_json
 from localgem.types.wire import WireModel, parse_message
 
@@ -34,8 +35,9 @@ class Services:
     generation: GenerationService
     embeddings: EmbeddingService
     batches: BatchService
+    operations: OperationService
     caches: CacheService
-    files: FileService
+    files: Files
     max_request_bytes: int
     public_url: str | None = None
 

@@ -1,4 +1,5 @@
-"""Batch mode: models.batchGenerateContent, models.asyncBatchEmbedContent, and batches get/list/cancel/delete."""
+"""Batch mode: models.batchGenerateContent, models.asyncBatchEmbedContent and the batch updates. A batch is an
+Operation: batches get/list/cancel/delete are the operations routes (``operations.routes``)."""
 
 from __future__ import annotations
 
@@ -24,37 +25,15 @@ INLINE_HINT = (
 @router.post("/models/{model}:asyncBatchEmbedContent")
 async def async_batch_embed_content(request: Request, model: str) -> Response:
     body = await read_message(request, AsyncBatchEmbedContentRequest, INLINE_HINT)
-    return json_response(
-        orjson.dumps(await services(request).batches.create_embed_batch(model, body, project=project(request)))
-    )
+    created = await services(request).batches.create_embed_batch(model, body, project=project(request))
+    return json_response(orjson.dumps(created.to_wire()))
 
 
 @router.post("/models/{model}:batchGenerateContent")
 async def batch_generate_content(request: Request, model: str) -> Response:
     body = await read_message(request, BatchGenerateContentRequest, INLINE_HINT)
     created = await services(request).batches.create_generate_batch(model, body, project=project(request))
-    return json_response(orjson.dumps(created))
-
-
-@router.get("/batches")
-async def list_batches(
-    request: Request,
-    page_size: int | None = Query(None, alias="pageSize"),
-    page_token: str | None = Query(None, alias="pageToken"),
-) -> Response:
-    return json_response(orjson.dumps(await services(request).batches.list(project(request), page_size, page_token)))
-
-
-@router.post("/batches/{batch_id}:cancel")
-async def cancel_batch(request: Request, batch_id: str) -> dict:
-    await services(request).batches.cancel(project(request), batch_id)
-    return {}
-
-
-@router.delete("/batches/{batch_id}")
-async def delete_batch(request: Request, batch_id: str) -> dict:
-    await services(request).batches.delete(project(request), batch_id)
-    return {}
+    return json_response(orjson.dumps(created.to_wire()))
 
 
 @router.patch("/batches/{batch_id}:updateGenerateContentBatch")
@@ -63,7 +42,7 @@ async def update_generate_content_batch(
 ) -> Response:
     body = await read_message(request, GenerateContentBatch)
     updated = await services(request).batches.update(project(request), batch_id, "generate", body, update_mask)
-    return json_response(orjson.dumps(updated))
+    return json_response(orjson.dumps(updated.to_wire()))
 
 
 @router.patch("/batches/{batch_id}:updateEmbedContentBatch")
@@ -72,9 +51,4 @@ async def update_embed_content_batch(
 ) -> Response:
     body = await read_message(request, EmbedContentBatch)
     updated = await services(request).batches.update(project(request), batch_id, "embed", body, update_mask)
-    return json_response(orjson.dumps(updated))
-
-
-@router.get("/batches/{batch_id}")
-async def get_batch(request: Request, batch_id: str) -> Response:
-    return json_response(orjson.dumps(await services(request).batches.get(project(request), batch_id)))
+    return json_response(orjson.dumps(updated.to_wire()))

@@ -22,7 +22,7 @@ from localgem.embeddings.wire import (
     EmbedTextResponse,
 )
 from localgem.engines.embedding.engine import EmbeddingBatcher
-from localgem.files.service import FileService
+from localgem.files.prompt_text import FileText
 from localgem.generation.conversation import attach_files, content_text
 from localgem.generation.loaded import ModelPool
 from localgem.models.registry import ModelEntry, ModelRegistry
@@ -75,7 +75,7 @@ def _succeeded(results: list[Embedded | errors.ApiError]) -> list[Embedded]:
 
 
 class EmbeddingService:
-    def __init__(self, registry: ModelRegistry, pool: EmbedderPool, files: FileService | None = None) -> None:
+    def __init__(self, registry: ModelRegistry, pool: EmbedderPool, files: FileText | None = None) -> None:
         self._registry = registry
         self._pool = pool
         self._files = files

@@ -1,7 +1,10 @@
 """The contract every inference engine implements, and the events it emits.
 
-Engines see token ids and sampling parameters, never wire types. Prompt rendering lives in
-``localgem.prompting``; turning events into API responses lives in ``localgem.services``.
+Engines see token ids, sampling parameters and output constraints, never wire types. A constraint
+says what the output must be in engine-neutral terms (JSON valid against a JSON Schema, one of some
+strings, tagged function calls); each engine turns it into what it enforces (llama.cpp: a GBNF
+grammar, inside ``engines.llama``). Prompt rendering and turning events into API responses live in
+``localgem.generation``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import enum
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class FinishReason(enum.Enum):
@@ -33,12 +36,68 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
-class Grammar:
-    """A GBNF grammar the output must follow. With a ``trigger`` it is lazy: the output is free until
-    it writes the trigger text, and what follows the trigger must match the grammar."""
+class JsonLimits:
+    """Bounds for what a schema leaves unbounded (0: unbounded), so that a model looping inside a string,
+    an array or an open object still ends, with valid JSON."""
 
-    gbnf: str
-    trigger: str | None = None
+    string_chars: int = 0
+    items: int = 0
+
+
+UNBOUNDED = JsonLimits()
+
+
+class UnenforceableSchema(ValueError):
+    """A schema keyword (or value) that decoding cannot enforce. ``path`` names where it is; an engine
+    that cannot say where leaves it None (the schema as a whole)."""
+
+    def __init__(self, path: str | None, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class JsonOutput:
+    """The output is one JSON value valid against ``schema`` (a JSON Schema whose ``pattern``s match
+    whole strings); ``schema=None``: any JSON object or array (JSON mode)."""
+
+    schema: dict[str, Any] | None = None
+    limits: JsonLimits = UNBOUNDED
+
+
+@dataclass(frozen=True)
+class ChoiceOutput:
+    """The output is exactly one of ``values``, as plain text (``text/x.enum``)."""
+
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ToolFunction:
+    name: str
+    #: JSON Schema of the arguments object.
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """The output may hold function calls: each is ``open_tag``, the JSON object ``{"name": ..., args_key:
+    {...}}`` naming one of ``functions`` with arguments valid against its parameters, then ``close_tag``
+    (a newline may follow the open tag, and come between and after calls); at most ``max_calls`` of them.
+    ``required``: the output is one or more calls and nothing else; otherwise it is free text until it
+    writes ``open_tag``, and calls from there on."""
+
+    functions: tuple[ToolFunction, ...]
+    required: bool
+    open_tag: str
+    close_tag: str
+    args_key: str
+    max_calls: int
+    limits: JsonLimits = UNBOUNDED
+
+
+#: What a request's output must be (structured output, function calls).
+OutputConstraint = JsonOutput | ChoiceOutput | ToolCalls
 
 
 @dataclass(frozen=True)
@@ -52,11 +111,11 @@ class GenerationRequest:
     logprobs: int | None = None
     #: Monotonic-clock deadline; past it, generation ends with ``DeadlineReached``.
     deadline: float | None = None
-    #: Constrains what may be generated (structured output, function calls).
-    grammar: Grammar | None = None
-    #: A kept prefix (a cached content's KV state) to start from, when no slot holds more of the prompt.
+    #: What the output must be (structured output, function calls); see ``Engine.check_constraint``.
+    constraint: OutputConstraint | None = None
+    #: A kept prefix (see ``Engine.keep_prefix``) to start from. Engines without ``kept_prefixes`` ignore it.
     prefix_key: str | None = None
-    #: Keep this request's prompt cells under this key when it ends (see ``prefix_key``).
+    #: Keep this request's prompt state under this key when it ends (see ``prefix_key``).
     keep_as: str | None = None
     #: Batch work: waits while online requests are queued.
     background: bool = False
@@ -144,14 +203,28 @@ class ModelInfo:
     add_bos: bool
 
 
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine can do beyond generating text; callers check before relying on one."""
+
+    #: Enforces ``GenerationRequest.constraint`` (as far as ``check_constraint`` accepts it).
+    constrained_output: bool = False
+    #: ``keep_prefix`` / ``drop_prefix`` work, and requests may start from a kept prefix (``prefix_key``).
+    kept_prefixes: bool = False
+    #: Reports log probabilities (``GenerationRequest.logprobs``).
+    logprobs: bool = False
+
+
 class Engine(Protocol):
     info: ModelInfo
     stats: EngineStats
+    capabilities: EngineCapabilities
 
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]: ...
 
-    def check_grammar(self, grammar: Grammar) -> None:
-        """Raises ValueError if the engine cannot compile ``grammar``."""
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """Raises ValueError (``UnenforceableSchema`` where it can name a place in a schema), with a message
+        saying why, if the engine cannot enforce ``constraint``. May take a while: call it off the event loop."""
         ...
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
@@ -163,9 +236,12 @@ class Engine(Protocol):
         ...
 
     async def keep_prefix(self, key: str, prompt: list[int]) -> None:
-        """Compute ``prompt`` once and keep its KV state under ``key`` (for requests with ``prefix_key``)."""
+        """Compute ``prompt`` once and keep its computed state under ``key``, so that requests with
+        ``prefix_key=key`` start from it. Only with ``capabilities.kept_prefixes``."""
         ...
 
-    async def drop_prefix(self, key: str) -> None: ...
+    async def drop_prefix(self, key: str) -> None:
+        """Forget what ``keep_prefix`` kept under ``key``. Only with ``capabilities.kept_prefixes``."""
+        ...
 
     async def close(self) -> None: ...

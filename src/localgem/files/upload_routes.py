@@ -22,9 +22,9 @@ from localgem import errors
 from localgem.api.context import base_url, parse_body, project, require_api_key, services
 from localgem.api.versions import API_VERSIONS
 from localgem.files.multipart import MultipartRelated
-from localgem.files.routes import file_to_wire
-from localgem.files.service import Proposal, UploadState
-from localgem.files.wire import CreateFileRequest, CreateFileResponse
+from localgem.files.routes import with_urls
+from localgem.files.uploads import Proposal, UploadState
+from localgem.files.wire import CreateFileRequest, CreateFileResponse, File
 
 router = APIRouter()
 _METADATA_LIMIT = 1024 * 1024
@@ -47,8 +47,8 @@ async def upload_file(request: Request, version: str) -> Response:
     proposal = Proposal(
         mime_type=request.headers.get("content-type") or None, size_bytes=int(length) if length.isdigit() else None
     )
-    record = await services(request).files.create(project(request), proposal, _body(request))
-    return _file_response(record, request)
+    file = await services(request).files.uploads.create(project(request), proposal, _body(request))
+    return _file_response(file, request)
 
 
 async def _start(request: Request, version: str) -> Response:
@@ -57,7 +57,7 @@ async def _start(request: Request, version: str) -> Response:
         raise errors.InvalidArgument("A resumable upload begins with X-Goog-Upload-Command: start.")
     metadata = await _read_metadata(_body(request))
     proposal = _proposal(metadata, request)
-    token, _ = await services(request).files.start_upload(project(request), proposal)
+    token = await services(request).files.uploads.start(project(request), proposal)
     url = f"{base_url(request)}/upload/{version}/files?upload_id={quote(token)}&upload_protocol=resumable"
     return Response(
         status_code=200,
@@ -66,19 +66,19 @@ async def _start(request: Request, version: str) -> Response:
 
 
 async def _session_command(request: Request, token: str) -> Response:
-    files = services(request).files
+    uploads = services(request).files.uploads
     commands = _commands(request)
     if "cancel" in commands:
-        await files.cancel(token)
+        await uploads.cancel(token)
         return Response(status_code=200, headers={"x-goog-upload-status": "cancelled"})
     if "query" in commands:
-        return _upload_state(await files.query(token), request)
+        return _upload_state(await uploads.query(token), request)
     if not commands & {"upload", "finalize"}:
         raise errors.InvalidArgument(
             f"Unknown X-Goog-Upload-Command {request.headers.get('x-goog-upload-command')!r}: "
             "use upload, finalize, query or cancel."
         )
-    state = await files.upload(token, _offset(request), _body(request), finalize="finalize" in commands)
+    state = await uploads.upload(token, _offset(request), _body(request), finalize="finalize" in commands)
     return _upload_state(state, request)
 
 
@@ -97,12 +97,12 @@ async def _multipart(request: Request) -> Response:
     reader = MultipartRelated(_body(request), boundary, _METADATA_LIMIT)
     metadata = _parse_metadata(await reader.metadata())
     proposal = _proposal(metadata, request, media_type=reader.media_type)
-    record = await services(request).files.create(project(request), proposal, reader.media())
-    return _file_response(record, request)
+    file = await services(request).files.uploads.create(project(request), proposal, reader.media())
+    return _file_response(file, request)
 
 
-def _file_response(record, request: Request) -> JSONResponse:  # noqa: ANN001 - a FileRecord
-    return JSONResponse(CreateFileResponse(file=file_to_wire(record, request)).to_wire())
+def _file_response(file: File, request: Request) -> JSONResponse:
+    return JSONResponse(CreateFileResponse(file=with_urls(file, request)).to_wire())
 
 
 def _commands(request: Request) -> set[str]:

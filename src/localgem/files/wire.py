@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from localgem.types.enums import FileSource, FileState
+from localgem.types.status import Status
 from localgem.types.wire import Duration, Int64, Timestamp, WireModel
 
 
@@ -27,8 +26,13 @@ class File(WireModel):
     download_uri: str | None = None
     state: FileState | None = None
     source: FileSource | None = None
-    error: dict[str, Any] | None = None
+    error: Status | None = None
     video_metadata: VideoFileMetadata | None = None
+
+    @property
+    def id(self) -> str:
+        """The id in ``files/{id}``: how other services (batches) store a reference to the file."""
+        return (self.name or "").removeprefix("files/")
 
 
 class CreateFileRequest(WireModel):

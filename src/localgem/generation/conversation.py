@@ -6,7 +6,7 @@ import json
 
 from localgem import errors
 from localgem.files.documents import base_type, document_text
-from localgem.files.service import FileService
+from localgem.files.prompt_text import FileText
 from localgem.generation import tool_prompt as tools
 from localgem.generation.chat_template import Message
 from localgem.types.content import Content, Part
@@ -32,7 +32,7 @@ _MEDIA_ANNOTATIONS = (
 )
 
 
-async def attach_files(files: FileService, project: str, contents: list[Content], prefix: str = "") -> list[Content]:
+async def attach_files(files: FileText, project: str, contents: list[Content], prefix: str = "") -> list[Content]:
     """Replaces each ``fileData`` part with the text of the project's stored file it names."""
     attached = []
     for i, content in enumerate(contents):

@@ -1,5 +1,5 @@
 """tools[].functionDeclarations and toolConfig.functionCallingConfig → what the prompt says and what
-the grammar allows; the model's output → functionCall parts."""
+the output constraint allows; the model's output → functionCall parts."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import re
 from dataclasses import dataclass
 
 from localgem import errors
-from localgem.engines.base import Grammar
+from localgem.engines import registry as engine_registry
+from localgem.engines.base import UNBOUNDED, JsonLimits, JsonOutput, ToolCalls, ToolFunction
 from localgem.generation import schemas
 from localgem.generation import tool_prompt as tools
 from localgem.generation.structured import unenforceable
+from localgem.generation.tools import ServerTool, ServerTools, server_tools
 from localgem.types.content import FunctionCall, Part
 from localgem.types.generation import GenerateContentRequest
 from localgem.types.tools import FunctionDeclaration
@@ -29,22 +31,14 @@ _OBJECT_KEYWORDS = {
     "description",
     "$schema",
 }
-_OTHER_TOOLS = (
-    "code_execution",
-    "computer_use",
-    "file_search",
-    "google_maps",
-    "google_search",
-    "google_search_retrieval",
-    "mcp_servers",
-    "url_context",
-)
 
 
 @dataclass(frozen=True)
 class ToolPlan:
     mode: str  # AUTO | ANY | NONE | VALIDATED
     functions: list[tools.Function]  # those the model may call (none in mode NONE)
+    #: Tools the server runs itself (see ``generation.tools``).
+    server_tools: tuple[ServerTool, ...] = ()
 
     @property
     def calls_possible(self) -> bool:
@@ -54,17 +48,31 @@ class ToolPlan:
         """The fallback format's system text (models whose chat template formats tools get ``tools``)."""
         return tools.instructions(self.functions, required=self.mode == "ANY") if self.functions else None
 
-    def grammar(self, args_key: str, limits: schemas.JsonLimits = schemas.UNBOUNDED) -> Grammar | None:
+    def constraint(self, args_key: str, limits: JsonLimits = UNBOUNDED) -> ToolCalls | None:
+        """What the output may be: calls only in mode ANY; else free text, with calls from ``<tool_call>`` on.
+        ``args_key``: "args" in the fallback format, "arguments" for models whose template formats tools
+        (the Hermes convention of Qwen and others)."""
         if not self.functions:
             return None
-        if self.mode == "ANY":
-            return Grammar(tools.calls_grammar(self.functions, args_key=args_key, limits=limits))
-        lazy = tools.calls_grammar(self.functions, after_trigger=True, args_key=args_key, limits=limits)
-        return Grammar(lazy, trigger=tools.CALL_OPEN)
+        return ToolCalls(
+            functions=tuple(ToolFunction(f.name, f.parameters) for f in self.functions),
+            required=self.mode == "ANY",
+            open_tag=tools.CALL_OPEN,
+            close_tag=tools.CALL_CLOSE,
+            args_key=args_key,
+            max_calls=tools.MAX_CALLS,
+            limits=limits,
+        )
 
 
-def tool_plan(body: GenerateContentRequest, prefix: str = "") -> ToolPlan | None:
-    functions = _declarations(body, prefix)
+def tool_plan(
+    body: GenerateContentRequest, prefix: str = "", served: ServerTools | None = None, *, engine: str
+) -> ToolPlan | None:
+    """What a request's tools mean; ``served``: the server-side tools this server runs (none: all refused);
+    ``engine``: the engine of the model (see ``engines.registry``), which must be able to enforce every
+    declared function's parameters."""
+    used = server_tools(body, served or {}, prefix)
+    functions = _declarations(body, prefix, engine)
     calling = body.tool_config.function_calling_config if body.tool_config else None
     if body.tool_config is not None and body.tool_config.retrieval_config is not None:
         raise errors.not_supported(f"{prefix}tool_config.retrieval_config")
@@ -74,7 +82,7 @@ def tool_plan(body: GenerateContentRequest, prefix: str = "") -> ToolPlan | None
     if not functions:
         if mode in ("ANY", "VALIDATED") or allowed:
             raise errors.invalid_field(where, f"{where}: mode {mode} needs tools with function declarations.")
-        return None
+        return ToolPlan(mode, [], used) if used else None
     if allowed:
         if mode not in ("ANY", "VALIDATED"):
             raise errors.invalid_field(
@@ -87,17 +95,14 @@ def tool_plan(body: GenerateContentRequest, prefix: str = "") -> ToolPlan | None
                 f"{where}.allowed_function_names", f"allowedFunctionNames names undeclared functions: {unknown}."
             )
         functions = [f for f in functions if f.name in allowed]
-    return ToolPlan(mode, [] if mode == "NONE" else functions)
+    return ToolPlan(mode, [] if mode == "NONE" else functions, used)
 
 
-def _declarations(body: GenerateContentRequest, prefix: str) -> list[tools.Function]:
+def _declarations(body: GenerateContentRequest, prefix: str, engine: str) -> list[tools.Function]:
     functions: list[tools.Function] = []
     for i, tool in enumerate(body.tools or []):
-        for field in _OTHER_TOOLS:
-            if getattr(tool, field) is not None:
-                raise errors.not_supported(f"{prefix}tools[{i}].{field}")
         for j, declaration in enumerate(tool.function_declarations or []):
-            functions.append(_function(declaration, f"{prefix}tools[{i}].function_declarations[{j}]"))
+            functions.append(_function(declaration, f"{prefix}tools[{i}].function_declarations[{j}]", engine))
     names = [f.name for f in functions]
     if len(set(names)) != len(names):
         duplicate = next(name for name in names if names.count(name) > 1)
@@ -105,7 +110,7 @@ def _declarations(body: GenerateContentRequest, prefix: str) -> list[tools.Funct
     return functions
 
 
-def _function(declaration: FunctionDeclaration, where: str) -> tools.Function:
+def _function(declaration: FunctionDeclaration, where: str, engine: str) -> tools.Function:
     name = declaration.name or ""
     if not _FUNCTION_NAME.fullmatch(name):
         raise errors.invalid_field(
@@ -129,9 +134,9 @@ def _function(declaration: FunctionDeclaration, where: str) -> tools.Function:
             )
         else:
             parameters = {"type": "object", "properties": {}}
-        schemas.json_schema_grammar(parameters, f"{where}.parameters")  # it must compile on its own
+        engine_registry.check_constraint(engine, JsonOutput(parameters))  # enforceable on its own
     except schemas.UnenforceableSchema as exc:
-        raise unenforceable(exc) from None
+        raise unenforceable(exc, f"{where}.parameters") from None
     if parameters.get("type") != "object" and (parameters.get("type") or set(parameters) - _OBJECT_KEYWORDS):
         raise errors.invalid_field(f"{where}.parameters", f"{where}.parameters must be of type OBJECT.")
     return tools.Function(name, declaration.description or "", schemas.anchored_patterns(parameters))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from localgem.engines.base import Engine
@@ -76,18 +75,21 @@ class EnginePool(ModelPool[LoadedModel]):
 
 
 class KeptPrefixes:
-    """Cached contents' KV state, kept by the engine of their model (see ``Engine.keep_prefix``)."""
+    """Cached contents' computed state, kept by the engine of their model (see ``Engine.keep_prefix``) where
+    it can keep one (``capabilities.kept_prefixes``); elsewhere a cache is only its prompt."""
 
-    def __init__(self, pool: EnginePool, on_disk: Callable[[str, str], Path]) -> None:
+    def __init__(self, pool: EnginePool, forget_unloaded: Callable[[str, str], None]) -> None:
         self._pool = pool
-        self._on_disk = on_disk  # (model id, key) → the file a model's engine keeps it in
+        self._forget_unloaded = forget_unloaded  # (model id, key): what an engine kept for a model not loaded
 
     async def keep(self, entry: ModelEntry, key: str, prompt: list[int]) -> None:
-        await (await self._pool.get(entry)).engine.keep_prefix(key, prompt)
+        engine = (await self._pool.get(entry)).engine
+        if engine.capabilities.kept_prefixes:
+            await engine.keep_prefix(key, prompt)
 
     async def drop(self, model_id: str, key: str) -> None:
         loaded = self._pool.loaded().get(model_id)
-        if loaded is not None:
+        if loaded is None:
+            self._forget_unloaded(model_id, key)
+        elif loaded.engine.capabilities.kept_prefixes:
             await loaded.engine.drop_prefix(key)
-        else:
-            self._on_disk(model_id, key).unlink(missing_ok=True)

@@ -10,9 +10,8 @@ import math
 from dataclasses import dataclass
 
 from localgem import errors
-from localgem.engines.base import Grammar, SamplingParams
-from localgem.generation.schemas import UNBOUNDED, JsonLimits
-from localgem.generation.structured import output_grammar
+from localgem.engines.base import UNBOUNDED, JsonLimits, OutputConstraint, SamplingParams
+from localgem.generation.structured import output_constraint
 from localgem.models.registry import ModelEntry
 from localgem.types.enums import GEMINI_HARM_CATEGORIES
 from localgem.types.generation import GenerateContentRequest, GenerationConfig
@@ -29,7 +28,7 @@ class GenerationOptions:
     stop_sequences: tuple[str, ...]
     candidate_count: int
     logprobs: int | None  # None: not requested
-    grammar: Grammar | None = None  # structured output
+    constraint: OutputConstraint | None = None  # structured output
     #: Tokens the output may have (then cut to what the context leaves): as requested, else the server's
     #: default (``default_max_output_tokens``), within the model's output limit.
     output_budget: int = 0
@@ -133,9 +132,8 @@ def generation_options(
     )
     limit = entry.output_token_limit
     budget = max_tokens or (min(default_max_output_tokens, limit) if default_max_output_tokens else limit)
-    return GenerationOptions(
-        sampling, max_tokens, stops, candidates, logprobs, output_grammar(config, where, json_limits), budget
-    )
+    constraint = output_constraint(config, where, json_limits, engine=entry.config.engine)
+    return GenerationOptions(sampling, max_tokens, stops, candidates, logprobs, constraint, budget)
 
 
 def _logprobs(config: GenerationConfig, where: str) -> int | None:

@@ -24,11 +24,8 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 async def generate_content(request: Request, model: str) -> dict:
     body = await read_message(request, GenerateContentRequest)
     found = services(request)
-    cache = await found.caches.apply(project(request), model, body) if body.cached_content else None
-    prepared = await found.generation.prepare(
-        model, body, project=project(request), timeout=server_timeout(request), cache=cache
-    )
-    response = await unless_disconnected(request, found.generation.generate(prepared))
+    plan = await found.generation.plan(model, body, project=project(request), timeout=server_timeout(request))
+    response = await unless_disconnected(request, found.generation.generate(plan))
     return response.to_wire()
 
 
@@ -36,11 +33,8 @@ async def generate_content(request: Request, model: str) -> dict:
 async def stream_generate_content(request: Request, model: str) -> StreamingResponse:
     body = await read_message(request, GenerateContentRequest)
     found = services(request)
-    cache = await found.caches.apply(project(request), model, body) if body.cached_content else None
-    prepared = await found.generation.prepare(
-        model, body, project=project(request), timeout=server_timeout(request), cache=cache
-    )
-    chunks = await unless_disconnected(request, started(found.generation.stream(prepared)))
+    plan = await found.generation.plan(model, body, project=project(request), timeout=server_timeout(request))
+    chunks = await unless_disconnected(request, started(found.generation.stream(plan)))
     if _alt(request) == "sse":
         return StreamingResponse(
             server_sent_events(chunks), media_type="text/event-stream", headers={"Content-Disposition": "attachment"}
@@ -58,11 +52,7 @@ async def count_tokens(request: Request, model: str) -> dict:
                 "generate_content_request", "An embedding model counts the tokens of contents, not of a request."
             )
         return (await found.embeddings.count_tokens(model, body.contents, project=project(request))).to_wire()
-    inner = body.generate_content_request
-    cache = None
-    if inner is not None and inner.cached_content:
-        cache = await found.caches.apply(project(request), model, inner, prefix="generate_content_request.")
-    return (await found.generation.count_tokens(model, body, project=project(request), cache=cache)).to_wire()
+    return (await found.generation.count_tokens(model, body, project=project(request))).to_wire()
 
 
 def _alt(request: Request) -> str:

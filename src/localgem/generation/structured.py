@@ -1,14 +1,15 @@
-"""Structured output: ``responseMimeType`` + ``responseSchema`` / ``responseJsonSchema`` → a grammar.
+"""Structured output: ``responseMimeType`` + ``responseSchema`` / ``responseJsonSchema`` → an output constraint.
 
 ``application/json`` alone gives a JSON object or array; with a schema, JSON that validates against
-it; ``text/x.enum`` with an enum schema gives exactly one of the values. A schema the grammar cannot
-enforce is a 400 naming the keyword — never unconstrained output presented as constrained.
+it; ``text/x.enum`` with an enum schema gives exactly one of the values. A schema the model's engine
+cannot enforce is a 400 naming the keyword — never unconstrained output presented as constrained.
 """
 
 from __future__ import annotations
 
 from localgem import errors
-from localgem.engines.base import Grammar
+from localgem.engines import registry as engine_registry
+from localgem.engines.base import UNBOUNDED, ChoiceOutput, JsonLimits, JsonOutput, OutputConstraint
 from localgem.generation import schemas
 from localgem.types.generation import GenerationConfig
 
@@ -17,9 +18,10 @@ ENUM = "text/x.enum"
 _TEXT = (None, "", "text/plain")
 
 
-def output_grammar(
-    config: GenerationConfig, where: str, limits: schemas.JsonLimits = schemas.UNBOUNDED
-) -> Grammar | None:
+def output_constraint(
+    config: GenerationConfig, where: str, limits: JsonLimits = UNBOUNDED, *, engine: str
+) -> OutputConstraint | None:
+    """``engine``: the name of the engine that runs the request (see ``engines.registry``)."""
     mime = (config.response_mime_type or "").split(";")[0].strip().lower() or None
     google, json_schema = config.response_schema, config.response_json_schema
     if google is not None and json_schema is not None:
@@ -48,17 +50,21 @@ def output_grammar(
         elif json_schema is not None:
             schema = schemas.check_json_schema(json_schema, f"{where}.response_json_schema")
         else:
-            return Grammar(schemas.any_json_grammar(limits))
+            return JsonOutput(None, limits)
         if mime == ENUM:
-            return Grammar(schemas.enum_grammar(_enum_values(schema, where)))
-        return Grammar(schemas.json_schema_grammar(schema, where, limits))
+            return ChoiceOutput(tuple(_enum_values(schema, where)))
+        constraint = JsonOutput(schema, limits)
+        engine_registry.check_constraint(engine, constraint)
+        return constraint
     except schemas.UnenforceableSchema as exc:
-        raise unenforceable(exc) from None
+        raise unenforceable(exc, where) from None
 
 
-def unenforceable(exc: schemas.UnenforceableSchema) -> errors.InvalidArgument:
+def unenforceable(exc: schemas.UnenforceableSchema, where: str) -> errors.InvalidArgument:
+    """``where``: the schema's field, for a refusal that names no place in it."""
+    path = where if exc.path is None else exc.path
     return errors.invalid_field(
-        exc.path, f"{exc.path}: {exc}. localgem constrains decoding to the schema and refuses what it cannot enforce."
+        path, f"{path}: {exc}. localgem constrains decoding to the schema and refuses what it cannot enforce."
     )
 
 

@@ -6,9 +6,10 @@ The documented fallback format (the Hermes/Qwen convention many open models were
   ``<tool_call>\\n{"name": ..., "args": {...}}\\n</tool_call>`` blocks;
 - earlier calls are rendered the same way in model turns, and results as
   ``<tool_response>\\n{"name": ..., "response": {...}}\\n</tool_response>`` in user turns;
-- a grammar makes every call block valid JSON naming an allowed function with arguments that
-  validate against its declared schema: from the first token (mode ANY) or from the moment the model
-  writes ``<tool_call>`` (modes AUTO and VALIDATED, a lazy grammar).
+- the output constraint (``engines.base.ToolCalls``, built by ``function_calling``) makes every call
+  block valid JSON naming an allowed function with arguments that validate against its declared
+  schema: from the first token (mode ANY) or from the moment the model writes ``<tool_call>`` (modes
+  AUTO and VALIDATED).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
-
-from localgem.generation.schemas import UNBOUNDED, JsonLimits, bounded_arrays, finish, new_converter
 
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
@@ -84,36 +83,6 @@ def render_call(name: str, args: dict[str, Any] | None) -> str:
 def render_response(name: str, response: dict[str, Any] | None) -> str:
     body = json.dumps({"name": name, "response": response or {}}, ensure_ascii=False)
     return f"{RESPONSE_OPEN}\n{body}\n{RESPONSE_CLOSE}"
-
-
-def calls_grammar(
-    functions: list[Function],
-    *,
-    after_trigger: bool = False,
-    args_key: str = "args",
-    limits: JsonLimits = UNBOUNDED,
-) -> str:
-    """GBNF for one to MAX_CALLS call blocks, each naming one of ``functions`` with valid arguments.
-    ``after_trigger``: for a lazy grammar, which starts once the output has written ``<tool_call>``.
-    ``args_key``: "args" in the fallback format, "arguments" for models whose template formats tools
-    (the Hermes convention of Qwen and others)."""
-    converter = new_converter()
-    call = {
-        "anyOf": [
-            {
-                "type": "object",
-                "properties": {"name": {"const": f.name}, args_key: f.parameters},
-                "required": ["name", args_key],
-            }
-            for f in functions
-        ]
-    }
-    converter.visit(converter.resolve_refs(bounded_arrays(json.loads(json.dumps(call)), limits.items), "input"), "call")
-    body = f'"\\n"? call "{CALL_CLOSE}"'
-    block = f'"{CALL_OPEN}" {body}'
-    first = body if after_trigger else block
-    # A newline may follow the last block: without it, a model that writes one would be forced to call again.
-    return finish(converter, limits) + f'\nroot ::= {first} ("\\n"? {block}){{0,{MAX_CALLS - 1}}} "\\n"?\n'
 
 
 def split_calls(text: str) -> tuple[str, list[ParsedCall], bool]:

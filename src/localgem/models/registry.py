@@ -1,4 +1,11 @@
-"""Model registry: local models from settings, and the names Gemini programs use for them."""
+"""Model registry: local models from settings, the catalogue's models over them, and the names Gemini programs
+use for them.
+
+The settings' models (and the builtin ones) are the base, fixed for the process. The catalogue's models (added at
+run time, kept in the database: see ``catalogue.ModelCatalogue``) are an overlay the catalogue swaps in whole on
+each refresh, so that lookups stay synchronous dictionary reads. A base model wins over a catalogue entry with its
+id. Aliases, ``default_model`` and ``default_embedding_model`` name base models only: they are checked at start-up.
+"""
 
 from __future__ import annotations
 
@@ -62,13 +69,18 @@ class ModelEntry:
 
     def weights(self, data_dir: Path) -> Path:
         if self.config.path is not None:
-            found = self.config.path.exists() if self.embeds else self.config.path.is_file()
-            if not found:
-                what = "model" if self.embeds else "GGUF file"
-                raise errors.FailedPrecondition(f"The {what} of {self.name} does not exist: {self.config.path}")
-            return self.config.path
+            return self.checked_path()
         assert self.config.package is not None
         return packaged.locate(self.config.package, data_dir)
+
+    def checked_path(self) -> Path:
+        """The ``path`` the model names, if its weights are there."""
+        assert self.config.path is not None
+        found = self.config.path.exists() if self.embeds else self.config.path.is_file()
+        if not found:
+            what = "model" if self.embeds else "GGUF file"
+            raise errors.FailedPrecondition(f"The {what} of {self.name} does not exist: {self.config.path}")
+        return self.config.path
 
 
 class ModelRegistry:
@@ -76,6 +88,7 @@ class ModelRegistry:
         configs = {c.id: c for c in BUILTIN_MODELS} if settings.builtin_models else {}
         configs.update({c.id: c for c in settings.models})  # a user entry with a builtin's id replaces it
         self._entries = {model_id: ModelEntry.from_config(c) for model_id, c in configs.items()}
+        self._added: dict[str, ModelEntry] = {}  # the catalogue's, never with a base id; replaced whole
         self._aliases = {
             k.removeprefix("models/"): v.removeprefix("models/") for k, v in settings.model_aliases.items()
         }
@@ -98,15 +111,36 @@ class ModelRegistry:
             raise ValueError(f"default_embedding_model {self.embedding_id!r} is not an embedding model")
 
     def entries(self) -> list[ModelEntry]:
-        return list(self._entries.values())
+        """The base models in settings order, then the catalogue's by id."""
+        return [*self._entries.values(), *self._added.values()]
 
-    def find(self, name: str) -> ModelEntry | None:
-        """A local id, an explicit alias, or a name matching the alias patterns (default model)."""
+    def configured(self, model_id: str) -> bool:
+        """Whether the settings (or the builtins) define this id: the catalogue cannot take it."""
+        return model_id in self._entries
+
+    def set_catalogue(self, configs: list[ModelConfig]) -> list[str]:
+        """Replaces the catalogue's models; returns the ids left out because a base model has them."""
+        shadowed = sorted(c.id for c in configs if c.id in self._entries)
+        added = {c.id: ModelEntry.from_config(c) for c in sorted(configs, key=lambda c: c.id)}
+        self._added = {model_id: entry for model_id, entry in added.items() if model_id not in self._entries}
+        return shadowed
+
+    def find_exact(self, name: str) -> ModelEntry | None:
+        """A local id (base or catalogue) or an explicit alias: names that no catalogue change can redirect."""
         model_id = name.removeprefix("models/")
         if model_id in self._entries:
             return self._entries[model_id]
+        if (added := self._added.get(model_id)) is not None:
+            return added
         if model_id in self._aliases:
             return self._entries[self._aliases[model_id]]
+        return None
+
+    def find(self, name: str) -> ModelEntry | None:
+        """A local id, an explicit alias, or a name matching the alias patterns (default model)."""
+        if (entry := self.find_exact(name)) is not None:
+            return entry
+        model_id = name.removeprefix("models/")
         if any(fnmatch.fnmatchcase(model_id, p) for p in self._embedding_patterns):
             return self._entries[self.embedding_id] if self.embedding_id is not None else None
         if any(fnmatch.fnmatchcase(model_id, p) for p in self._patterns):

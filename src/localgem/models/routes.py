@@ -10,14 +10,14 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
 @router.get("/models")
-def list_models(
+async def list_models(
     request: Request,
     page_size: int | None = Query(None, alias="pageSize"),
     page_token: str | None = Query(None, alias="pageToken"),
 ) -> dict:
-    return services(request).models.list(page_size, page_token).to_wire()
+    return (await services(request).models.list(page_size, page_token)).to_wire()
 
 
 @router.get("/models/{model}")
-def get_model(request: Request, model: str) -> dict:
-    return services(request).models.get(model).to_wire()
+async def get_model(request: Request, model: str) -> dict:
+    return (await services(request).models.get(model)).to_wire()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from localgem.models.catalogue import ModelCatalogue
 from localgem.models.registry import ModelEntry, ModelRegistry
 from localgem.models.wire import ListModelsResponse, Model
 from localgem.types.paging import paginate
@@ -33,13 +34,19 @@ def to_model(entry: ModelEntry) -> Model:
 
 
 class ModelService:
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, catalogue: ModelCatalogue | None = None) -> None:
         self._registry = registry
+        self._catalogue = catalogue
 
-    def list(self, page_size: int | None, page_token: str | None) -> ListModelsResponse:
+    async def list(self, page_size: int | None, page_token: str | None) -> ListModelsResponse:
+        """The settings' models, then the catalogue's as the database holds them now."""
+        if self._catalogue is not None:
+            await self._catalogue.try_refresh()
         page, next_token = paginate(self._registry.entries(), page_size, page_token, default_size=50, max_size=1000)
         return ListModelsResponse(models=[to_model(e) for e in page], next_page_token=next_token)
 
-    def get(self, name: str) -> Model:
+    async def get(self, name: str) -> Model:
         """A local id or any name that resolves to one (the answer names the real model)."""
+        if self._catalogue is not None:
+            await self._catalogue.try_refresh()
         return to_model(self._registry.resolve(name, "getModel"))

@@ -2,9 +2,9 @@
 dynamic webhooks (``batch.webhookConfig``) do.
 
 Deliveries wait in the database (see ``storage.webhooks``): queued together with the batch's mark,
-attempted off the request path by whichever server runs the delivery loop, retried with exponential
-backoff for up to a day, and kept across restarts. Any 2xx acknowledges one; anything else (another
-status, a redirect, a timeout, a refused connection) is retried.
+attempted off the request path by whichever server runs the delivery duty (``step``, on the operations
+``Worker``), retried with exponential backoff for up to a day, and kept across restarts. Any 2xx
+acknowledges one; anything else (another status, a redirect, a timeout, a refused connection) is retried.
 
 Each POST is signed the Standard Webhooks way, as Google signs its webhooks: ``webhook-id`` (the same on
 every attempt: deduplicate on it), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``
@@ -27,7 +27,7 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from localgem import __version__, errors, names
 from localgem.batches.wire import WebhookConfig
+from localgem.operations.model import Operation
 from localgem.storage.records import BatchRecord, WebhookDelivery
 from localgem.storage.webhooks import WebhookRepository
 from localgem.types.wire import rfc3339
@@ -43,8 +44,6 @@ from localgem.types.wire import rfc3339
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-#: Queues the webhooks of whatever reached a final state; how many it queued.
-Source = Callable[[], Awaitable[int]]
 
 EVENT_TYPES = {
     "BATCH_STATE_SUCCEEDED": "batch.succeeded",
@@ -83,13 +82,16 @@ class WebhookService:
         *,
         policy: RetryPolicy | None = None,
         parallel: int = 4,
+        wake: Callable[[], None] | None = None,
     ) -> None:
+        """``wake``: brings the delivery duty's next ``step`` forward (deliveries were queued)."""
         self._repo = repository
         self._clock = clock
         self.policy = policy or RetryPolicy()
         self._parallel = parallel
-        self._wake = asyncio.Event()
+        self._wake = wake
         self._pool: ThreadPoolExecutor | None = None
+        self._pruned_at = 0.0
 
     # -- configuration (on the request path: validation only) ------------------------------------
 
@@ -122,10 +124,11 @@ class WebhookService:
 
     # -- queueing ----------------------------------------------------------------------------------
 
-    async def queue(self, batch: BatchRecord, operation: dict[str, Any]) -> bool:
+    async def queue(self, batch: BatchRecord, operation: Operation) -> bool:
         """Queues the event of ``batch`` (in a final state) for each of its URIs; False if already queued."""
         config = json.loads(batch.webhook_config or "{}")
-        payload = json.dumps(batch_event(batch, operation, config.get("userMetadata")), separators=(",", ":"))
+        event = batch_event(batch, operation.to_wire(), config.get("userMetadata"))
+        payload = json.dumps(event, separators=(",", ":"))
         now = self._clock()
         deliveries = [
             WebhookDelivery(
@@ -143,42 +146,26 @@ class WebhookService:
             for url in config.get("uris", [])
         ]
         queued = await self._repo.queue(batch, deliveries)
-        if queued:
-            self.wake()
+        if queued and self._wake is not None:
+            self._wake()
         return queued
-
-    def wake(self) -> None:
-        self._wake.set()
 
     # -- delivering --------------------------------------------------------------------------------
 
-    async def run_forever(self, poll_interval: float, sources: Sequence[Source]) -> None:
-        """Queue what finished, deliver what is due, sleep until the next is due (or ``wake``)."""
-        pruned_at = 0.0
-        try:
-            while True:
-                self._wake.clear()
-                try:
-                    for source in sources:
-                        await source()
-                    await self.deliver_due()
-                    if time.monotonic() - pruned_at > 3600:
-                        await self._repo.prune(self._clock() - KEEP_SETTLED)
-                        pruned_at = time.monotonic()
-                    next_due = await self._repo.next_due()
-                except Exception:  # a database hiccup: try again next round
-                    log.exception("delivering webhooks failed")
-                    next_due = None
-                wait = poll_interval
-                if next_due is not None:
-                    wait = min(wait, max((next_due - self._clock()).total_seconds(), 0.0))
-                try:
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                except TimeoutError:
-                    pass
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+    async def step(self) -> float | None:
+        """A ``Worker`` step: delivers what is due; seconds until the next delivery is due (None: none is)."""
+        await self.deliver_due()
+        if time.monotonic() - self._pruned_at > 3600:
+            await self._repo.prune(self._clock() - KEEP_SETTLED)
+            self._pruned_at = time.monotonic()
+        next_due = await self._repo.next_due()
+        return None if next_due is None else (next_due - self._clock()).total_seconds()
+
+    def close(self) -> None:
+        """Stops the threads that POST (once the delivery duty has stopped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     async def deliver_due(self) -> int:
         """Attempts every delivery due now (``parallel`` at a time); how many were attempted."""

@@ -1,9 +1,12 @@
 """Batches and their requests. A server runs a batch only while it holds the batch's lease, and
-records each result once: a request that is done is never written again."""
+records each result once: a request that is done is never written again.
+
+``SqlBatchRepository`` is also the store the operations runner (``operations.runner``) claims batches from:
+``claim``, ``renew``, ``finish``, ``cancel`` and ``expire`` are its lease protocol."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Collection, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Protocol
@@ -26,10 +29,15 @@ class BatchRepository(Protocol):
         self, project: str, batch_id: str, after: int = -1, limit: int | None = None
     ) -> list[BatchItem]: ...
     async def set_responses_file(self, project: str, batch_id: str, file_id: str) -> bool: ...
-    async def claim(self, owner: str, now: datetime, until: datetime) -> BatchRecord | None: ...
+    async def claim(
+        self, owner: str, now: datetime, until: datetime, kinds: Collection[str] | None = None
+    ) -> BatchRecord | None: ...
     async def pending(self, project: str, batch_id: str, limit: int, after: int = -1) -> list[BatchItem]: ...
     async def record(
         self, owner: str, record: BatchRecord, results: list[BatchItem], now: datetime, until: datetime
+    ) -> bool: ...
+    async def renew(
+        self, owner: str, record: BatchRecord, now: datetime, until: datetime, results: Sequence[BatchItem] = ()
     ) -> bool: ...
     async def finish(self, owner: str, record: BatchRecord, state: str, now: datetime) -> bool: ...
     async def all(self, project: str) -> list[BatchRecord]: ...
@@ -38,6 +46,7 @@ class BatchRepository(Protocol):
     async def expire(self, created_before: datetime, now: datetime) -> int: ...
     async def rename(self, project: str, batch_id: str, changes: dict, now: datetime) -> bool: ...
     async def awaiting_webhooks(self, limit: int) -> list[BatchRecord]: ...
+    async def unwritten_results(self, limit: int) -> list[BatchRecord]: ...
 
 
 class SqlBatchRepository:
@@ -95,9 +104,14 @@ class SqlBatchRepository:
         async with self._db.read() as conn:
             return [BatchItem(**row._mapping) for row in await conn.execute(query)]
 
-    async def claim(self, owner: str, now: datetime, until: datetime) -> BatchRecord | None:
-        """Take the next runnable batch whose lease is free or lapsed (compare-and-set on the lease)."""
+    async def claim(
+        self, owner: str, now: datetime, until: datetime, kinds: Collection[str] | None = None
+    ) -> BatchRecord | None:
+        """Take the next runnable batch (of one of ``kinds``, if given) whose lease is free or lapsed
+        (compare-and-set on the lease)."""
         free = and_(batches.c.state.in_(RUNNABLE), or_(batches.c.lease_until.is_(None), batches.c.lease_until < now))
+        if kinds is not None:
+            free = and_(free, batches.c.kind.in_(list(kinds)))
         candidates = (
             select(batches.c.project, batches.c.id)
             .where(free)
@@ -142,6 +156,12 @@ class SqlBatchRepository:
                     .values(response=item.response, error=item.error, done=True)
                 )
         return True
+
+    async def renew(
+        self, owner: str, record: BatchRecord, now: datetime, until: datetime, results: Sequence[BatchItem] = ()
+    ) -> bool:
+        """The lease's heartbeat: ``record`` with ``results`` (the runner's name for it)."""
+        return await self.record(owner, record, list(results), now, until)
 
     async def finish(self, owner: str, record: BatchRecord, state: str, now: datetime) -> bool:
         query = (
@@ -192,15 +212,20 @@ class SqlBatchRepository:
         return await self._changes_one(query)
 
     async def awaiting_webhooks(self, limit: int) -> list[BatchRecord]:
-        """Batches in a final state whose webhook deliveries are not queued yet (see storage.webhooks)."""
-        query = (
-            select(batches)
-            .where(batches.c.webhook_state == "PENDING", batches.c.state.in_(FINAL))
-            .order_by(batches.c.end_time)
-            .limit(limit)
-        )
+        """Batches in a final state whose webhook deliveries are not queued yet (see storage.webhooks); a
+        batch read from a file waits for its results file, which its event names."""
+        c = batches.c
+        written = or_(c.input_file.is_(None), c.responses_file.is_not(None))
+        query = select(batches).where(c.webhook_state == "PENDING", c.state.in_(FINAL), written)
         async with self._db.read() as conn:
-            return [BatchRecord(**row._mapping) for row in await conn.execute(query)]
+            return [BatchRecord(**row._mapping) for row in await conn.execute(query.order_by(c.end_time).limit(limit))]
+
+    async def unwritten_results(self, limit: int) -> list[BatchRecord]:
+        """Batches read from a file that reached a final state without their results file written yet."""
+        c = batches.c
+        query = select(batches).where(c.state.in_(FINAL), c.input_file.is_not(None), c.responses_file.is_(None))
+        async with self._db.read() as conn:
+            return [BatchRecord(**row._mapping) for row in await conn.execute(query.order_by(c.end_time).limit(limit))]
 
     async def _changes_one(self, query: Update) -> bool:
         """Runs an UPDATE in its own transaction; whether it changed the one row it names."""

@@ -122,3 +122,14 @@ class WebhookDelivery:
     create_time: datetime
     update_time: datetime
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model of the run-time catalogue; ``config`` is its ModelConfig as JSON."""
+
+    id: str
+    source: str  # cli | tuned | package
+    config: str
+    create_time: datetime
+    update_time: datetime

@@ -173,3 +173,13 @@ webhook_secrets = Table(
     Column("secret", Text, nullable=False),  # whsec_<base64>: signs the project's webhook deliveries
     Column("create_time", UtcTime, nullable=False),
 )
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the local model id (models/<id>)
+    Column("source", String(16), nullable=False),  # who added it: cli | tuned | package
+    Column("config", Text, nullable=False),  # JSON: the ModelConfig, as settings would give it
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+)

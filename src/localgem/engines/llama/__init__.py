@@ -1,2 +1,3 @@
-"""llama.cpp: GGUF models on the CPU, a continuous-batching scheduler, GBNF-constrained decoding. The only
-package that imports llama_cpp."""
+"""llama.cpp: GGUF models on the CPU, a continuous-batching scheduler, output constraints enforced as GBNF
+grammars (``constraints``). The generation engine that imports llama_cpp, only once a model is loaded or a
+grammar built."""

@@ -16,13 +16,15 @@ from pathlib import Path
 from localgem.engines.base import (
     CandidateFinished,
     DeadlineReached,
+    EngineCapabilities,
     EngineEvent,
     EngineStats,
     GenerationRequest,
-    Grammar,
     ModelInfo,
+    OutputConstraint,
     SamplingParams,
 )
+from localgem.engines.llama.constraints import grammar_for
 from localgem.engines.llama.native import NativeModel
 from localgem.engines.llama.prefixes import PrefixStore
 from localgem.engines.llama.scheduler import MIN_CHUNK, Job, Scheduler
@@ -55,6 +57,7 @@ class LlamaCppEngine:
         )
         self.info: ModelInfo = self._native.info
         self.stats = EngineStats()
+        self.capabilities = EngineCapabilities(constrained_output=True, kept_prefixes=True, logprobs=True)
         self._scheduler = Scheduler(
             self._native,
             max_queue=max_queue,
@@ -69,8 +72,9 @@ class LlamaCppEngine:
     async def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         return await asyncio.to_thread(self._native.tokenize, text, add_bos)
 
-    def check_grammar(self, grammar: Grammar) -> None:
-        self._native.check_grammar(grammar)
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """Its grammar must build, and llama.cpp must parse it over this model's vocabulary."""
+        self._native.check_grammar(grammar_for(constraint))
 
     async def keep_prefix(self, key: str, prompt: list[int]) -> None:
         request = GenerationRequest(
@@ -99,7 +103,9 @@ class LlamaCppEngine:
             await asyncio.to_thread(self._prefixes.save, request.keep_as)
 
     async def _run(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
-        job = Job(request, asyncio.get_running_loop())
+        # The scheduler enforces grammars: the constraint becomes one here (built once, when it was checked).
+        grammar = grammar_for(request.constraint) if request.constraint is not None else None
+        job = Job(request, asyncio.get_running_loop(), grammar)
         self._scheduler.submit(job)  # a full queue answers now, before any work
         remaining = request.candidates
         try:

@@ -1,0 +1,100 @@
+"""What the scheduler needs from a model and its context: the ``Decoder`` protocol, its samplers, and
+the batch rows it decodes.
+
+``native.NativeModel`` implements it over llama.cpp; unit tests drive the scheduler with a pure Python
+fake. Nothing here imports llama.cpp (nor numpy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs
+from localgem.engines.llama.constraints import Grammar
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One row of a batch: ``token`` at ``position`` of sequence (slot) ``sequence``; ``logits`` asks
+    for its logits, so that the row can be sampled from."""
+
+    sequence: int
+    token: int
+    position: int
+    logits: bool
+
+
+class TokenSampler(Protocol):
+    """Picks one sequence's tokens (keeping its RNG, penalty history and grammar state)."""
+
+    def sample(self, batch_index: int) -> int:
+        """The next token, from the logits of one row of the last batch (this also accepts it)."""
+        ...
+
+    def may_end(self) -> bool:
+        """Could the output end here as it is (free text, or a complete constrained output)?"""
+        ...
+
+    def close_now(self) -> bool:
+        """Ends a constrained output with its shortest completion, given out by the next samples;
+        False when there is nothing to close."""
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """The output was closed early and is complete: it ends here."""
+        ...
+
+    def close(self) -> None:
+        """Frees what the sampler holds; it is not used again."""
+        ...
+
+
+class Decoder(Protocol):
+    """One model with a context of ``slots`` sequences, each its own KV stream of cells [0, n).
+
+    Only the scheduler thread calls these (see ``native`` for why)."""
+
+    slots: int
+    info: ModelInfo
+
+    def decode(self, items: list[BatchItem]) -> bool:
+        """Decode one batch; False when the KV cache has no room for it (nothing was changed)."""
+        ...
+
+    def forget(self, sequence: int, start: int = -1) -> None:
+        """Drop a sequence's cells from ``start`` on (all of them by default)."""
+        ...
+
+    def copy(self, source: int, target: int) -> None:
+        """Give ``target`` a copy of all of ``source``'s cells."""
+        ...
+
+    def clear(self) -> None:
+        """Drop every sequence's cells."""
+        ...
+
+    def save_sequence(self, sequence: int) -> bytes:
+        """A sequence's cells, serialised (for ``load_sequence``)."""
+        ...
+
+    def load_sequence(self, sequence: int, state: bytes) -> bool:
+        """Replace a sequence's cells with saved ones; False (and an empty sequence) if they do not fit."""
+        ...
+
+    def sampler(
+        self, params: SamplingParams, seed: int | None, window: int, grammar: Grammar | None = None
+    ) -> TokenSampler:
+        """A sampler for one sequence whose output may run to ``window`` tokens."""
+        ...
+
+    def step_logprobs(self, batch_index: int, chosen: int, top_n: int) -> StepLogprobs:
+        """Log probabilities of ``chosen`` (and of the ``top_n`` most likely tokens) at one batch row."""
+        ...
+
+    def is_end_of_generation(self, token: int) -> bool: ...
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of a token's text (a UTF-8 character may span tokens)."""
+        ...

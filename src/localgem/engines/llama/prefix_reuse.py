@@ -1,0 +1,130 @@
+"""Prefix reuse: how prompts are cut into chunks, which free slot a prompt starts in, and how much of
+what that slot (or a kept prefix) holds it starts from.
+
+The rules are pure functions of token lists and the chunk size, so that they can be tested alone:
+a prompt is always cut the same way (chunks start at multiples of the chunk size and hold at least
+MIN_CHUNK tokens), so it is reused only up to a point where a chunk of both its own cut and the cut
+of the prompt that filled the cells ends. ``PrefixReuse`` applies them to the slots and the kept
+prefixes; like the slots, it is used by the scheduler thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence as Tokens
+
+from localgem.engines.base import EngineStats
+from localgem.engines.llama.decoder import Decoder
+from localgem.engines.llama.jobs import Sequence, Slot
+from localgem.engines.llama.prefixes import KeptPrefix, PrefixStore
+
+log = logging.getLogger(__name__)
+
+#: Prompt chunks are never shorter (but for prompts that short): llama.cpp's quantized matmuls
+#: switch kernels below four rows.
+MIN_CHUNK = 4
+
+
+def chunk_end(start: int, end: int, chunk: int) -> int:
+    """Where the chunk of a prompt cut up to ``end`` that starts at ``start`` ends: chunks end at
+    multiples of the chunk size; a short tail joins the chunk before it."""
+    stop = min((start // chunk + 1) * chunk, end)
+    return end if end - stop < MIN_CHUNK else stop
+
+
+def boundary(position: int, end: int, chunk: int) -> bool:
+    """Does a chunk of a prompt cut up to ``end`` end at ``position``?"""
+    return position == end or (position % chunk == 0 and end - position >= MIN_CHUNK)
+
+
+def reusable(cached: Tokens[int], prompt: list[int], chunk: int) -> int:
+    """How many of ``cached``'s cells ``prompt`` may start from: a chunk boundary of both prompts' cuts,
+    so that what is computed next is the very chunk a cold start computes. (A cached slot's cells
+    always end where a chunk of its prompt ended, so ``len(cached)`` stands for that prompt's end.)
+    At least the prompt's last token is left to decode."""
+    last = len(prompt) - 1
+    n = common_prefix(cached, prompt, last) // chunk * chunk
+    while n and not (boundary(n, last, chunk) and boundary(n, len(cached), chunk)):
+        n -= chunk
+    return n
+
+
+def best_slot(free: list[Slot], prompt: list[int], chunk: int, reuse: bool = True) -> tuple[Slot, int]:
+    """The free slot that already holds the longest start of ``prompt``, and how much of it is reused;
+    else an empty one, else the one used longest ago (so useful caches live longest).
+
+    A slot is taken for what it shares only if that is at least half of what it holds (as
+    llama-server's slot similarity): a prompt that merely starts like a long cached one (the
+    same chat template, another document) goes elsewhere and leaves that cache alone.
+    """
+    best, reused = min(free, key=spare_first), 0
+    for slot in free if reuse else ():
+        n = reusable(slot.cached, prompt, chunk)
+        if n > reused and 2 * common_prefix(slot.cached, prompt, len(prompt)) >= len(slot.cached):
+            best, reused = slot, n
+    return best, reused
+
+
+def spare_first(slot: Slot) -> tuple[bool, float, int]:
+    """Slots to give away first: empty ones, then the one whose cache was used longest ago."""
+    return bool(slot.cached), slot.last_used, slot.seq_id
+
+
+def common_prefix(a: Tokens[int], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class PrefixReuse:
+    """The rules above over the slots' cells and the kept prefixes (``PrefixStore``, which has its own
+    lock). Scheduler thread only."""
+
+    def __init__(
+        self, decoder: Decoder, *, chunk: int, stats: EngineStats, prefixes: PrefixStore | None, reuse: bool
+    ) -> None:
+        self._decoder = decoder
+        self._chunk = chunk
+        self._stats = stats
+        self._prefixes = prefixes
+        self._reuse = reuse
+
+    def choose(self, free: list[Slot], prompt: list[int], prefix_key: str | None) -> tuple[Slot, int]:
+        """The slot a prompt starts in, and how many of its cells it starts from (see ``best_slot``); a
+        kept prefix is loaded into a free slot when it covers more of the prompt than any slot holds."""
+        first, reused = best_slot(free, prompt, self._chunk, self._reuse)
+        if prefix_key is not None and self._reuse:
+            first, reused = self._restore(prefix_key, free, prompt, first, reused)
+        return first, reused
+
+    def _restore(self, key: str, free: list[Slot], prompt: list[int], first: Slot, reused: int) -> tuple[Slot, int]:
+        """The slot given up for a kept prefix is the one a fresh prompt would take."""
+        kept = self._prefixes.get(key) if self._prefixes is not None else None
+        if kept is None or (n := reusable(kept.tokens, prompt, self._chunk)) <= reused:
+            return first, reused
+        slot = min(free, key=spare_first)
+        slot.cached = []
+        if not self._decoder.load_sequence(slot.seq_id, kept.state):
+            log.warning("the kept state of %s did not load; computing its prompt instead", key)
+            return best_slot(free, prompt, self._chunk, self._reuse)
+        slot.cached = list(kept.tokens)
+        self._stats.prefixes_restored += 1
+        return slot, n
+
+    def vacate(self, sequence: Sequence) -> None:
+        """The sequence leaves its slot, which keeps the cells computed as prompt (those decoded one
+        by one are not reusable as prompt)."""
+        kept = min(sequence.decoded, len(sequence.job.request.prompt_tokens) - 1)
+        self._decoder.forget(sequence.slot.seq_id, kept)
+        sequence.slot.cached = sequence.tokens[:kept]
+        sequence.slot.sequence = None
+        sequence.slot.last_used = time.monotonic()
+
+    def keep(self, key: str, slot: Slot) -> None:
+        """Keeps a slot's prompt cells under ``key`` (for requests with that ``prefix_key``)."""
+        if self._prefixes is not None and slot.cached:
+            state = self._decoder.save_sequence(slot.seq_id)
+            self._prefixes.put(key, KeptPrefix(tuple(slot.cached), state))

@@ -1,0 +1,74 @@
+"""Processing after upload: a PDF is PROCESSING until its text is extracted (once, stored as a blob of
+its own) and it turns ACTIVE, or FAILED with the reason. Runs in the background; resumed after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from localgem import names
+from localgem.files import documents
+from localgem.files.service import Clock
+from localgem.storage.blobs import BlobStore
+from localgem.storage.files import FileRepository
+from localgem.storage.records import FileRecord
+
+#: PDFs are parsed in memory; larger ones fail processing instead of exhausting it.
+_MAX_PDF_BYTES = 256 * 1024 * 1024
+
+
+def needs_processing(mime_type: str) -> bool:
+    return documents.base_type(mime_type) == documents.PDF
+
+
+class FileProcessing:
+    def __init__(self, files: FileRepository, blobs: BlobStore, clock: Clock) -> None:
+        self._files = files
+        self._blobs = blobs
+        self._clock = clock
+        self._running: set[asyncio.Task[None]] = set()
+
+    def start(self, record: FileRecord) -> None:
+        """Process a file just stored as PROCESSING, in the background."""
+        task = asyncio.get_running_loop().create_task(self._process(record))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def resume(self) -> None:
+        """After a restart: files left PROCESSING are processed again."""
+        for record in await self._files.processing():
+            self.start(record)
+
+    async def close(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _process(self, record: FileRecord) -> None:
+        if record.size_bytes > _MAX_PDF_BYTES:
+            message = f"PDF of {record.size_bytes} bytes: text is extracted from PDFs up to {_MAX_PDF_BYTES} bytes."
+            await self._files.finish_processing(record, "FAILED", self._clock(), text_sha256=None, error=message)
+            return
+        try:
+            text = await asyncio.to_thread(documents.pdf_text, await self._blobs.read_all(record.sha256))
+        except ValueError as exc:
+            await self._files.finish_processing(record, "FAILED", self._clock(), text_sha256=None, error=str(exc))
+            return
+        data = text.encode("utf-8")
+        staging = names.new_id(24)
+        await self._blobs.write_partial(staging, 0, _chunks(data), len(data))
+        sealed = await self._blobs.seal_partial(staging)
+        await self._files.finish_processing(
+            record,
+            "ACTIVE",
+            self._clock(),
+            text_sha256=sealed.sha256,
+            error=None,
+            text_size=sealed.size_bytes,
+            store_text=lambda: self._blobs.publish(staging, sealed.sha256),
+        )
+        await self._blobs.discard_partial(staging)  # if the file was deleted meanwhile, nothing was published
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -1,0 +1,24 @@
+"""What ``GenerationService.plan`` returns: a request validated and ready to run on its model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from localgem.engines.base import GenerationRequest
+from localgem.generation.loaded import LoadedModel
+from localgem.generation.responses import ResponseShape
+from localgem.generation.tools import ServerTool
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """Every 4xx has been raised before a plan exists; running it can only fail on the server's side
+    (deadline, capacity, a client that left)."""
+
+    model: LoadedModel
+    #: What the engine runs: prompt tokens, sampling, constraint, kept prefix.
+    request: GenerationRequest
+    #: How engine events become responses (response id, model version, usage).
+    shape: ResponseShape
+    #: The server-side tools the request uses (see ``generation.tools``); none today.
+    server_tools: tuple[ServerTool, ...] = ()
