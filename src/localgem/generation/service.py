@@ -113,7 +113,7 @@ class GenerationService:
             logprobs=options.logprobs,
             deadline=self._clock() + timeout if timeout else None,
             constraint=constraint,
-            prefix_key=cache.cache_id if cache is not None else None,
+            prefix_key=cache.cache_id if cache is not None and loaded.engine.capabilities.kept_prefixes else None,
             background=background,
         )
         shape = ResponseShape(
