@@ -245,3 +245,18 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def anchored_patterns(schema: Any) -> Any:
+    """``schema`` with every ``pattern`` anchored (``^...$``): a pattern must match the whole string."""
+    if isinstance(schema, dict):
+        fixed = {key: anchored_patterns(value) for key, value in schema.items()}
+        pattern = fixed.get("pattern")
+        if isinstance(pattern, str):
+            fixed["pattern"] = (
+                ("" if pattern.startswith("^") else "^") + pattern + ("" if pattern.endswith("$") else "$")
+            )
+        return fixed
+    if isinstance(schema, list):
+        return [anchored_patterns(value) for value in schema]
+    return schema

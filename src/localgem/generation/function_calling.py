@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from localgem import errors
 from localgem.engines import registry as engine_registry
-from localgem.engines.base import UNBOUNDED, JsonLimits, JsonOutput, ToolCalls, ToolFunction
+from localgem.engines.base import UNBOUNDED, JsonLimits, JsonOutput, ToolCalls, ToolFunction, anchored_patterns
 from localgem.generation import schemas
 from localgem.generation import tool_prompt as tools
 from localgem.generation.structured import unenforceable
@@ -139,7 +139,7 @@ def _function(declaration: FunctionDeclaration, where: str, engine: str) -> tool
         raise unenforceable(exc, f"{where}.parameters") from None
     if parameters.get("type") != "object" and (parameters.get("type") or set(parameters) - _OBJECT_KEYWORDS):
         raise errors.invalid_field(f"{where}.parameters", f"{where}.parameters must be of type OBJECT.")
-    return tools.Function(name, declaration.description or "", schemas.anchored_patterns(parameters))
+    return tools.Function(name, declaration.description or "", anchored_patterns(parameters))
 
 
 def call_parts(text: str, response_id: str, index: int) -> tuple[list[Part], bool]:

@@ -212,18 +212,3 @@ def _check_value(key: str, value: Any, where: str) -> None:
             problem = "items must be a schema"
     if problem:
         raise UnenforceableSchema(where, problem)
-
-
-def anchored_patterns(schema: Any) -> Any:
-    """``schema`` with every ``pattern`` anchored (``^...$``): a pattern must match the whole string."""
-    if isinstance(schema, dict):
-        fixed = {key: anchored_patterns(value) for key, value in schema.items()}
-        pattern = fixed.get("pattern")
-        if isinstance(pattern, str):
-            fixed["pattern"] = (
-                ("" if pattern.startswith("^") else "^") + pattern + ("" if pattern.endswith("$") else "$")
-            )
-        return fixed
-    if isinstance(schema, list):
-        return [anchored_patterns(value) for value in schema]
-    return schema

@@ -16,7 +16,7 @@ from typing import Any
 
 from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
 
-from localgem.engines.base import UNBOUNDED, JsonLimits, ToolCalls, UnenforceableSchema
+from localgem.engines.base import UNBOUNDED, JsonLimits, ToolCalls, UnenforceableSchema, anchored_patterns
 
 _DOCUMENTATION = {"title", "description", "example", "examples", "default", "$schema", "$id", "$comment"}
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
@@ -128,20 +128,6 @@ def tool_calls_grammar(calls: ToolCalls, *, after_trigger: bool = False) -> str:
     # A newline may follow the last block: without it, a model that writes one would be forced to call again.
     repeat = f'("\\n"? {block}){{0,{calls.max_calls - 1}}} "\\n"?'
     return finish(converter, calls.limits) + f"\nroot ::= {first} {repeat}\n"
-
-
-def anchored_patterns(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        fixed = {key: anchored_patterns(value) for key, value in schema.items()}
-        pattern = fixed.get("pattern")
-        if isinstance(pattern, str):
-            fixed["pattern"] = (
-                ("" if pattern.startswith("^") else "^") + pattern + ("" if pattern.endswith("$") else "$")
-            )
-        return fixed
-    if isinstance(schema, list):
-        return [anchored_patterns(value) for value in schema]
-    return schema
 
 
 class _Converter(SchemaConverter):
