@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,10 +16,11 @@ KEY = "bench-key"
 
 
 def serve(
-    data_dir: str, ready_path: str = "/readyz", src: str | None = None, **settings: str
+    data_dir: str, ready_path: str = "/readyz", src: str | None = None, tls: bool = False, **settings: str
 ) -> tuple[str, subprocess.Popen]:
     """Starts the server with ``LOCALGEM_<NAME>=value`` for each setting; returns (url, process).
-    ``src``: run the localgem found in that source tree instead of the installed one."""
+    ``src``: run the localgem found in that source tree instead of the installed one. ``tls``: HTTPS and
+    wss:// with the self-signed certificate ``serve --tls`` makes (see ``certificate``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALGEM_")}
     if src is not None:
@@ -26,12 +28,18 @@ def serve(
     env.update(LOCALGEM_DATA_DIR=data_dir, LOCALGEM_API_KEYS=KEY)
     env.update({f"LOCALGEM_{name.upper()}": value for name, value in settings.items()})
     process = subprocess.Popen(
-        [sys.executable, "-m", "localgem", "serve", "--port", str(port)],
+        [sys.executable, "-m", "localgem", "serve", "--port", str(port), *(["--tls"] if tls else [])],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return wait_ready(f"http://127.0.0.1:{port}", ready_path, process)
+    scheme = "https" if tls else "http"
+    return wait_ready(f"{scheme}://127.0.0.1:{port}", ready_path, process, certificate(data_dir) if tls else None)
+
+
+def certificate(data_dir: str) -> str:
+    """The self-signed certificate ``serve --tls`` keeps in the data dir."""
+    return os.path.join(data_dir, "tls", "cert.pem")
 
 
 def free_port() -> int:
@@ -40,10 +48,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_ready(url: str, path: str, process: subprocess.Popen) -> tuple[str, subprocess.Popen]:
+def wait_ready(
+    url: str, path: str, process: subprocess.Popen, cafile: str | None = None
+) -> tuple[str, subprocess.Popen]:
     for _ in range(600):
         try:
-            if httpx.get(f"{url}{path}").status_code == 200:
+            verify = ssl.create_default_context(cafile=cafile) if cafile and os.path.exists(cafile) else True
+            if httpx.get(f"{url}{path}", verify=verify).status_code == 200:
                 return url, process
         except httpx.TransportError:
             pass

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from google import genai
 from google.genai import types
 
 from localgem.app import create_app
+from localgem.serving import self_signed
 from localgem.settings import load_settings
 from tests.fakes import FakeEngine
 from tests.postgres import create_database, postgres_cluster
@@ -42,6 +45,37 @@ def client(real_server: RunningServer) -> genai.Client:
 @pytest.fixture(scope="session")
 def client_v1beta(real_server: RunningServer) -> genai.Client:
     return genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=real_server.url, api_version="v1beta"))
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for loopback, as ``localgem serve --tls`` makes (cert, key)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = self_signed("127.0.0.1")
+    (folder / "cert.pem").write_bytes(cert)
+    (folder / "key.pem").write_bytes(key)
+    return folder / "cert.pem", folder / "key.pem"
+
+
+@pytest.fixture(scope="session")
+def real_tls_server(real_server: RunningServer, certificate: tuple[Path, Path]) -> Iterator[RunningServer]:
+    """The real server's app on a second, HTTPS/wss listener (the Python SDK's Live API needs wss)."""
+    server = start_server(real_server.app, certificate=certificate, lifespan="off")
+    yield server
+    server.stop()
+
+
+def trusting(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(certificate[0]))
+
+
+@pytest.fixture(scope="session")
+def live_client(real_tls_server: RunningServer, certificate: tuple[Path, Path]) -> genai.Client:
+    """google-genai over wss://, trusting the self-signed certificate (what SSL_CERT_FILE does)."""
+    return genai.Client(
+        api_key=API_KEY,
+        http_options=types.HttpOptions(base_url=real_tls_server.url, async_client_args={"ssl": trusting(certificate)}),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -53,6 +54,10 @@ class FakeEngine:
         default_factory=lambda: EngineCapabilities(constrained_output=True, kept_prefixes=True, logprobs=True)
     )
     cancelled: int = 0
+    #: Answers to give instead of WORDS, one per request in turn (then WORDS again), each split into
+    #: word-sized tokens: e.g. a function call block.
+    script: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)  # every prompt generated from, as text (tokens are chars)
     kept: dict[str, list[int]] = field(default_factory=dict)  # keep_prefix: what each key would hold
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
@@ -64,10 +69,12 @@ class FakeEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         self.stats.requests_started += 1
+        self.prompts.append("".join(chr(t) for t in request.prompt_tokens))
         finished = False
         try:
             for index in range(request.candidates):
                 text = TextAssembler(request.stop_sequences)
+                words = re.findall(r"\S+|\s+", self.script.pop(0)) if self.script else None
                 produced, reason = 0, FinishReason.MAX_TOKENS
                 while produced < request.max_tokens:
                     if self.fail_after is not None and produced >= self.fail_after:
@@ -76,7 +83,12 @@ class FakeEngine:
                         yield DeadlineReached()
                         return
                     await asyncio.sleep(self.delay)
-                    word = WORDS[(produced + index) % len(WORDS)]
+                    if words is not None and produced >= len(words):
+                        if (tail := text.finish()).text:
+                            yield TextDelta(index, tail.text, tail.logprobs)
+                        reason = FinishReason.STOP
+                        break
+                    word = words[produced] if words is not None else WORDS[(produced + index) % len(WORDS)]
                     step = StepLogprobs(TokenLogprob(produced, word, -0.5), (TokenLogprob(produced, word, -0.5),))
                     produced += 1
                     self.stats.tokens_generated += 1

@@ -15,7 +15,7 @@ from localgem import __version__
 from localgem.api import health
 from localgem.api.context import Services
 from localgem.api.errors import install_error_handlers
-from localgem.api.guard import CatchAll
+from localgem.api.guard import CatchAll, CollapseSlashes
 from localgem.api.versions import API_VERSIONS
 from localgem.auth.keys import DEFAULT_PROJECT, ApiKeys, configured_keys, stored_key
 from localgem.batches import routes as batches_api
@@ -37,6 +37,10 @@ from localgem.generation import routes as generation_api
 from localgem.generation.loaded import EngineFactory, EnginePool, KeptPrefixes
 from localgem.generation.prompts import Prompts
 from localgem.generation.service import GenerationService
+from localgem.live import routes as live_api
+from localgem.live.hub import LiveHub, LiveLimits
+from localgem.live.resumption import LiveStates
+from localgem.live.tokens import AuthTokens
 from localgem.models import routes as models
 from localgem.models.catalogue import REFRESH_SECONDS, ModelCatalogue, RefreshOnMiss
 from localgem.models.registry import ModelRegistry
@@ -52,6 +56,7 @@ from localgem.storage.caches import SqlCacheRepository
 from localgem.storage.database import Database
 from localgem.storage.files import SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
+from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
 from localgem.storage.models import SqlModelRepository
 from localgem.storage.uploads import SqlUploadRepository
 from localgem.storage.webhooks import SqlWebhookRepository
@@ -103,6 +108,19 @@ def create_app(
         default_max_output_tokens=settings.default_max_output_tokens,
     )
     embeddings = EmbeddingService(registry, embedders, files.text)
+    live_states = LiveStates(
+        SqlLiveStateRepository(database), clock or utc_now, timedelta(seconds=settings.live_handle_ttl_seconds)
+    )
+    auth_tokens = AuthTokens(SqlAuthTokenRepository(database), clock or utc_now)
+    live = LiveHub(
+        LiveLimits(
+            sessions_per_project=settings.live_max_sessions_per_project,
+            idle_timeout=settings.live_idle_timeout_seconds,
+            max_session=settings.live_max_session_seconds,
+            go_away=settings.live_go_away_seconds,
+            max_message_bytes=settings.live_max_message_bytes,
+        )
+    )
     # Background duties: running operations, settling ended batches (results file, webhooks), delivering webhooks.
     worker = Worker(settings.batch_poll_seconds)
     runner = Runner(
@@ -134,7 +152,9 @@ def create_app(
         await catalogue.refresh()
         refresher = asyncio.create_task(catalogue.run_forever(REFRESH_SECONDS))
         await files.processing.resume()
-        sweeper = asyncio.create_task(_sweep_forever(files.sweeper, caches, settings.sweep_interval_seconds))
+        sweeper = asyncio.create_task(
+            _sweep_forever(files.sweeper, caches, live_states, auth_tokens, settings.sweep_interval_seconds)
+        )
         background = asyncio.create_task(worker.run_forever() if settings.run_batches else asyncio.sleep(0))
         for model_id in preload:
             entry = registry.resolve(model_id, "load")
@@ -162,10 +182,13 @@ def create_app(
         batches=batches,
         operations=operations,
         files=files,
+        live_states=live_states,
+        auth_tokens=auth_tokens,
         max_request_bytes=settings.max_request_bytes,
         public_url=settings.public_url,
     )
     app.state.database = database
+    app.state.live = live
     app.state.catalogue = catalogue
     app.state.webhooks = webhooks
     app.state.runner = runner
@@ -189,9 +212,12 @@ def create_app(
             "x-goog-upload-control-url",
         ],
     )
+    app.add_middleware(CollapseSlashes)
     for version in API_VERSIONS:
         for module in (models, generation_api, embeddings_api, batches_api, operations_api, caching_api, files_api):
             app.include_router(module.router, prefix=f"/{version}")
+        app.include_router(live_api.tokens_router, prefix=f"/{version}")
+    app.include_router(live_api.router)
     app.include_router(uploads.router)
     app.include_router(health.router)
     return app
@@ -201,12 +227,16 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _sweep_forever(sweeper: FileSweeper, caches: CacheService, interval: float) -> None:
+async def _sweep_forever(
+    sweeper: FileSweeper, caches: CacheService, live_states: LiveStates, auth_tokens: AuthTokens, interval: float
+) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
             report = await sweeper.sweep()
             swept_caches = await caches.sweep()
+            await live_states.sweep()
+            await auth_tokens.sweep()
         except Exception:  # a failed sweep is retried next interval; it must not end the loop
             log.exception("sweeping expired files and caches failed")
             continue

@@ -19,6 +19,7 @@ from localgem.auth.keys import DEFAULT_PROJECT, KEY_FILE, digest, new_key, store
 from localgem.models.catalogue import ModelCatalogue
 from localgem.models.registry import ModelRegistry
 from localgem.operations.webhooks import WebhookService
+from localgem.serving import Certificate, Server, server_config, tls_certificate
 from localgem.settings import PROJECT_ID, ModelConfig, Settings, load_settings
 from localgem.storage.database import Database
 from localgem.storage.keys import SqlKeyRepository
@@ -46,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
         if name == "serve":
             command.add_argument("--host", help="address to listen on (default 127.0.0.1)")
             command.add_argument("--port", type=int, help="port to listen on (default 8080)")
+            command.add_argument(
+                "--tls",
+                action="store_true",
+                default=None,
+                help="serve HTTPS and wss:// with a self-signed certificate made once in the data dir",
+            )
+            command.add_argument("--certfile", type=Path, help="serve HTTPS with this PEM certificate (chain)")
+            command.add_argument("--keyfile", type=Path, help="the PEM private key of --certfile")
         else:
             _add_catalogue_actions(command)
     keys = commands.add_parser("keys", help="manage API keys and the projects they act for")
@@ -103,6 +112,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         port=getattr(args, "port", None),
         data_dir=args.data_dir,
         default_model=getattr(args, "default_model", None),
+        tls=getattr(args, "tls", None),
+        tls_certfile=getattr(args, "certfile", None),
+        tls_keyfile=getattr(args, "keyfile", None),
     )
     extra = [ModelConfig(id=_model_id(path), path=path.resolve()) for path in getattr(args, "model", [])]
     return settings.model_copy(update={"models": [*settings.models, *extra]}) if extra else settings
@@ -112,8 +124,8 @@ def _model_id(path: Path) -> str:
     return re.sub(r"[^a-z0-9.-]+", "-", path.stem.lower()).strip("-.") or "model"
 
 
-def _banner(settings: Settings) -> str:
-    url = f"http://{settings.host}:{settings.port}"
+def _banner(settings: Settings, certificate: Certificate | None = None) -> str:
+    url = f"{'https' if certificate else 'http'}://{settings.host}:{settings.port}"
     if settings.api_keys:
         key, where = "$LOCALGEM_API_KEY", "API keys: from your settings"
     else:
@@ -138,9 +150,23 @@ def _banner(settings: Settings) -> str:
             f"  {curl}",
             "Or from Python:",
             f"  genai.Client(api_key={key!r}, http_options={{'base_url': {url!r}}})",
+            *_trust_lines(certificate),
             "",
         ]
     )
+
+
+def _trust_lines(certificate: Certificate | None) -> list[str]:
+    if certificate is None:
+        return []
+    made = "made now" if certificate.created else "kept"
+    cert = shlex.quote(str(certificate.certfile))
+    return [
+        f"TLS certificate: {certificate.certfile} ({made}). Clients that do not know it trust it with:",
+        f"  export SSL_CERT_FILE={cert}        # Python: google-genai, httpx, requests",
+        f"  export NODE_EXTRA_CA_CERTS={cert}  # Node: @google/genai",
+        f"  curl --cacert {cert} ...",
+    ]
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
@@ -247,10 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_webhooks(args, settings))
     if args.command == "models":
         return asyncio.run(_models(args, settings, registry))
-    import uvicorn
-
     from localgem.app import create_app
 
-    print(_banner(settings), flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    try:
+        certificate = tls_certificate(settings)
+    except (ValueError, OSError) as exc:
+        print(f"localgem: TLS: {exc}", file=sys.stderr)
+        return 2
+    print(_banner(settings, certificate), flush=True)
+    Server(server_config(create_app(settings), settings, certificate, log_level=settings.log_level)).run()
     return 0

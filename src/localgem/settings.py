@@ -193,6 +193,28 @@ class Settings(BaseModel):
         16 * 1024**3, ge=0, description="KV state of cached contents kept on disk per model (oldest leave first)."
     )
 
+    live_max_sessions_per_project: int = Field(
+        16, ge=1, description="Live API sessions a project may hold open at once on this server."
+    )
+    live_idle_timeout_seconds: float = Field(
+        600, gt=0, description="A Live session with no client message and nothing generating for this long is closed."
+    )
+    live_max_session_seconds: float = Field(
+        15 * 60, gt=0, description="Longest Live session (Google: 15 minutes for text); goAway comes before the end."
+    )
+    live_go_away_seconds: float = Field(
+        10, ge=0, description="How long before a Live session ends (session length, shutdown) goAway is sent."
+    )
+    live_max_message_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Largest Live API client message.")
+    live_handle_ttl_seconds: float = Field(
+        2 * 3600, gt=0, description="How long a Live session resumption handle stays valid (Google: 2 hours)."
+    )
+    tls: bool = Field(
+        False, description="Serve HTTPS and wss:// with a self-signed certificate made once in data_dir/tls."
+    )
+    tls_certfile: Path | None = Field(None, description="PEM certificate (chain) to serve HTTPS with.")
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
+
     @field_validator(
         "api_keys",
         "alias_patterns",

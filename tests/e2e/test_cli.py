@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -65,6 +66,59 @@ def test_serve_generates_a_key_and_prints_a_working_curl_line(tmp_path: Path) ->
         check=True,
     )
     assert "models/smollm2-135m-instruct" in again.stdout and "models/gemma-3-270m" in again.stdout
+
+
+def _start_serving(args: list[str], data_dir: Path) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localgem", "serve", *args],
+        env=clean_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    banner = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        assert line, "serve exited:\n" + "".join(banner)
+        banner.append(line)
+        if "Application startup complete" in line:
+            return process, "".join(banner)
+    process.terminate()
+    raise AssertionError("serve did not start:\n" + "".join(banner))
+
+
+def test_serve_tls_makes_a_certificate_once_and_the_live_example_runs_over_it(tmp_path: Path) -> None:
+    """`serve --tls`: HTTPS and wss:// on one port with a self-signed certificate kept in the data dir; the
+    README's Live example (examples/live_chat.py) runs against it with SSL_CERT_FILE, as the banner says."""
+    port = free_port()
+    cert = tmp_path / "tls" / "cert.pem"
+    process, banner = _start_serving(["--tls", "--port", str(port)], tmp_path)
+    try:
+        key = re.search(r"API key: (lg-\S+)", banner).group(1)
+        assert f"https://127.0.0.1:{port}" in banner and f"SSL_CERT_FILE={cert}" in banner and "made now" in banner
+        health = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ssl.create_default_context(cafile=str(cert)))
+        assert health.status_code == 200
+        example = Path(__file__).resolve().parents[2] / "examples" / "live_chat.py"
+        env = {**os.environ, "SSL_CERT_FILE": str(cert), "GEMINI_API_KEY": key}
+        chat = subprocess.run(
+            [sys.executable, str(example), f"https://127.0.0.1:{port}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert chat.returncode == 0, chat.stderr
+        answers = [line for line in chat.stdout.splitlines() if line and not line.startswith(">")]
+        assert chat.stdout.count("> ") == 2 and len(answers) >= 2, chat.stdout
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    made = cert.read_bytes()
+    process, banner = _start_serving(["--tls", "--port", str(port)], tmp_path)
+    process.terminate()
+    process.wait(timeout=30)
+    assert "(kept)" in banner and cert.read_bytes() == made
 
 
 def test_models_lists_a_gguf_added_by_path(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ from tests.conftest import API_KEY
 from tests.server import RunningServer
 
 SCRIPT = Path(__file__).parent.parent / "js" / "sdk_check.mjs"
+LIVE_SCRIPT = SCRIPT.with_name("live_check.mjs")
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +27,7 @@ def js_sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["npm", "install", "--silent", "@google/genai@2"], cwd=root, check=True, capture_output=True, timeout=300
     )
     shutil.copy(SCRIPT, root / SCRIPT.name)
+    shutil.copy(LIVE_SCRIPT, root / LIVE_SCRIPT.name)
     return root
 
 
@@ -46,3 +49,29 @@ def test_the_js_sdk_works_unchanged(js_sdk: Path, real_server: RunningServer, tm
     assert set(seen["functionCalls"][0]["args"]) == {"a", "b"}
     assert seen["streamed"]
     assert seen["afterDelete"] == 403
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+def test_the_js_sdk_live_api(
+    js_sdk: Path, real_server: RunningServer, real_tls_server: RunningServer, certificate, scheme: str
+) -> None:
+    """ai.live.connect over ws:// (an http base URL) and wss:// (https, trusting the self-signed certificate
+    as Node users do, with NODE_EXTRA_CA_CERTS); the SDK asks for //ws/... and gets it."""
+    server = real_tls_server if scheme == "wss" else real_server
+    run = subprocess.run(
+        ["node", str(js_sdk / LIVE_SCRIPT.name), server.url, API_KEY],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NODE_EXTRA_CA_CERTS": str(certificate[0])},
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["setupComplete"]
+    for turn in (seen["first"], seen["second"]):
+        usage = turn["usage"]
+        assert turn["text"] and usage["responseTokenCount"] == 12
+        assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["responseTokenCount"]
+    assert seen["second"]["usage"]["promptTokenCount"] > seen["first"]["usage"]["promptTokenCount"]
+    assert seen["badKeyMessage"] is None
+    assert seen["badKeyClose"] == {"code": 1007, "reason": "API key not valid. Please pass a valid API key."}

@@ -17,14 +17,17 @@ from localgem.storage.caches import SqlCacheRepository
 from localgem.storage.database import Database
 from localgem.storage.files import FileExists, SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
+from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
 from localgem.storage.models import SqlModelRepository
 from localgem.storage.records import (
+    AuthTokenRecord,
     BatchCounts,
     BatchItem,
     BatchRecord,
     CacheRecord,
     FileRecord,
     KeyRecord,
+    LiveStateRecord,
     ModelRecord,
     PageCursor,
     UploadRecord,
@@ -462,3 +465,28 @@ async def test_catalogue_models_are_added_once_replaced_in_place_and_removed(db:
 
     assert await repo.remove("tuned-1") and not await repo.remove("tuned-1")
     assert await repo.get("tuned-1") is None
+
+
+async def test_live_state_keeps_only_a_sessions_latest_handle_and_expires(db: Database) -> None:
+    states = SqlLiveStateRepository(db)
+    first = LiveStateRecord("h1", "p1", "s1", '{"turn": 1}', T0, T0 + timedelta(hours=2))
+    await states.save(first)
+    await states.save(LiveStateRecord("x1", "p1", "s2", "{}", T0, T0 + timedelta(hours=1)))
+    latest = replace(first, handle_digest="h2", state='{"turn": 2}')
+    await states.save(latest)
+    assert await states.get("h1") is None and await states.get("h2") == latest
+    assert await states.sweep(T0 + timedelta(hours=1)) == 1  # only the other session's handle is due
+    assert await states.get("x1") is None and await states.get("h2") == latest
+
+
+async def test_token_uses_are_spent_exactly_once_each_under_contention(db: Database) -> None:
+    tokens = SqlAuthTokenRepository(db)
+    limited = AuthTokenRecord("t1", "p1", 3, T0 + timedelta(minutes=30), T0 + timedelta(minutes=1), None, None, T0)
+    await tokens.add(limited)
+    await tokens.add(replace(limited, digest="t2", uses_left=None, setup='{"model": "m"}', field_mask="model"))
+    spent = await asyncio.gather(*(tokens.take_use("t1") for _ in range(10)))
+    assert sum(spent) == 3
+    assert all([await tokens.take_use("t2") for _ in range(5)])  # unlimited
+    assert not await tokens.take_use("nope")
+    assert (await tokens.get("t1")).uses_left == 0 and (await tokens.get("t2")).field_mask == "model"
+    assert await tokens.sweep(T0 + timedelta(minutes=30)) == 2 and await tokens.get("t2") is None

@@ -19,6 +19,8 @@ from localgem.caching.service import CacheService
 from localgem.embeddings.service import EmbeddingService
 from localgem.files.compose import Files
 from localgem.generation.service import GenerationService
+from localgem.live.resumption import LiveStates
+from localgem.live.tokens import AuthTokens
 from localgem.models.service import ModelService
 from localgem.operations.service import OperationService
 from localgem.types.json_input import decode_json
@@ -38,6 +40,8 @@ class Services:
     operations: OperationService
     caches: CacheService
     files: Files
+    live_states: LiveStates
+    auth_tokens: AuthTokens
     max_request_bytes: int
     public_url: str | None = None
 

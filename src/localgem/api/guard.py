@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -89,3 +90,16 @@ def internal_error(request_id: str) -> dict[str, Any]:
         [{"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": request_id}],
     )
     return exc.to_dict()
+
+
+class CollapseSlashes:
+    """WebSocket paths with repeated slashes are routed as with one: the JS SDK asks for ``//ws/...``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and "//" in scope["path"]:
+            scope = dict(scope, path=re.sub("/{2,}", "/", scope["path"]))
+            scope.pop("raw_path", None)
+        await self.app(scope, receive, send)

@@ -133,3 +133,27 @@ class ModelRecord:
     config: str
     create_time: datetime
     update_time: datetime
+
+
+@dataclass(frozen=True)
+class LiveStateRecord:
+    """What a Live session resumption handle restores."""
+
+    handle_digest: str
+    project: str
+    session_id: str
+    state: str  # JSON {"setup", "history"}
+    create_time: datetime
+    expire_time: datetime
+
+
+@dataclass(frozen=True)
+class AuthTokenRecord:
+    digest: str
+    project: str
+    uses_left: int | None  # None: unlimited
+    expire_time: datetime
+    new_session_expire_time: datetime
+    setup: str | None
+    field_mask: str | None
+    create_time: datetime

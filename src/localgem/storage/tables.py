@@ -183,3 +183,30 @@ models = Table(
     Column("create_time", UtcTime, nullable=False),
     Column("update_time", UtcTime, nullable=False),
 )
+
+live_sessions = Table(
+    "live_sessions",
+    metadata,
+    Column("handle_digest", String(64), primary_key=True),  # sha256 hex of the resumption handle
+    Column("project", String(40), nullable=False),
+    Column("session_id", String(40), nullable=False),  # one session's handles follow each other
+    Column("state", Text, nullable=False),  # JSON: {"setup": BidiGenerateContentSetup, "history": [Content]}
+    Column("create_time", UtcTime, nullable=False),
+    Column("expire_time", UtcTime, nullable=False),
+    Index("ix_live_sessions_session_id", "session_id"),
+    Index("ix_live_sessions_expire_time", "expire_time"),
+)
+
+auth_tokens = Table(
+    "auth_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # sha256 hex of the token (its name); never stored itself
+    Column("project", String(40), nullable=False),
+    Column("uses_left", BigInteger),  # null: unlimited
+    Column("expire_time", UtcTime, nullable=False),
+    Column("new_session_expire_time", UtcTime, nullable=False),
+    Column("setup", Text),  # JSON BidiGenerateContentSetup the token locks, if any
+    Column("field_mask", Text),  # the setup fields it locks (none: all of them)
+    Column("create_time", UtcTime, nullable=False),
+    Index("ix_auth_tokens_expire_time", "expire_time"),
+)

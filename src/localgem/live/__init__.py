@@ -1,0 +1,1 @@
+"""The Live API: BidiGenerateContent over WebSocket, resumable sessions, ephemeral tokens."""
