@@ -633,3 +633,90 @@ def test_the_python_sdk_calls_tools_and_uses_ephemeral_tokens(server: RunningSer
         assert used_up.value.code == 1008 and "used up" in str(used_up.value)
     finally:
         tls.stop()
+
+
+# Ordering at the edges of a turn ------------------------------------------------------------------------
+
+
+def test_input_right_after_turn_complete_interrupts_nothing_and_the_handle_still_comes(
+    server: RunningServer, engine: FakeEngine
+):
+    with open_session(server, API_KEY, {"sessionResumption": {}, "generationConfig": {"maxOutputTokens": 2}}) as ws:
+        messages = []
+        for question in ("One", "Two", "Three"):
+            send(ws, user_turn(question))
+            messages += read_turn(ws)  # to turnComplete; the next question goes at once, before the handle
+        messages.append(receive(ws))
+    assert not any(m.get("serverContent", {}).get("interrupted") for m in messages)
+    assert [list(m) for m in messages].count(["sessionResumptionUpdate"]) == 3
+    assert engine.prompts[-1].endswith(
+        "User: One\nModel: alpha beta\nUser: Two\nModel: alpha beta\nUser: Three\nModel:"
+    )
+
+
+def test_a_response_by_name_and_a_late_response_after_cancellation(server: RunningServer, engine: FakeEngine):
+    engine.script = [
+        render_call("get_weather", {"city": "Rome"}),
+        "Warm.",
+        render_call("get_weather", {"city": "Oslo"}),
+    ]
+    with open_session(server, API_KEY, {"tools": [WEATHER_TOOL], "generationConfig": {"maxOutputTokens": 40}}) as ws:
+        send(ws, user_turn("Weather in Rome?"))
+        assert "toolCall" in read_turn(ws)[-1]
+        send(ws, {"toolResponse": {"functionResponses": [{"name": "get_weather", "response": {"t": 25}}]}})  # no id
+        assert turn_text(read_turn(ws)) == "Warm."
+        send(ws, user_turn("And Oslo?"))
+        call_id = read_turn(ws)[-1]["toolCall"]["functionCalls"][0]["id"]
+        send(ws, user_turn("Forget it."))
+        assert receive(ws) == {"toolCallCancellation": {"ids": [call_id]}}
+        late = {"toolResponse": {"functionResponses": [{"id": call_id, "name": "get_weather", "response": {"t": -3}}]}}
+        send(ws, late)  # too late: dropped, never a response without its call
+        read_turn(ws)
+        send(ws, user_turn("Bye."))
+        read_turn(ws)
+    assert '"t": 25' in engine.prompts[-1] and '"t": -3' not in engine.prompts[-1]
+
+
+def test_queued_input_keeps_its_place_when_client_content_interrupts(server: RunningServer, engine: FakeEngine):
+    engine.delay = 0.05
+    setup = {
+        "generationConfig": {"maxOutputTokens": 100},
+        "realtimeInputConfig": {"activityHandling": "NO_INTERRUPTION"},
+    }
+    with open_session(server, API_KEY, setup) as ws:
+        send(ws, {"realtimeInput": {"text": "First"}})
+        assert "modelTurn" in receive(ws)["serverContent"]
+        send(ws, {"realtimeInput": {"text": "Queued"}})
+        engine.delay = 0.002
+        send(ws, user_turn("Now this."))
+        messages = []
+        while not messages or not messages[-1].get("serverContent", {}).get("turnComplete"):
+            messages.append(receive(ws))
+        with pytest.raises(TimeoutError):  # no second, out-of-order turn for the queued text
+            ws.recv(timeout=0.5)
+    assert {"serverContent": {"interrupted": True}} in messages
+    # The queued text, then the new input (one user turn, as the template joins them), and one answer.
+    assert engine.prompts[-1].endswith("User: Queued\n\nNow this.\nModel:") and len(engine.prompts) == 2
+
+
+def test_a_refused_session_spends_no_token_use(server: RunningServer):
+    token = _token(server, {"uses": 1}).json()["name"]
+    with _constrained(server, token, {"generationConfig": {"temperature": "hot"}}) as ws:
+        assert closed(ws)[0] == 1007
+    with _constrained(server, token, {}) as ws:
+        assert receive(ws) == {"setupComplete": {}}
+
+
+def test_the_sliding_window_never_leaves_a_response_without_its_call(server: RunningServer, engine: FakeEngine):
+    engine.script = [render_call("get_weather", {"city": "Lima"}), "Mild."]
+    setup = {
+        "tools": [WEATHER_TOOL],
+        "generationConfig": {"maxOutputTokens": 40},
+        "contextWindowCompression": {"triggerTokens": 150, "slidingWindow": {"targetTokens": 10}},
+    }
+    with open_session(server, API_KEY, setup) as ws:
+        send(ws, user_turn("Weather in Lima? " + "Please. " * 10))
+        call_id = read_turn(ws)[-1]["toolCall"]["functionCalls"][0]["id"]
+        send(ws, {"toolResponse": {"functionResponses": [{"id": call_id, "response": {"sky": "grey"}}]}})
+        assert turn_text(read_turn(ws)) == "Mild."
+    assert "Weather in Lima?" in engine.prompts[-1] and '"sky": "grey"' in engine.prompts[-1]

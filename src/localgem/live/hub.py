@@ -59,4 +59,8 @@ class LiveHub:
         self.closing = True
         leaving = list(self._leaving)
         if leaving:
-            await asyncio.gather(*(go(self.limits.go_away) for go in leaving), return_exceptions=True)
+            # A client that stopped reading must not hold the shutdown: each gets the grace time and a second.
+            await asyncio.gather(
+                *(asyncio.wait_for(go(self.limits.go_away), self.limits.go_away + 1) for go in leaving),
+                return_exceptions=True,
+            )

@@ -42,6 +42,7 @@ _CLOSE_CODES = {
     "RESOURCE_EXHAUSTED": 1013,
     "UNAVAILABLE": 1013,
 }
+_SETUP_SECONDS = 30.0  # for the first frame: an unauthenticated socket is not kept longer
 _MAX_REASON_BYTES = 123  # a close frame's reason must fit in a control frame
 
 
@@ -87,6 +88,7 @@ class LiveConnection:
         self._send_lock = asyncio.Lock()
         self._closed = False
         self._session: LiveSession | None = None
+        self._set_up = False  # setupComplete sent: only then may goAway come
 
     async def run(self, version: str, method: str) -> None:
         try:
@@ -127,7 +129,7 @@ class LiveConnection:
 
     async def _first_frame(self) -> dict[str, Any] | None:
         try:
-            frame = await asyncio.wait_for(self._ws.receive(), self._limits.idle_timeout)
+            frame = await asyncio.wait_for(self._ws.receive(), min(self._limits.idle_timeout, _SETUP_SECONDS))
         except TimeoutError:
             raise _Close(1008, "No setup message arrived.") from None
         return None if frame["type"] == "websocket.disconnect" else frame
@@ -179,7 +181,10 @@ class LiveConnection:
             history=saved.history if saved is not None else None,
             session_id=saved.session_id if saved is not None else None,
         )
+        if grant is not None:
+            await services.auth_tokens.spend(grant)
         await self.send(wire.setup_complete())
+        self._set_up = True
         loop = asyncio.get_running_loop()
         end = loop.time() + self._limits.max_session
         if grant is not None:
@@ -222,6 +227,9 @@ class LiveConnection:
 
     async def go_away(self, grace: float) -> None:
         """The server is shutting down: goAway now, close when the current turn is done (or grace ends)."""
+        if not self._set_up:  # setupComplete must come first: a session still setting up just ends
+            await self._close(1001, "The server is shutting down; connect again.")
+            return
         try:
             await self.send(wire.go_away(grace))
         except ClientGone:

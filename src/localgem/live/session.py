@@ -12,6 +12,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from pydantic.alias_generators import to_camel
@@ -111,6 +112,7 @@ class LiveSession:
         self._pending_calls: dict[str, str] = {}  # id → name: the calls the current turn waits on
         self._activity: list[str] | None = None  # text of an open activity (manual activity detection)
         self._queued: list[Content] = []  # input that came while a turn ran, without interrupting it
+        self._answering = False  # the model is producing the running turn's answer (interruptible)
 
     @property
     def generating(self) -> bool:
@@ -152,7 +154,7 @@ class LiveSession:
         if message.turn_complete:
             if not self.history:
                 raise errors.invalid_field("client_content.turns", "turnComplete with no conversation to answer.")
-            self._start_turn()
+            await self._start_turn()
 
     async def _realtime_input(self, message: wire.RealtimeInput) -> None:
         for field in ("audio", "video", "media_chunks"):
@@ -188,36 +190,60 @@ class LiveSession:
             return
         await self._interrupt()
         self.history.append(content)
-        self._start_turn()
+        await self._start_turn()
 
     async def _tool_response(self, message: wire.ToolResponse) -> None:
+        """Responses to the calls the model waits on join the conversation; when none is left waiting, the
+        model goes on. A response to no waiting call is dropped (Google answers nothing to it either):
+        the conversation keeps every response right after its call."""
         responses = message.function_responses or []
         if not responses:
             raise errors.invalid_field("tool_response.function_responses", "A toolResponse needs functionResponses.")
-        waited = bool(self._pending_calls)
+        answered = []
         for i, response in enumerate(responses):
-            if not response.name:
-                response.name = self._pending_calls.get(response.id or "")
-            if not response.name:
-                raise errors.invalid_field(
-                    f"tool_response.function_responses[{i}].name", "A function response needs the function's name."
-                )
-            self._pending_calls.pop(response.id or "", None)
-        self.history.append(Content(role="user", parts=[Part(function_response=r) for r in responses]))
-        # A response to no call the model waits on joins the conversation, and nothing is generated
-        # (Google answers nothing either).
-        if waited and not self._pending_calls:
-            self._start_turn()
+            call_id = self._waiting_call(response.id, response.name, f"tool_response.function_responses[{i}]")
+            if call_id is None:
+                log.debug("a Live tool response for no waiting call was dropped (id %r)", response.id)
+                continue
+            response.id = response.id or call_id or None
+            response.name = response.name or self._pending_calls[call_id]
+            del self._pending_calls[call_id]
+            answered.append(response)
+        if not answered:
+            return
+        self.history.append(Content(role="user", parts=[Part(function_response=r) for r in answered]))
+        if not self._pending_calls:
+            await self._start_turn()
+
+    def _waiting_call(self, call_id: str | None, name: str | None, where: str) -> str | None:
+        if call_id:
+            return call_id if call_id in self._pending_calls else None
+        named = [waiting for waiting, called in self._pending_calls.items() if called == name]
+        if len(named) > 1:
+            raise errors.invalid_field(f"{where}.id", f"Several calls of {name} wait: say which one this answers (id).")
+        if not named and name is None:
+            raise errors.invalid_field(f"{where}.id", "A function response needs the id of the call it answers.")
+        return named[0] if named else None
+
+    async def _settle(self) -> None:
+        """Let a turn that has finished answering complete its last steps (turnComplete, the state saved, its
+        handle sent), also any queued turn it started in its place, before anything else touches it."""
+        while self._turn is not None and not self._turn.done() and not self._answering:
+            await asyncio.shield(self._turn)
 
     async def _interrupt(self) -> None:
-        if self.generating:
-            assert self._turn is not None
+        await self._settle()
+        if self._turn is not None and not self._turn.done():  # the model is answering: stop it there
             self._turn.cancel()
             await asyncio.gather(self._turn, return_exceptions=True)
             if self._partial:
                 self.history.append(Content(role="model", parts=[Part(text="".join(self._partial))]))
             self._partial = None
+            self._answering = False
             await self._send(wire.interrupted())
+        # Input queued behind the stopped turn comes before the input that stopped it.
+        self.history.extend(self._queued)
+        self._queued.clear()
         if self._pending_calls:
             ids = list(self._pending_calls)
             self._pending_calls.clear()
@@ -233,17 +259,19 @@ class LiveSession:
 
     # Turns -------------------------------------------------------------------------------------------
 
-    def _start_turn(self) -> None:
-        self._turn = asyncio.create_task(self._run_turns())
+    async def _start_turn(self) -> None:
+        await self._settle()
+        self._answering = True
+        self._turn = asyncio.create_task(self._run_turn_safely())
 
-    async def _run_turns(self) -> None:
+    async def _run_turn_safely(self) -> None:
         try:
-            while True:
-                await self._run_turn()
-                if not self._queued or self._pending_calls:
-                    return
+            await self._run_turn()
+            if self._queued and not self._pending_calls:
                 self.history.extend(self._queued)
                 self._queued.clear()
+                self._answering = True
+                self._turn = asyncio.create_task(self._run_turn_safely())
         except ClientGone:
             return
         except errors.ApiError as exc:
@@ -251,6 +279,9 @@ class LiveSession:
         except Exception:  # a turn must never take the server down: it ends this session
             log.exception("a Live turn failed")
             self._end(errors.Internal("An internal error occurred while generating the turn."))
+        finally:
+            if asyncio.current_task() is self._turn:
+                self._answering = False
 
     def _end(self, exc: errors.ApiError) -> None:
         if not self.ended.done():
@@ -261,23 +292,27 @@ class LiveSession:
         self._partial = []
         calls: list[FunctionCall] = []
         used = wire.usage(plan.shape.prompt_tokens, 0)
-        async for chunk in self._generation.stream(plan):
-            candidate = (chunk.candidates or [None])[0]
-            parts = candidate.content.parts if candidate is not None and candidate.content is not None else []
-            text = [p for p in parts or [] if p.text]
-            calls.extend(p.function_call for p in parts or [] if p.function_call is not None)
-            if text:
-                self._partial.extend(p.text or "" for p in text)
-                await self._send(wire.model_turn(Content(role="model", parts=text)))
-            meta = chunk.usage_metadata
-            if meta is not None and meta.candidates_token_count is not None:
-                used = wire.usage(
-                    meta.prompt_token_count or 0, meta.candidates_token_count, meta.cached_content_token_count or 0
-                )
+        # aclosing: a turn cancelled mid-stream ends its engine request at once, not when collected.
+        async with aclosing(self._generation.stream(plan)) as chunks:
+            async for chunk in chunks:
+                candidate = (chunk.candidates or [None])[0]
+                parts = candidate.content.parts if candidate is not None and candidate.content is not None else []
+                text = [p for p in parts or [] if p.text]
+                calls.extend(p.function_call for p in parts or [] if p.function_call is not None)
+                if text:
+                    self._partial.extend(p.text or "" for p in text)
+                    await self._send(wire.model_turn(Content(role="model", parts=text)))
+                meta = chunk.usage_metadata
+                if meta is not None and meta.candidates_token_count is not None:
+                    used = wire.usage(
+                        meta.prompt_token_count or 0, meta.candidates_token_count, meta.cached_content_token_count or 0
+                    )
         parts = [Part(text="".join(self._partial))] if self._partial or not calls else []
         parts += [Part(function_call=call) for call in calls]
+        # From here the answer is whole: new input no longer interrupts it, it waits for these last steps.
         self.history.append(Content(role="model", parts=parts))
         self._partial = None
+        self._answering = False
         if calls:
             self._pending_calls = {call.id or "": call.name or "" for call in calls}
             await self._send(wire.tool_call(calls))
@@ -302,10 +337,14 @@ class LiveSession:
         tokens = await self._count()
         if tokens <= trigger:
             return
-        while len(self.history) > 1 and tokens > target:
-            self.history.pop(0)
-            while len(self.history) > 1 and (self.history[0].role == "model" or _answers_calls(self.history[0])):
-                self.history.pop(0)
+        # Never past the last turn the client said (not a function response): what the model answers now.
+        floor = max((i for i, c in enumerate(self.history) if c.role != "model" and not _answers_calls(c)), default=0)
+        while floor > 0 and tokens > target:
+            dropped = 1
+            while dropped < floor and (self.history[dropped].role == "model" or _answers_calls(self.history[dropped])):
+                dropped += 1
+            del self.history[:dropped]
+            floor -= dropped
             tokens = await self._count()
 
     async def _count(self) -> int:

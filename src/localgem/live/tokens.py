@@ -24,6 +24,7 @@ PREFIX = "auth_tokens/"
 DEFAULT_LIFETIME = timedelta(minutes=30)
 DEFAULT_NEW_SESSION_WINDOW = timedelta(seconds=60)
 MAX_LIFETIME = timedelta(hours=20)
+USED_UP = "The ephemeral token has been used up (uses)."
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class TokenGrant:
     expire_time: datetime
     setup: dict[str, Any] | None
     field_mask: list[str]
+    #: The token, while a use is still to be spent on the new session it opens.
+    token: str | None = None
 
     def effective_setup(self, requested: LiveSetup) -> LiveSetup:
         """Google's rule: no locked setup → the client's; a locked setup without a mask → the locked one
@@ -134,9 +137,9 @@ class AuthTokens:
         return value
 
     async def grant(self, token: str, *, new_session: bool) -> TokenGrant:
-        """Check a presented token; a new session spends one of its uses (resuming one does not)."""
-        key = digest(token)
-        record = await self._repository.get(key)
+        """Check a presented token (a new session also needs its newSessionExpireTime ahead and a use
+        left, spent by ``spend`` once the session is accepted; resuming one costs none)."""
+        record = await self._repository.get(digest(token))
         now = self._clock()
         if record is None:
             raise errors.Unauthenticated("The ephemeral token is not valid.")
@@ -145,14 +148,20 @@ class AuthTokens:
         if new_session:
             if record.new_session_expire_time <= now:
                 raise errors.Unauthenticated("The ephemeral token starts no new sessions after newSessionExpireTime.")
-            if not await self._repository.take_use(key):
-                raise errors.Unauthenticated("The ephemeral token has been used up (uses).")
+            if record.uses_left == 0:
+                raise errors.Unauthenticated(USED_UP)
         return TokenGrant(
             project=record.project,
             expire_time=record.expire_time,
             setup=json.loads(record.setup) if record.setup else None,
             field_mask=record.field_mask.split(",") if record.field_mask else [],
+            token=token if new_session else None,
         )
+
+    async def spend(self, grant: TokenGrant) -> None:
+        """Spend the use a new session takes, as it is accepted (a refused session spends none)."""
+        if grant.token is not None and not await self._repository.take_use(digest(grant.token)):
+            raise errors.Unauthenticated(USED_UP)
 
     async def sweep(self) -> int:
         return await self._repository.sweep(self._clock())
