@@ -26,9 +26,9 @@ class Certificate:
 
 def tls_certificate(settings: Settings) -> Certificate | None:
     """The certificate to serve with: the configured one, the self-signed one (``tls``), or none."""
-    if settings.tls_certfile is not None:
-        if settings.tls_keyfile is None:
-            raise ValueError("tls_certfile needs tls_keyfile")
+    if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
+        raise ValueError("--certfile and --keyfile (tls_certfile, tls_keyfile) go together")
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
         return Certificate(settings.tls_certfile, settings.tls_keyfile)
     if not settings.tls:
         return None

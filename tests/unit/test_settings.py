@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from pydantic import ValidationError
 
+from localgem.serving import tls_certificate
 from localgem.settings import load_settings
 
 
@@ -47,3 +50,17 @@ def test_invalid_settings_are_refused() -> None:
         load_settings(environ={"LOCALGEM_MODELS": '[{"id": "x"}]'})
     with pytest.raises(ValidationError, match="model ids"):
         load_settings(environ={"LOCALGEM_MODELS": '[{"id": "Bad Id", "path": "/x"}]'})
+
+
+def test_tls_certificate_is_made_once_and_configured_files_go_in_pairs(tmp_path) -> None:
+    assert tls_certificate(load_settings(environ={}, data_dir=tmp_path)) is None
+    with pytest.raises(ValueError, match="go together"):
+        tls_certificate(load_settings(environ={}, data_dir=tmp_path, tls_certfile=tmp_path / "c.pem"))
+    made = tls_certificate(load_settings(environ={"LOCALGEM_TLS": "true"}, data_dir=tmp_path))
+    assert made is not None and made.created and made.keyfile.stat().st_mode & 0o077 == 0
+    cert = x509.load_pem_x509_certificate(made.certfile.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    kept = tls_certificate(load_settings(environ={"LOCALGEM_TLS": "1"}, data_dir=tmp_path))
+    assert kept == type(made)(made.certfile, made.keyfile, created=False)

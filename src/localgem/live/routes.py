@@ -97,20 +97,21 @@ class LiveConnection:
                 return
             if version not in API_VERSIONS or method not in METHODS:
                 raise errors.NotFound(f"Method {version}.GenerativeService.{method} is not found.")
-            credential, constrained_only = self._credential()
-            grant, caller = await self._authenticate(credential)
+            credential, token = self._credential()
+            # API keys are checked at once; a token once the setup says whether it opens a new session.
+            caller = None if token else await self._services.keys.project_for(credential)
             message = self._parse(first)
             if not isinstance(message, wire.LiveSetup):
                 raise errors.InvalidArgument("The first message of a Live session must be setup.")
-            if constrained_only and method != CONSTRAINED:
-                raise errors.PermissionDenied(
-                    "An ephemeral token works only with BidiGenerateContentConstrained (use api_version v1alpha)."
-                )
-            resuming = bool(message.session_resumption and message.session_resumption.handle)
-            if grant is None and credential is not None and is_token(credential):
-                grant = await self._services.auth_tokens.grant(credential, new_session=not resuming)
-                caller = grant.project
-            setup = grant.effective_setup(message) if grant is not None else message
+            grant, setup = None, message
+            if token:
+                if method != CONSTRAINED:
+                    raise errors.PermissionDenied(
+                        "An ephemeral token works only with BidiGenerateContentConstrained (use api_version v1alpha)."
+                    )
+                resuming = bool(message.session_resumption and message.session_resumption.handle)
+                grant = await self._services.auth_tokens.grant(credential or "", new_session=not resuming)
+                caller, setup = grant.project, grant.effective_setup(message)
             assert caller is not None
             with self._hub.admit(caller, self.go_away):
                 await self._serve(caller, setup, grant)
@@ -135,7 +136,7 @@ class LiveConnection:
         return None if frame["type"] == "websocket.disconnect" else frame
 
     def _credential(self) -> tuple[str | None, bool]:
-        """The presented key or token, and whether it is a token (Live-only, constrained-only)."""
+        """The presented key or token, and whether it is a token (good for Live only, constrained only)."""
         headers, query = self._ws.headers, self._ws.query_params
         authorization = headers.get("authorization", "")
         if authorization[:6].lower() == "token ":
@@ -145,12 +146,6 @@ class LiveConnection:
             return token, True
         key = headers.get("x-goog-api-key") or query.get("key")
         return key, is_token(key)
-
-    async def _authenticate(self, credential: str | None) -> tuple[TokenGrant | None, str | None]:
-        """API keys are checked now; tokens once the setup says whether this is a new session."""
-        if credential is not None and is_token(credential):
-            return None, None
-        return None, await self._services.keys.project_for(credential)
 
     def _parse(self, frame: dict[str, Any]) -> wire.ClientMessage:
         raw = frame.get("text")
