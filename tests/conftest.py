@@ -98,16 +98,17 @@ def fake_engine() -> FakeEngine:
     return FakeEngine()
 
 
+def start_fake_server(data_dir: Path, engine: FakeEngine, clock=None, **overrides) -> RunningServer:
+    """The real HTTP stack over a fake engine, with the test keys (project default and "other")."""
+    settings = load_settings(
+        environ={}, data_dir=data_dir, api_keys=[API_KEY], projects={"other": [OTHER_KEY]}, **overrides
+    )
+    return start_server(create_app(settings, engine_factory=lambda entry: engine, clock=clock))
+
+
 @pytest.fixture
 def fake_server(tmp_path, fake_engine: FakeEngine) -> Iterator[RunningServer]:
     """The real HTTP stack over the deterministic fake engine (unit tier)."""
-    settings = load_settings(
-        environ={},
-        data_dir=tmp_path,
-        api_keys=[API_KEY],
-        projects={"other": [OTHER_KEY]},
-        max_request_bytes=64 * 1024,
-    )
-    server = start_server(create_app(settings, engine_factory=lambda entry: fake_engine))
+    server = start_fake_server(tmp_path, fake_engine, max_request_bytes=64 * 1024)
     yield server
     server.stop()

@@ -27,25 +27,31 @@ def clean_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def test_serve_generates_a_key_and_prints_a_working_curl_line(tmp_path: Path) -> None:
-    port = free_port()
+def _start_serving(args: list[str], data_dir: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "localgem", "serve", "--port", str(port)],
-        env=clean_env(tmp_path),
+        [sys.executable, "-m", "localgem", "serve", *args],
+        env=clean_env(data_dir),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    banner = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        assert line, "serve exited:\n" + "".join(banner)
+        banner.append(line)
+        if "Application startup complete" in line:
+            return process, "".join(banner)
+    process.terminate()
+    raise AssertionError("serve did not start:\n" + "".join(banner))
+
+
+def test_serve_generates_a_key_and_prints_a_working_curl_line(tmp_path: Path) -> None:
+    port = free_port()
+    process, text = _start_serving(["--port", str(port)], tmp_path)
     try:
-        banner = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, "serve exited:\n" + "".join(banner)
-            banner.append(line)
-            if "Application startup complete" in line:
-                break
-        text = "".join(banner)
+        banner = text.splitlines()
         key = re.search(r"API key: (lg-\S+)", text).group(1)
         assert (tmp_path / "api-key").read_text().strip() == key
         curl = next(line.strip() for line in banner if line.strip().startswith("curl "))
@@ -66,26 +72,6 @@ def test_serve_generates_a_key_and_prints_a_working_curl_line(tmp_path: Path) ->
         check=True,
     )
     assert "models/smollm2-135m-instruct" in again.stdout and "models/gemma-3-270m" in again.stdout
-
-
-def _start_serving(args: list[str], data_dir: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localgem", "serve", *args],
-        env=clean_env(data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    banner = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        assert line, "serve exited:\n" + "".join(banner)
-        banner.append(line)
-        if "Application startup complete" in line:
-            return process, "".join(banner)
-    process.terminate()
-    raise AssertionError("serve did not start:\n" + "".join(banner))
 
 
 def test_serve_tls_makes_a_certificate_once_and_the_live_example_runs_over_it(tmp_path: Path) -> None:

@@ -12,12 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from localgem.app import create_app
-from localgem.settings import load_settings
 from localgem.storage import blobs
-from tests.conftest import API_KEY, OTHER_KEY
+from tests.conftest import API_KEY, OTHER_KEY, start_fake_server
 from tests.fakes import FakeEngine
-from tests.server import RunningServer, start_server
+from tests.server import RunningServer
 from tests.uploads import make_pdf, query_upload, send_chunk, sha256_hash, start_upload, upload_bytes
 
 KEY = {"x-goog-api-key": API_KEY}
@@ -37,11 +35,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     servers: list[RunningServer] = []
 
     def make(clock: Clock | None = None, **overrides) -> RunningServer:
-        settings = load_settings(
-            environ={}, data_dir=tmp_path, api_keys=[API_KEY], projects={"other": [OTHER_KEY]}, **overrides
-        )
-        engine = FakeEngine()
-        server = start_server(create_app(settings, engine_factory=lambda entry: engine, clock=clock))
+        server = start_fake_server(tmp_path, FakeEngine(), clock, **overrides)
         servers.append(server)
         return server
 

@@ -18,10 +18,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from localgem.app import create_app
 from localgem.generation.tool_prompt import render_call
-from localgem.settings import load_settings
-from tests.conftest import API_KEY, OTHER_KEY, trusting
+from tests.conftest import API_KEY, OTHER_KEY, start_fake_server, trusting
 from tests.fakes import FakeEngine
 from tests.live import (
     CONSTRAINED,
@@ -68,10 +66,7 @@ def start(tmp_path: Path, engine: FakeEngine, clock: Clock) -> Iterator[Start]:
     servers: list[RunningServer] = []
 
     def make(**overrides: Any) -> RunningServer:
-        settings = load_settings(
-            environ={}, data_dir=tmp_path, api_keys=[API_KEY], projects={"other": [OTHER_KEY]}, **overrides
-        )
-        server = start_server(create_app(settings, engine_factory=lambda entry: engine, clock=clock))
+        server = start_fake_server(tmp_path, engine, clock, **overrides)
         servers.append(server)
         return server
 

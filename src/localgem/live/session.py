@@ -261,6 +261,9 @@ class LiveSession:
 
     async def _start_turn(self) -> None:
         await self._settle()
+        self._launch()
+
+    def _launch(self) -> None:
         self._answering = True
         self._turn = asyncio.create_task(self._run_turn_safely())
 
@@ -270,8 +273,7 @@ class LiveSession:
             if self._queued and not self._pending_calls:
                 self.history.extend(self._queued)
                 self._queued.clear()
-                self._answering = True
-                self._turn = asyncio.create_task(self._run_turn_safely())
+                self._launch()
         except ClientGone:
             return
         except errors.ApiError as exc:
