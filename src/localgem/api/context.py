@@ -23,6 +23,8 @@ from localgem.live.resumption import LiveStates
 from localgem.live.tokens import AuthTokens
 from localgem.models.service import ModelService
 from localgem.operations.service import OperationService
+from localgem.speech.hearing import Hearing
+from localgem.speech.speaking import Speaking
 from localgem.types.json_input import decode_json
 from localgem.types.wire import WireModel, parse_message
 
@@ -44,6 +46,8 @@ class Services:
     auth_tokens: AuthTokens
     max_request_bytes: int
     public_url: str | None = None
+    hearing: Hearing | None = None
+    speaking: Speaking | None = None
 
 
 def services(request: Request) -> Services:

@@ -22,9 +22,9 @@ from localgem.embeddings.wire import (
     EmbedTextResponse,
 )
 from localgem.engines.embedding.engine import EmbeddingBatcher
-from localgem.files.prompt_text import FileText
-from localgem.generation.conversation import attach_files, content_text
+from localgem.generation.conversation import content_text
 from localgem.generation.loaded import ModelPool
+from localgem.generation.media import MediaReader
 from localgem.models.registry import ModelEntry, ModelRegistry
 from localgem.types.content import Content
 from localgem.types.responses import CountTokensResponse, ModalityTokenCount
@@ -75,10 +75,10 @@ def _succeeded(results: list[Embedded | errors.ApiError]) -> list[Embedded]:
 
 
 class EmbeddingService:
-    def __init__(self, registry: ModelRegistry, pool: EmbedderPool, files: FileText | None = None) -> None:
+    def __init__(self, registry: ModelRegistry, pool: EmbedderPool, media: MediaReader | None = None) -> None:
         self._registry = registry
         self._pool = pool
-        self._files = files
+        self._media = media
 
     def embeds(self, model: str) -> bool:
         entry = self._registry.find(model)
@@ -158,8 +158,8 @@ class EmbeddingService:
         entry = self._registry.resolve(model, "countTokens")
         if not contents:
             raise errors.invalid_field("contents", "* CountTokensRequest.contents: contents is not specified")
-        if self._files is not None:
-            contents = await attach_files(self._files, project, contents)
+        if self._media is not None:
+            contents, _ = await self._media.read(project, contents)
         text = "\n".join(content_text(c, f"contents[{i}]") for i, c in enumerate(contents))
         batcher = await self._pool.get(entry)
         (count,) = await batcher.count_tokens([text])
@@ -199,8 +199,8 @@ class EmbeddingService:
         if request.content is None:
             raise errors.invalid_field(f"{where}content", f"* EmbedContentRequest.{where}content: content is required")
         contents = [request.content]
-        if self._files is not None:
-            contents = await attach_files(self._files, project, contents, f"{where}content.")
+        if self._media is not None:
+            contents, _ = await self._media.read(project, contents, f"{where}content.")
         text = content_text(contents[0], f"{where}content")
         if not text.strip():
             raise errors.invalid_field(f"{where}content", f"{where}content has no text to embed.")

@@ -11,6 +11,7 @@ from localgem.files.prompt_text import FileText
 from localgem.files.service import Clock, FileLimits, FileService
 from localgem.files.sweeper import FileSweeper
 from localgem.files.uploads import UploadSessions
+from localgem.speech.hearing import Hearing
 from localgem.storage.blobs import BlobStore
 from localgem.storage.files import FileRepository
 from localgem.storage.uploads import UploadRepository
@@ -26,14 +27,20 @@ class Files:
 
     @classmethod
     def build(
-        cls, files: FileRepository, uploads: UploadRepository, blobs: BlobStore, limits: FileLimits, clock: Clock
+        cls,
+        files: FileRepository,
+        uploads: UploadRepository,
+        blobs: BlobStore,
+        limits: FileLimits,
+        clock: Clock,
+        hearing: Hearing | None = None,
     ) -> Files:
-        processing = FileProcessing(files, blobs, clock)
+        processing = FileProcessing(files, blobs, clock, hearing)
         sessions = UploadSessions(files, uploads, blobs, limits, clock, processing)
         return cls(
             service=FileService(files, blobs, limits, clock),
             uploads=sessions,
             processing=processing,
-            text=FileText(files, blobs, clock),
+            text=FileText(files, blobs, clock, hearing),
             sweeper=FileSweeper(files, blobs, sessions, clock),
         )

@@ -1,32 +1,36 @@
-"""Processing after upload: a PDF is PROCESSING until its text is extracted (once, stored as a blob of
-its own) and it turns ACTIVE, or FAILED with the reason. Runs in the background; resumed after a restart."""
+"""Processing after upload: a PDF is PROCESSING until its text is extracted, an audio or video file
+until it is transcribed (once, stored as a blob of its own), and it turns ACTIVE, or FAILED with the
+reason. Runs in the background, the heavy parts in worker threads; resumed after a restart."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
-from localgem import names
+from localgem import errors, names
 from localgem.files import documents
 from localgem.files.service import Clock
+from localgem.speech.hearing import Hearing, is_audio, is_video
 from localgem.storage.blobs import BlobStore
 from localgem.storage.files import FileRepository
 from localgem.storage.records import FileRecord
 
-#: PDFs are parsed in memory; larger ones fail processing instead of exhausting it.
-_MAX_PDF_BYTES = 256 * 1024 * 1024
-
-
-def needs_processing(mime_type: str) -> bool:
-    return documents.base_type(mime_type) == documents.PDF
+#: Files are processed in memory; larger ones fail processing instead of exhausting it.
+_MAX_PROCESSED_BYTES = 256 * 1024 * 1024
 
 
 class FileProcessing:
-    def __init__(self, files: FileRepository, blobs: BlobStore, clock: Clock) -> None:
+    def __init__(self, files: FileRepository, blobs: BlobStore, clock: Clock, hearing: Hearing | None = None) -> None:
         self._files = files
         self._blobs = blobs
         self._clock = clock
+        self._hearing = hearing
         self._running: set[asyncio.Task[None]] = set()
+
+    def needed(self, mime_type: str) -> bool:
+        if self._hearing is not None and (is_audio(mime_type) or is_video(mime_type)):
+            return True
+        return documents.base_type(mime_type) == documents.PDF
 
     def start(self, record: FileRecord) -> None:
         """Process a file just stored as PROCESSING, in the background."""
@@ -45,14 +49,11 @@ class FileProcessing:
         await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _process(self, record: FileRecord) -> None:
-        if record.size_bytes > _MAX_PDF_BYTES:
-            message = f"PDF of {record.size_bytes} bytes: text is extracted from PDFs up to {_MAX_PDF_BYTES} bytes."
-            await self._files.finish_processing(record, "FAILED", self._clock(), text_sha256=None, error=message)
-            return
         try:
-            text = await asyncio.to_thread(documents.pdf_text, await self._blobs.read_all(record.sha256))
-        except ValueError as exc:
-            await self._files.finish_processing(record, "FAILED", self._clock(), text_sha256=None, error=str(exc))
+            text = await self._text(record)
+        except (ValueError, errors.ApiError) as exc:
+            message = exc.message if isinstance(exc, errors.ApiError) else str(exc)
+            await self._files.finish_processing(record, "FAILED", self._clock(), text_sha256=None, error=message)
             return
         data = text.encode("utf-8")
         staging = names.new_id(24)
@@ -68,6 +69,15 @@ class FileProcessing:
             store_text=lambda: self._blobs.publish(staging, sealed.sha256),
         )
         await self._blobs.discard_partial(staging)  # if the file was deleted meanwhile, nothing was published
+
+    async def _text(self, record: FileRecord) -> str:
+        if record.size_bytes > _MAX_PROCESSED_BYTES:
+            raise ValueError(f"{record.size_bytes} bytes: files are processed up to {_MAX_PROCESSED_BYTES} bytes.")
+        data = await self._blobs.read_all(record.sha256)
+        if self._hearing is not None and (is_audio(record.mime_type) or is_video(record.mime_type)):
+            heard = await self._hearing.hear(data, record.mime_type, "file", inline=False)
+            return heard.prompt_text()
+        return await asyncio.to_thread(documents.pdf_text, data)
 
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:

@@ -8,6 +8,7 @@ import re
 from localgem import errors, names
 from localgem.files import documents
 from localgem.files.service import Clock, not_found
+from localgem.speech.hearing import Hearing, is_audio, is_video
 from localgem.storage.blobs import BlobStore
 from localgem.storage.files import FileRepository
 
@@ -17,13 +18,15 @@ _MAX_PROMPT_FILE_BYTES = 64 * 1024 * 1024
 
 
 class FileText:
-    def __init__(self, files: FileRepository, blobs: BlobStore, clock: Clock) -> None:
+    def __init__(self, files: FileRepository, blobs: BlobStore, clock: Clock, hearing: Hearing | None = None) -> None:
         self._files = files
         self._blobs = blobs
         self._clock = clock
+        self._hearing = hearing
 
-    async def prompt_text(self, project: str, file_uri: str, mime_type: str | None, where: str) -> str:
-        """The text a fileData part puts into the prompt; 403 for a file the project cannot see."""
+    async def prompt_text(self, project: str, file_uri: str, mime_type: str | None, where: str) -> tuple[str, str]:
+        """The text a fileData part puts into the prompt, and the file's MIME type; 403 for a file the
+        project cannot see."""
         match = _FILE_URI.search(file_uri.strip())
         if match is None:
             raise errors.invalid_field(
@@ -39,12 +42,18 @@ class FileText:
             raise errors.FailedPrecondition(f"The File {file_id} is not in an ACTIVE state and usage is not allowed.")
         mime = mime_type or record.mime_type
         if record.text_sha256 is not None:
-            return (await self._blobs.read_all(record.text_sha256)).decode("utf-8")
-        if not documents.is_readable(mime):
+            return (await self._blobs.read_all(record.text_sha256)).decode("utf-8"), mime
+        audible = self._hearing is not None and (is_audio(mime) or is_video(mime))
+        if not audible and not documents.is_readable(mime):
             raise documents.unreadable(f"{where}.file_data", mime)
         if record.size_bytes > _MAX_PROMPT_FILE_BYTES:
             raise errors.invalid_field(
                 f"{where}.file_data",
                 f"File {file_id} ({record.size_bytes} bytes) is too large to read into a prompt.",
             )
-        return documents.document_text(await self._blobs.read_all(record.sha256), mime, f"{where}.file_data")
+        data = await self._blobs.read_all(record.sha256)
+        if audible:  # stored before this server transcribed files while PROCESSING
+            assert self._hearing is not None
+            heard = await self._hearing.hear(data, mime, f"{where}.file_data", inline=False)
+            return heard.prompt_text(), mime
+        return documents.document_text(data, mime, f"{where}.file_data"), mime

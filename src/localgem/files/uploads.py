@@ -16,7 +16,7 @@ from datetime import datetime
 
 from localgem import errors, names
 from localgem.files.convert import to_file
-from localgem.files.processing import FileProcessing, needs_processing
+from localgem.files.processing import FileProcessing
 from localgem.files.service import Clock, FileLimits
 from localgem.files.wire import File
 from localgem.storage.blobs import BlobStore, StorageFull, TooLarge
@@ -207,7 +207,7 @@ class UploadSessions:
             mime_type=session.mime_type,
             size_bytes=sealed.size_bytes,
             sha256=sealed.sha256,
-            state="PROCESSING" if needs_processing(session.mime_type) else "ACTIVE",
+            state="PROCESSING" if self._processing.needed(session.mime_type) else "ACTIVE",
             source="UPLOADED",
             create_time=now,
             update_time=now,

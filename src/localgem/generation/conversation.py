@@ -6,13 +6,12 @@ import json
 
 from localgem import errors
 from localgem.files.documents import base_type, document_text
-from localgem.files.prompt_text import FileText
 from localgem.generation import tool_prompt as tools
 from localgem.generation.chat_template import Message
 from localgem.types.content import Content, Part
 
 _ROLES = {"user": "user", "model": "assistant", "function": "user"}  # "function": function results, older docs
-_DATA_FIELDS = (
+DATA_FIELDS = (
     "text",
     "inline_data",
     "file_data",
@@ -30,34 +29,6 @@ _MEDIA_ANNOTATIONS = (
     "speech_metadata",
     "spreadsheet_metadata",
 )
-
-
-async def attach_files(files: FileText, project: str, contents: list[Content], prefix: str = "") -> list[Content]:
-    """Replaces each ``fileData`` part with the text of the project's stored file it names."""
-    attached = []
-    for i, content in enumerate(contents):
-        parts = content.parts or []
-        if not any(part.file_data is not None for part in parts):
-            attached.append(content)
-            continue
-        new_parts = []
-        for j, part in enumerate(parts):
-            data = part.file_data
-            if data is None or _other_data(part):
-                new_parts.append(part)
-                continue
-            where = f"{prefix}contents[{i}].parts[{j}]"
-            if not data.file_uri:
-                raise errors.invalid_field(f"{where}.file_data.file_uri", f"{where}.file_data.file_uri is required.")
-            text = await files.prompt_text(project, data.file_uri, data.mime_type, where)
-            new_parts.append(Part(text=text))
-        attached.append(content.model_copy(update={"parts": new_parts}))
-    return attached
-
-
-def _other_data(part: Part) -> bool:
-    """A part with fileData and another data field is refused later, with the oneof message."""
-    return any(getattr(part, name) is not None for name in _DATA_FIELDS if name != "file_data")
 
 
 def to_messages(
@@ -153,7 +124,7 @@ def _turn(content: Content, role: str, where: str, template_tools: bool) -> list
 
 
 def _kind(part: Part, where: str) -> str:
-    kinds = [name for name in _DATA_FIELDS if getattr(part, name) is not None]
+    kinds = [name for name in DATA_FIELDS if getattr(part, name) is not None]
     if not kinds:
         raise errors.invalid_field(
             where, f"* GenerateContentRequest.{where}.data: required oneof field 'data' must have one initialized field"

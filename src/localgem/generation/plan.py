@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from localgem.engines.base import GenerationRequest
 from localgem.generation.loaded import LoadedModel
 from localgem.generation.responses import ResponseShape
+from localgem.generation.speech_output import SpeechPlan
 from localgem.generation.tools import ServerTool
 
 
@@ -22,3 +23,5 @@ class GenerationPlan:
     shape: ResponseShape
     #: The server-side tools the request uses (see ``generation.tools``); none today.
     server_tools: tuple[ServerTool, ...] = ()
+    #: responseModalities AUDIO: how the answer is spoken (None: text only).
+    speech: SpeechPlan | None = None

@@ -8,8 +8,10 @@ from localgem.generation.chat_template import Message
 from localgem.generation.conversation import to_messages
 from localgem.generation.function_calling import ToolPlan
 from localgem.generation.loaded import LoadedModel
+from localgem.generation.media import MediaText
 from localgem.generation.tool_prompt import template_tools
 from localgem.types.content import Content
+from localgem.types.responses import ModalityTokenCount
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class PromptBuilder:
     system: Content | None
     plan: ToolPlan | None = None
     prefix: str = ""  # of field paths in errors
+    media: tuple[MediaText, ...] = ()  # the text that stands for audio (etc.) parts in contents
 
     @property
     def _template_tools(self) -> bool:
@@ -61,6 +64,17 @@ class PromptBuilder:
         info = self.loaded.engine.info
         add_bos = info.add_bos and not (info.bos_token and text.startswith(info.bos_token))
         return await self.loaded.engine.tokenize(text, add_bos)
+
+    async def modality_tokens(self, total: int) -> list[ModalityTokenCount]:
+        """``total`` prompt tokens by modality: each transcript's tokens count as its medium's, the rest as TEXT."""
+        counts: dict[str, int] = {}
+        left = total
+        for piece in self.media:
+            count = min(await self.count_text(piece.text), left)
+            left -= count
+            counts[piece.modality] = counts.get(piece.modality, 0) + count
+        details = [ModalityTokenCount(modality="TEXT", token_count=left)]
+        return details + [ModalityTokenCount(modality=m, token_count=n) for m, n in counts.items()]
 
     async def count_text(self, text: str) -> int:
         """Tokens of a bare text, as a piece of a prompt (no BOS)."""

@@ -6,10 +6,9 @@ the requests that use it count the same prompt."""
 from __future__ import annotations
 
 from localgem import errors
-from localgem.files.prompt_text import FileText
-from localgem.generation.conversation import attach_files
 from localgem.generation.function_calling import ToolPlan, tool_plan
 from localgem.generation.loaded import EnginePool
+from localgem.generation.media import MediaReader
 from localgem.generation.prompt_builder import PromptBuilder
 from localgem.models.registry import ModelEntry
 from localgem.types.content import Content
@@ -17,9 +16,9 @@ from localgem.types.generation import GenerateContentRequest
 
 
 class Prompts:
-    def __init__(self, engines: EnginePool, files: FileText | None = None) -> None:
+    def __init__(self, engines: EnginePool, media: MediaReader | None = None) -> None:
         self._engines = engines
-        self._files = files
+        self._media = media or MediaReader()
 
     async def build(
         self,
@@ -31,10 +30,11 @@ class Prompts:
         plan: ToolPlan | None = None,
     ) -> tuple[PromptBuilder, list[int]]:
         """The prompt, and the builder that made it (its model, and how each piece renders)."""
-        if self._files is not None and contents:
-            contents = await attach_files(self._files, project, contents, prefix)
+        media: list = []
+        if contents:
+            contents, media = await self._media.read(project, contents, prefix)
         loaded = await self._engines.get(entry)
-        builder = PromptBuilder(loaded, contents, system, plan, prefix)
+        builder = PromptBuilder(loaded, contents, system, plan, prefix, tuple(media))
         prompt = await builder.tokens()
         limit = min(entry.input_token_limit, loaded.context_length - 1)
         if len(prompt) > limit:

@@ -92,6 +92,8 @@ class ResponseShape:
     cached_tokens: int = 0
     #: The output may hold function calls (see prompting.tools), to be returned as functionCall parts.
     function_calling: bool = False
+    #: The prompt's tokens by modality (None: all TEXT).
+    prompt_details: list[ModalityTokenCount] | None = None
 
     def final_parts(self, index: int, text: str, finish: CandidateFinished | None) -> tuple[list[Part], Ending]:
         """A candidate's (remaining) text → its parts and how it ended."""
@@ -112,7 +114,8 @@ class ResponseShape:
         usage = UsageMetadata(
             prompt_token_count=self.prompt_tokens,
             total_token_count=self.prompt_tokens + (output_tokens or 0),
-            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.prompt_tokens)],
+            prompt_tokens_details=self.prompt_details
+            or [ModalityTokenCount(modality="TEXT", token_count=self.prompt_tokens)],
         )
         if self.cached_tokens:
             usage.cached_content_token_count = self.cached_tokens

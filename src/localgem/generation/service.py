@@ -27,11 +27,14 @@ from localgem.generation.options import generation_options, refuse_unsupported_r
 from localgem.generation.plan import GenerationPlan
 from localgem.generation.prompts import Prompts
 from localgem.generation.responses import ResponseShape, StreamChunker, UnaryResponseBuilder
+from localgem.generation.speech_output import speech_plan, spoken_response, spoken_stream
 from localgem.generation.token_counts import token_breakdown
 from localgem.generation.tools import ServerTools
 from localgem.models.registry import ModelRegistry
+from localgem.speech.speaking import Speaking
+from localgem.types.content import Content
 from localgem.types.generation import CountTokensRequest, GenerateContentRequest
-from localgem.types.responses import CountTokensResponse, GenerateContentResponse, ModalityTokenCount
+from localgem.types.responses import Candidate, CountTokensResponse, GenerateContentResponse
 
 
 class CachedContents(Protocol):
@@ -54,6 +57,7 @@ class GenerationService:
         json_limits: JsonLimits = UNBOUNDED,
         default_max_output_tokens: int = 0,
         served_tools: ServerTools | None = None,
+        speaking: Speaking | None = None,
     ) -> None:
         self._registry = registry
         self._prompts = prompts
@@ -62,6 +66,7 @@ class GenerationService:
         self._default_max_output_tokens = default_max_output_tokens
         self._clock = clock
         self._served_tools = served_tools or {}
+        self._speaking = speaking
 
     async def plan(
         self,
@@ -84,6 +89,7 @@ class GenerationService:
             json_limits=self._json_limits,
             default_max_output_tokens=self._default_max_output_tokens,
         )
+        speech = await speech_plan(body.generation_config, model, body.contents, self._speaking)
         plan = tool_plan(body, served=self._served_tools, engine=entry.config.engine)
         if plan is not None and plan.calls_possible and options.constraint is not None:
             raise errors.invalid_field(
@@ -123,8 +129,9 @@ class GenerationService:
             logprobs=options.logprobs is not None,
             function_calling=plan is not None and plan.calls_possible,
             cached_tokens=min(cache.cached_tokens, len(prompt)) if cache is not None else 0,
+            prompt_details=await builder.modality_tokens(len(prompt)) if builder.media else None,
         )
-        return GenerationPlan(loaded, request, shape, plan.server_tools if plan is not None else ())
+        return GenerationPlan(loaded, request, shape, plan.server_tools if plan is not None else (), speech)
 
     async def _apply_cache(
         self, project: str, model: str, body: GenerateContentRequest | None, prefix: str = ""
@@ -136,16 +143,36 @@ class GenerationService:
         return await self._caches.apply(project, model, body, prefix=prefix)
 
     async def generate(self, plan: GenerationPlan) -> GenerateContentResponse:
-        builder = UnaryResponseBuilder(plan.shape)
-        async for event in self._events(plan):
-            builder.add(event)
-        return builder.build()
+        if plan.speech is not None and plan.speech.read_aloud is not None:
+            response = _read_aloud(plan)
+        else:
+            builder = UnaryResponseBuilder(plan.shape)
+            async for event in self._events(plan):
+                builder.add(event)
+            response = builder.build()
+        if plan.speech is not None:
+            assert self._speaking is not None
+            response = await spoken_response(response, plan.speech, self._speaking)
+        return response
 
     async def stream(self, plan: GenerationPlan) -> AsyncIterator[GenerateContentResponse]:
-        chunker = StreamChunker(plan.shape, plan.request.candidates)
-        async for event in self._events(plan):
-            if (chunk := chunker.add(event)) is not None:
+        chunks = self._text_chunks(plan)
+        if plan.speech is not None:
+            assert self._speaking is not None
+            chunks = spoken_stream(chunks, plan.speech, self._speaking)
+        async with aclosing(chunks) as chunks:
+            async for chunk in chunks:
                 yield chunk
+
+    async def _text_chunks(self, plan: GenerationPlan) -> AsyncIterator[GenerateContentResponse]:
+        if plan.speech is not None and plan.speech.read_aloud is not None:
+            yield _read_aloud(plan)
+            return
+        chunker = StreamChunker(plan.shape, plan.request.candidates)
+        async with aclosing(self._events(plan)) as events:
+            async for event in events:
+                if (chunk := chunker.add(event)) is not None:
+                    yield chunk
 
     async def _events(self, plan: GenerationPlan) -> AsyncIterator[TextDelta | CandidateFinished]:
         # aclosing: a consumer that stops early (a client that left) aborts the generation at once.
@@ -185,10 +212,16 @@ class GenerationService:
         return CountTokensResponse(
             total_tokens=len(prompt),
             cached_content_token_count=min(cache.cached_tokens, len(prompt)) if cache is not None else None,
-            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=len(prompt))],
+            prompt_tokens_details=await builder.modality_tokens(len(prompt)),
             content_tokens=pieces.contents,
             system_instructions_tokens=pieces.system,
         )
+
+
+def _read_aloud(plan: GenerationPlan) -> GenerateContentResponse:
+    """A TTS model's answer before it is spoken: nothing generated, the text is the request's."""
+    candidate = Candidate(index=0, content=Content(role="model", parts=[]), finish_reason="STOP")
+    return plan.shape.response([candidate], plan.shape.usage(0))
 
 
 async def _check_constraint(loaded: LoadedModel, constraint: OutputConstraint) -> None:

@@ -74,7 +74,7 @@ async def create_auth_token(request: Request) -> dict[str, Any]:
 
     async def validate(setup: wire.LiveSetup) -> None:
         if setup.model:
-            await check_setup(found.generation, setup, caller)
+            await check_setup(found.generation, setup, caller, found.speaking)
 
     return (await found.auth_tokens.create(caller, body, validate)).to_wire()
 
@@ -165,19 +165,23 @@ class LiveConnection:
         saved = None
         if setup.session_resumption is not None and setup.session_resumption.handle:
             saved = await services.live_states.resume(caller, setup.session_resumption.handle)
-        window = await check_setup(services.generation, setup, caller)
+        checked = await check_setup(services.generation, setup, caller, services.speaking)
         session = self._session = LiveSession(
             services.generation,
             services.live_states,
             project=caller,
             setup=setup,
-            window=window,
+            window=checked.window,
             send=self.send,
             history=saved.history if saved is not None else None,
             session_id=saved.session_id if saved is not None else None,
+            speech=checked.speech,
+            hearing=services.hearing,
+            speaking=services.speaking,
         )
         if grant is not None:
             await services.auth_tokens.spend(grant)
+        session.warm_up()
         await self.send(wire.setup_complete())
         self._set_up = True
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic.alias_generators import to_camel
@@ -20,10 +21,13 @@ from pydantic.alias_generators import to_camel
 from localgem import errors
 from localgem.generation.plan import GenerationPlan
 from localgem.generation.service import GenerationService
-from localgem.live import wire
+from localgem.generation.speech_output import SpeechPlan, speech_plan
+from localgem.live import listening, wire
 from localgem.live.resumption import LiveStates
-from localgem.types.content import Content, FunctionCall, Part
-from localgem.types.generation import CountTokensRequest, GenerateContentRequest
+from localgem.speech.hearing import Hearing
+from localgem.speech.speaking import LIVE_OUTPUT_MIME, OUTPUT_RATE, Line, Speaking
+from localgem.types.content import Blob, Content, FunctionCall, Part
+from localgem.types.generation import CountTokensRequest, GenerateContentRequest, GenerationConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 #: Google's default trigger: 80% of the model's context window; sliding window target: half the trigger.
 DEFAULT_TRIGGER_SHARE = 0.8
 _PROBE = [Content(role="user", parts=[Part(text="Hello")])]
+_AUDIO_MESSAGE_BYTES = OUTPUT_RATE * 2  # one second of 24 kHz 16-bit audio
 
 
 class ClientGone(Exception):
@@ -45,18 +50,45 @@ def _model(setup: wire.LiveSetup) -> str:
 
 
 def _request(setup: wire.LiveSetup, contents: list[Content]) -> GenerateContentRequest:
+    """A turn's request: the model writes; what it writes is spoken here (sentence by sentence, with
+    transcriptions), not by the REST speech path."""
+    config = setup.generation_config
+    if config is not None:
+        config = config.model_copy(update={"response_modalities": None, "speech_config": None})
     return GenerateContentRequest(
         contents=contents,
         system_instruction=setup.system_instruction,
         tools=setup.tools,
         tool_config=setup.tool_config,
-        generation_config=setup.generation_config,
+        generation_config=config,
         safety_settings=setup.safety_settings,
     )
 
 
-async def check_setup(generation: GenerationService, setup: wire.LiveSetup, project: str) -> int:
-    """Every 4xx a setup deserves, at once rather than at the first turn. Returns the model's input window."""
+def _spoken_config(setup: wire.LiveSetup) -> GenerationConfig:
+    """Google's Live sessions answer in AUDIO unless responseModalities says otherwise."""
+    config = setup.generation_config or GenerationConfig()
+    if not config.response_modalities:
+        config = config.model_copy(update={"response_modalities": ["AUDIO"]})
+    modalities = [m for m in config.response_modalities or [] if m != "MODALITY_UNSPECIFIED"]
+    if len(modalities) != 1 or modalities[0] not in ("TEXT", "AUDIO"):
+        raise errors.invalid_field(
+            "setup.generation_config.response_modalities",
+            f"A Live session answers in one modality, TEXT or AUDIO; got {', '.join(modalities) or 'none'}.",
+        )
+    return config
+
+
+@dataclass(frozen=True)
+class SessionSetup:
+    window: int  # the model's input window, in tokens
+    speech: SpeechPlan | None  # how answers are spoken (None: they are written)
+
+
+async def check_setup(
+    generation: GenerationService, setup: wire.LiveSetup, project: str, speaking: Speaking | None = None
+) -> SessionSetup:
+    """Every 4xx a setup deserves, at once rather than at the first turn."""
     model = _model(setup)
     for field in ("translation_config", "avatar_config"):
         if getattr(setup, field) is not None:
@@ -76,7 +108,10 @@ async def check_setup(generation: GenerationService, setup: wire.LiveSetup, proj
                 "targetTokens must be at least 0 and below triggerTokens.",
             )
     plan = await generation.plan(model, _request(setup, _PROBE), project=project)
-    return min(plan.model.entry.input_token_limit, plan.model.context_length - 1)
+    speech = await speech_plan(_spoken_config(setup), "live", None, speaking, "setup.generation_config")
+    detection = setup.realtime_input_config.automatic_activity_detection if setup.realtime_input_config else None
+    listening.detection(detection)
+    return SessionSetup(min(plan.model.entry.input_token_limit, plan.model.context_length - 1), speech)
 
 
 class LiveSession:
@@ -91,6 +126,9 @@ class LiveSession:
         send: Send,
         history: list[Content] | None = None,
         session_id: str | None = None,
+        speech: SpeechPlan | None = None,
+        hearing: Hearing | None = None,
+        speaking: Speaking | None = None,
     ) -> None:
         self._generation = generation
         self._states = states
@@ -113,6 +151,23 @@ class LiveSession:
         self._activity: list[str] | None = None  # text of an open activity (manual activity detection)
         self._queued: list[Content] = []  # input that came while a turn ran, without interrupting it
         self._answering = False  # the model is producing the running turn's answer (interruptible)
+        self._speech = speech
+        self._hearing = hearing
+        self._speaking = speaking
+        self._listener: listening.Listener | None = None
+        self._warming: asyncio.Task[None] | None = None
+
+    def warm_up(self) -> None:
+        """A voice session loads its speech models now, not when the user first speaks."""
+        if self._speech is None and self._setup.input_audio_transcription is None:
+            return
+        work = []
+        if self._speech is not None and self._speaking is not None:
+            work.append(self._speaking.warm(self._speech.voice))
+        if self._hearing is not None and self._hearing.available:
+            work.append(self._hearing.transcriber())
+            work.append(asyncio.to_thread(listening.load_detector))
+        self._warming = asyncio.get_running_loop().create_task(_quietly(work))
 
     @property
     def generating(self) -> bool:
@@ -134,6 +189,10 @@ class LiveSession:
 
     async def close(self) -> None:
         """The client left (or the server is closing): stop generating at once, freeing the engine's slot."""
+        if self._warming is not None:
+            self._warming.cancel()
+        if self._listener is not None:
+            await self._listener.close()
         if self._turn is not None:
             self._turn.cancel()
             await asyncio.gather(self._turn, return_exceptions=True)
@@ -157,12 +216,13 @@ class LiveSession:
             await self._start_turn()
 
     async def _realtime_input(self, message: wire.RealtimeInput) -> None:
-        for field in ("audio", "video", "media_chunks"):
-            if getattr(message, field) is not None:
+        audio = [("realtime_input.audio", message.audio)] if message.audio is not None else []
+        for i, chunk in enumerate(message.media_chunks or []):
+            audio.append((f"realtime_input.media_chunks[{i}]", chunk))
+        for where, blob in [("realtime_input.video", message.video), *audio]:
+            if blob is not None and not (blob.mime_type or "audio/").startswith("audio/"):
                 raise errors.invalid_field(
-                    f"realtime_input.{field}",
-                    f"realtimeInput.{to_camel(field)} is not supported yet: this server's Live sessions take "
-                    "text (realtimeInput.text, clientContent).",
+                    where, f"{to_camel(where)}: video frames cannot be seen here: no vision model is configured."
                 )
         if (message.activity_start is not None or message.activity_end is not None) and not self._manual_activity:
             raise errors.InvalidArgument(
@@ -173,6 +233,12 @@ class LiveSession:
             if self._interrupts:
                 await self._interrupt()
             self._activity = []
+            if self._hearing is not None:
+                await self._listen().start()
+        for where, blob in audio:
+            await self._listen().push(listening.pcm_samples(blob, where))
+        if message.audio_stream_end and self._listener is not None and not self._manual_activity:
+            await self._listener.end()
         if message.text is not None:
             if self._activity is not None:
                 self._activity.append(message.text)
@@ -180,8 +246,37 @@ class LiveSession:
                 await self._user_turn(message.text)
         if message.activity_end is not None and self._activity is not None:
             text, self._activity = "".join(self._activity), None
+            if self._listener is not None:
+                await self._listener.end()
             if text:
                 await self._user_turn(text)
+
+    def _listen(self) -> listening.Listener:
+        if self._hearing is None or not self._hearing.available:
+            raise errors.invalid_field(
+                "realtime_input.audio", "Audio input needs a speech-to-text model; this server has none."
+            )
+        if self._listener is None:
+            config = self._setup.realtime_input_config
+            auto = config.automatic_activity_detection if config is not None else None
+            self._listener = listening.Listener(
+                self._hearing,
+                None if self._manual_activity else listening.detection(auto),
+                started=self._speech_started,
+                heard=self._speech_heard,
+                said=self._user_turn,
+                failed=self._end,
+            )
+        return self._listener
+
+    async def _speech_started(self) -> None:
+        """The user speaks: over the model's answer, that is barge-in (unless NO_INTERRUPTION)."""
+        if self._interrupts and not self._manual_activity:
+            await self._interrupt()
+
+    async def _speech_heard(self, text: str) -> None:
+        if self._setup.input_audio_transcription is not None:
+            await self._send(wire.input_transcription(text))
 
     async def _user_turn(self, text: str) -> None:
         content = Content(role="user", parts=[Part(text=text)])
@@ -292,6 +387,7 @@ class LiveSession:
     async def _run_turn(self) -> None:
         plan = await self._plan()
         self._partial = []
+        talker = self._speech.talker() if self._speech is not None else None
         calls: list[FunctionCall] = []
         used = wire.usage(plan.shape.prompt_tokens, 0)
         # aclosing: a turn cancelled mid-stream ends its engine request at once, not when collected.
@@ -303,12 +399,18 @@ class LiveSession:
                 calls.extend(p.function_call for p in parts or [] if p.function_call is not None)
                 if text:
                     self._partial.extend(p.text or "" for p in text)
-                    await self._send(wire.model_turn(Content(role="model", parts=text)))
+                    if talker is None:
+                        await self._send(wire.model_turn(Content(role="model", parts=text)))
+                    else:
+                        for line in talker.feed("".join(p.text or "" for p in text)):
+                            await self._say(line)
                 meta = chunk.usage_metadata
                 if meta is not None and meta.candidates_token_count is not None:
                     used = wire.usage(
                         meta.prompt_token_count or 0, meta.candidates_token_count, meta.cached_content_token_count or 0
                     )
+        for line in talker.finish() if talker is not None else []:
+            await self._say(line)
         parts = [Part(text="".join(self._partial))] if self._partial or not calls else []
         parts += [Part(function_call=call) for call in calls]
         # From here the answer is whole: new input no longer interrupts it, it waits for these last steps.
@@ -324,6 +426,17 @@ class LiveSession:
         if self._setup.session_resumption is not None:
             handle = await self._states.save(self._project, self.session_id, self._setup, self.history)
             await self._send(wire.resumption_update(handle))
+
+    async def _say(self, line: Line) -> None:
+        """One sentence of the answer, spoken: its transcription, then its audio in pieces of at most a second."""
+        assert self._speaking is not None
+        if self._setup.output_audio_transcription is not None:
+            await self._send(wire.output_transcription(line.text + " "))
+        async for pcm in self._speaking.speak(line.text, line.voice):
+            for at in range(0, len(pcm), _AUDIO_MESSAGE_BYTES):
+                await self._send(
+                    wire.model_turn(Content(role="model", parts=[_audio(pcm[at : at + _AUDIO_MESSAGE_BYTES])]))
+                )
 
     async def _plan(self) -> GenerationPlan:
         if self._setup.context_window_compression is not None:
@@ -352,6 +465,15 @@ class LiveSession:
     async def _count(self) -> int:
         request = CountTokensRequest(generate_content_request=_request(self._setup, self.history))
         return (await self._generation.count_tokens(self._model, request, project=self._project)).total_tokens or 0
+
+
+async def _quietly(work: list[Awaitable[Any]]) -> None:
+    """Warming up is best effort: a model that fails to load says so when it is used."""
+    await asyncio.gather(*work, return_exceptions=True)
+
+
+def _audio(pcm: bytes) -> Part:
+    return Part(inline_data=Blob(data=pcm, mime_type=LIVE_OUTPUT_MIME))
 
 
 def _answers_calls(content: Content) -> bool:

@@ -184,6 +184,14 @@ def model_turn(content: Content) -> dict[str, Any]:
     return {"serverContent": {"modelTurn": content.to_wire()}}
 
 
+def input_transcription(text: str) -> dict[str, Any]:
+    return {"serverContent": {"inputTranscription": {"text": text}}}
+
+
+def output_transcription(text: str) -> dict[str, Any]:
+    return {"serverContent": {"outputTranscription": {"text": text}}}
+
+
 def generation_complete() -> dict[str, Any]:
     return {"serverContent": {"generationComplete": True}}
 

@@ -1,0 +1,76 @@
+"""Parts a text model cannot read as they are → text parts it can: a stored file's text (``fileData``),
+audio's transcript (inline or stored). What each piece was is kept, so usage reports it by modality."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from localgem import errors
+from localgem.files.prompt_text import FileText
+from localgem.generation.conversation import DATA_FIELDS
+from localgem.speech.hearing import AUDIO, Hearing, is_audio, is_video
+from localgem.types.content import Content, Part
+
+
+@dataclass(frozen=True)
+class MediaText:
+    modality: str  # AUDIO (a transcript), …
+    text: str  # what the model reads in the part's place
+
+
+class MediaReader:
+    def __init__(self, files: FileText | None = None, hearing: Hearing | None = None) -> None:
+        self._files = files
+        self._hearing = hearing
+
+    async def read(
+        self, project: str, contents: list[Content], prefix: str = ""
+    ) -> tuple[list[Content], list[MediaText]]:
+        """``contents`` with every fileData part, and every audio or video inlineData part, replaced by text."""
+        media: list[MediaText] = []
+        read = []
+        for i, content in enumerate(contents):
+            parts = content.parts or []
+            if not any(self._replaced(part) for part in parts):
+                read.append(content)
+                continue
+            new_parts = []
+            for j, part in enumerate(parts):
+                where = f"{prefix}contents[{i}].parts[{j}]"
+                new_parts.append(await self._read(project, part, where, media) if self._replaced(part) else part)
+            read.append(content.model_copy(update={"parts": new_parts}))
+        return read, media
+
+    @staticmethod
+    def _replaced(part: Part) -> bool:
+        if _other_data(part):
+            return False  # refused later, with the oneof message
+        if part.file_data is not None:
+            return True
+        blob = part.inline_data
+        return blob is not None and (is_audio(blob.mime_type) or is_video(blob.mime_type))
+
+    async def _read(self, project: str, part: Part, where: str, media: list[MediaText]) -> Part:
+        if part.file_data is not None:
+            data = part.file_data
+            if not data.file_uri:
+                raise errors.invalid_field(f"{where}.file_data.file_uri", f"{where}.file_data.file_uri is required.")
+            if self._files is None:
+                raise errors.not_supported(f"{where}.file_data", "Files")
+            text, mime = await self._files.prompt_text(project, data.file_uri, data.mime_type, where)
+            if is_audio(mime) or is_video(mime):
+                media.append(MediaText(AUDIO, text))
+            return Part(text=text)
+        blob = part.inline_data
+        assert blob is not None
+        if self._hearing is None:
+            raise errors.not_supported(f"{where}.inline_data", "Audio input")
+        heard = await self._hearing.hear(blob.data or b"", blob.mime_type or "", f"{where}.inline_data")
+        text = heard.prompt_text()
+        media.append(MediaText(AUDIO, text))
+        return Part(text=text)
+
+
+def _other_data(part: Part) -> bool:
+    """A part with two data fields is left for conversation.py to refuse with Google's oneof message."""
+    return sum(getattr(part, name) is not None for name in DATA_FIELDS) > 1
