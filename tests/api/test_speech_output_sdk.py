@@ -57,20 +57,33 @@ def test_a_tts_model_reads_the_text_aloud(client: genai.Client, real_server: Run
 def test_voices_that_share_a_model_sound_apart(client: genai.Client) -> None:
     def spoken(voice: str) -> bytes:
         config = types.GenerateContentConfig(response_modalities=["AUDIO"], speech_config=_voice(voice))
-        return _audio(client.models.generate_content(model=TTS, contents="Good morning.", config=config))
+        return _audio(client.models.generate_content(model=TTS, contents=LINE, config=config))
 
-    kore, puck = spoken("Kore"), spoken("Puck")
-    # Puck is Kore's model a pitch apart: about the same length, a different signal (zero-crossing rate).
-    assert abs(len(kore) - len(puck)) / len(kore) < 0.3
-    assert abs(_crossings(kore) - _crossings(puck)) / _crossings(kore) > 0.05
+    kore, puck, zephyr = spoken("Kore"), spoken("Puck"), spoken("Zephyr")
+    # Puck and Zephyr are Kore's model at pitches 0.88 and 1.15: about the same length, the voice's
+    # fundamental frequency lower and higher by about that much.
+    assert abs(len(kore) - len(puck)) / len(kore) < 0.25 and abs(len(kore) - len(zephyr)) / len(kore) < 0.25
+    assert 0.8 < _pitch(puck) / _pitch(kore) < 0.95
+    assert 1.07 < _pitch(zephyr) / _pitch(kore) < 1.25
 
 
-def _crossings(pcm: bytes) -> float:
+def _pitch(pcm: bytes) -> float:
+    """The median fundamental frequency (Hz) of the voiced 40 ms frames, by autocorrelation."""
     import numpy as np
 
-    samples = np.frombuffer(pcm, "<i2").astype(np.int32)
-    voiced = samples[np.abs(samples) > 500]
-    return float(np.mean(np.abs(np.diff(np.sign(voiced))) > 0))
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
+    size, found = 960, []
+    for at in range(0, len(samples) - size, size):
+        frame = samples[at : at + size] - samples[at : at + size].mean()
+        if np.sqrt(np.mean(frame**2)) < 1000:
+            continue  # silence or a breath
+        corr = np.correlate(frame, frame, "full")[size - 1 :]
+        low, high = 24000 // 400, 24000 // 60  # 60 to 400 Hz
+        lag = low + int(np.argmax(corr[low:high]))
+        if corr[lag] > 0.4 * corr[0]:
+            found.append(24000 / lag)
+    assert len(found) > 20
+    return float(np.median(found))
 
 
 def test_multi_speaker_dialogue_streams_each_line(client: genai.Client, real_server: RunningServer) -> None:

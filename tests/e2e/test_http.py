@@ -115,9 +115,9 @@ def test_count_tokens_with_a_whole_request_equals_prompt_token_count(http: httpx
         ),
         ({"contents": [{"parts": [{"inlineData": {"mimeType": "image/jpeg", "data": "/9j/"}}]}]}, 400, "image/jpeg"),
         (
-            {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"responseModalities": ["AUDIO"]}},
+            {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"responseModalities": ["IMAGE"]}},
             400,
-            "TEXT",
+            "TEXT and AUDIO",
         ),
         (
             {

@@ -11,7 +11,7 @@ from localgem.files.prompt_text import FileText
 from localgem.files.service import Clock, FileLimits, FileService
 from localgem.files.sweeper import FileSweeper
 from localgem.files.uploads import UploadSessions
-from localgem.speech.hearing import Hearing
+from localgem.perception import Senses
 from localgem.storage.blobs import BlobStore
 from localgem.storage.files import FileRepository
 from localgem.storage.uploads import UploadRepository
@@ -33,14 +33,14 @@ class Files:
         blobs: BlobStore,
         limits: FileLimits,
         clock: Clock,
-        hearing: Hearing | None = None,
+        senses: Senses | None = None,
     ) -> Files:
-        processing = FileProcessing(files, blobs, clock, hearing)
+        processing = FileProcessing(files, blobs, clock, senses)
         sessions = UploadSessions(files, uploads, blobs, limits, clock, processing)
         return cls(
             service=FileService(files, blobs, limits, clock),
             uploads=sessions,
             processing=processing,
-            text=FileText(files, blobs, clock, hearing),
+            text=FileText(files, blobs, clock, senses),
             sweeper=FileSweeper(files, blobs, sessions, clock),
         )

@@ -1,6 +1,7 @@
 """Processing after upload: a PDF is PROCESSING until its text is extracted, an audio or video file
-until it is transcribed (once, stored as a blob of its own), and it turns ACTIVE, or FAILED with the
-reason. Runs in the background, the heavy parts in worker threads; resumed after a restart."""
+until it is transcribed, an image until its text is read (once, stored as a blob of its own); then it
+turns ACTIVE, or FAILED with the reason. Runs in the background, the heavy parts in worker threads;
+resumed after a restart."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 from localgem import errors, names
 from localgem.files import documents
 from localgem.files.service import Clock
-from localgem.speech.hearing import Hearing, is_audio, is_video
+from localgem.perception import Senses
 from localgem.storage.blobs import BlobStore
 from localgem.storage.files import FileRepository
 from localgem.storage.records import FileRecord
@@ -20,17 +21,21 @@ _MAX_PROCESSED_BYTES = 256 * 1024 * 1024
 
 
 class FileProcessing:
-    def __init__(self, files: FileRepository, blobs: BlobStore, clock: Clock, hearing: Hearing | None = None) -> None:
+    def __init__(
+        self,
+        files: FileRepository,
+        blobs: BlobStore,
+        clock: Clock,
+        senses: Senses | None = None,
+    ) -> None:
         self._files = files
         self._blobs = blobs
         self._clock = clock
-        self._hearing = hearing
+        self._senses = senses or Senses()
         self._running: set[asyncio.Task[None]] = set()
 
     def needed(self, mime_type: str) -> bool:
-        if self._hearing is not None and (is_audio(mime_type) or is_video(mime_type)):
-            return True
-        return documents.base_type(mime_type) == documents.PDF
+        return self._senses.modality(mime_type) is not None or documents.base_type(mime_type) == documents.PDF
 
     def start(self, record: FileRecord) -> None:
         """Process a file just stored as PROCESSING, in the background."""
@@ -74,9 +79,8 @@ class FileProcessing:
         if record.size_bytes > _MAX_PROCESSED_BYTES:
             raise ValueError(f"{record.size_bytes} bytes: files are processed up to {_MAX_PROCESSED_BYTES} bytes.")
         data = await self._blobs.read_all(record.sha256)
-        if self._hearing is not None and (is_audio(record.mime_type) or is_video(record.mime_type)):
-            heard = await self._hearing.hear(data, record.mime_type, "file", inline=False)
-            return heard.prompt_text()
+        if self._senses.modality(record.mime_type) is not None:
+            return (await self._senses.perceive(data, record.mime_type, "file", inline=False)).text
         return await asyncio.to_thread(documents.pdf_text, data)
 
 

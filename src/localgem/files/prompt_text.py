@@ -8,7 +8,7 @@ import re
 from localgem import errors, names
 from localgem.files import documents
 from localgem.files.service import Clock, not_found
-from localgem.speech.hearing import Hearing, is_audio, is_video
+from localgem.perception import Senses
 from localgem.storage.blobs import BlobStore
 from localgem.storage.files import FileRepository
 
@@ -18,11 +18,17 @@ _MAX_PROMPT_FILE_BYTES = 64 * 1024 * 1024
 
 
 class FileText:
-    def __init__(self, files: FileRepository, blobs: BlobStore, clock: Clock, hearing: Hearing | None = None) -> None:
+    def __init__(
+        self,
+        files: FileRepository,
+        blobs: BlobStore,
+        clock: Clock,
+        senses: Senses | None = None,
+    ) -> None:
         self._files = files
         self._blobs = blobs
         self._clock = clock
-        self._hearing = hearing
+        self._senses = senses or Senses()
 
     async def prompt_text(self, project: str, file_uri: str, mime_type: str | None, where: str) -> tuple[str, str]:
         """The text a fileData part puts into the prompt, and the file's MIME type; 403 for a file the
@@ -43,8 +49,8 @@ class FileText:
         mime = mime_type or record.mime_type
         if record.text_sha256 is not None:
             return (await self._blobs.read_all(record.text_sha256)).decode("utf-8"), mime
-        audible = self._hearing is not None and (is_audio(mime) or is_video(mime))
-        if not audible and not documents.is_readable(mime):
+        medium = self._senses.modality(mime) is not None
+        if not medium and not documents.is_readable(mime):
             raise documents.unreadable(f"{where}.file_data", mime)
         if record.size_bytes > _MAX_PROMPT_FILE_BYTES:
             raise errors.invalid_field(
@@ -52,8 +58,6 @@ class FileText:
                 f"File {file_id} ({record.size_bytes} bytes) is too large to read into a prompt.",
             )
         data = await self._blobs.read_all(record.sha256)
-        if audible:  # stored before this server transcribed files while PROCESSING
-            assert self._hearing is not None
-            heard = await self._hearing.hear(data, mime, f"{where}.file_data", inline=False)
-            return heard.prompt_text(), mime
+        if medium:  # stored before this server processed such files: read now
+            return (await self._senses.perceive(data, mime, f"{where}.file_data", inline=False)).text, mime
         return documents.document_text(data, mime, f"{where}.file_data"), mime

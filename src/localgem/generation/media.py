@@ -1,33 +1,28 @@
 """Parts a text model cannot read as they are → text parts it can: a stored file's text (``fileData``),
-audio's transcript (inline or stored). What each piece was is kept, so usage reports it by modality."""
+audio's transcript, an image's text read by OCR (inline or stored). What each piece was is kept, so
+usage reports it by modality."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from localgem import errors
 from localgem.files.prompt_text import FileText
 from localgem.generation.conversation import DATA_FIELDS
-from localgem.speech.hearing import AUDIO, Hearing, is_audio, is_video
+from localgem.perception import Perceived, Senses
+from localgem.speech.hearing import is_audio, is_video
 from localgem.types.content import Content, Part
-
-
-@dataclass(frozen=True)
-class MediaText:
-    modality: str  # AUDIO (a transcript), …
-    text: str  # what the model reads in the part's place
+from localgem.vision.reading import is_image
 
 
 class MediaReader:
-    def __init__(self, files: FileText | None = None, hearing: Hearing | None = None) -> None:
+    def __init__(self, files: FileText | None = None, senses: Senses | None = None) -> None:
         self._files = files
-        self._hearing = hearing
+        self._senses = senses or Senses()
 
     async def read(
         self, project: str, contents: list[Content], prefix: str = ""
-    ) -> tuple[list[Content], list[MediaText]]:
+    ) -> tuple[list[Content], list[Perceived]]:
         """``contents`` with every fileData part, and every audio or video inlineData part, replaced by text."""
-        media: list[MediaText] = []
+        media: list[Perceived] = []
         read = []
         for i, content in enumerate(contents):
             parts = content.parts or []
@@ -48,9 +43,9 @@ class MediaReader:
         if part.file_data is not None:
             return True
         blob = part.inline_data
-        return blob is not None and (is_audio(blob.mime_type) or is_video(blob.mime_type))
+        return blob is not None and (is_audio(blob.mime_type) or is_video(blob.mime_type) or is_image(blob.mime_type))
 
-    async def _read(self, project: str, part: Part, where: str, media: list[MediaText]) -> Part:
+    async def _read(self, project: str, part: Part, where: str, media: list[Perceived]) -> Part:
         if part.file_data is not None:
             data = part.file_data
             if not data.file_uri:
@@ -58,17 +53,17 @@ class MediaReader:
             if self._files is None:
                 raise errors.not_supported(f"{where}.file_data", "Files")
             text, mime = await self._files.prompt_text(project, data.file_uri, data.mime_type, where)
-            if is_audio(mime) or is_video(mime):
-                media.append(MediaText(AUDIO, text))
+            if (modality := self._senses.modality(mime)) is not None:
+                media.append(Perceived(modality, text))
             return Part(text=text)
         blob = part.inline_data
         assert blob is not None
-        if self._hearing is None:
-            raise errors.not_supported(f"{where}.inline_data", "Audio input")
-        heard = await self._hearing.hear(blob.data or b"", blob.mime_type or "", f"{where}.inline_data")
-        text = heard.prompt_text()
-        media.append(MediaText(AUDIO, text))
-        return Part(text=text)
+        if self._senses.modality(blob.mime_type) is None:
+            kind = "Image input" if is_image(blob.mime_type) else "Audio and video input"
+            raise errors.not_supported(f"{where}.inline_data", kind)
+        perceived = await self._senses.perceive(blob.data or b"", blob.mime_type or "", f"{where}.inline_data")
+        media.append(perceived)
+        return Part(text=perceived.text)
 
 
 def _other_data(part: Part) -> bool:

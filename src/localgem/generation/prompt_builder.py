@@ -8,8 +8,8 @@ from localgem.generation.chat_template import Message
 from localgem.generation.conversation import to_messages
 from localgem.generation.function_calling import ToolPlan
 from localgem.generation.loaded import LoadedModel
-from localgem.generation.media import MediaText
 from localgem.generation.tool_prompt import template_tools
+from localgem.perception import Perceived
 from localgem.types.content import Content
 from localgem.types.responses import ModalityTokenCount
 
@@ -23,7 +23,7 @@ class PromptBuilder:
     system: Content | None
     plan: ToolPlan | None = None
     prefix: str = ""  # of field paths in errors
-    media: tuple[MediaText, ...] = ()  # the text that stands for audio (etc.) parts in contents
+    media: tuple[Perceived, ...] = ()  # the text that stands for audio (etc.) parts in contents
 
     @property
     def _template_tools(self) -> bool:

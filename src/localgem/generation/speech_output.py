@@ -108,7 +108,8 @@ async def speech_plan(
         return None
     if speaking is None or not speaking.available:
         raise errors.invalid_field(
-            f"{where}.response_modalities", "AUDIO output needs a voice; this server has none (see voices)."
+            f"{where}.response_modalities",
+            "AUDIO output needs a voice and Piper (pip install 'localgem[speech]'); this server has none.",
         )
     voice = speaking.voice(None, f"{where}.speech_config")
     speakers: dict[str, Voice] = {}

@@ -32,7 +32,6 @@ PREROLL_FRAMES = 10
 WINDOW_SECONDS = 3.0
 PAUSE_FRAMES = 5
 _PCM = re.compile(r"^audio/(pcm|l16)\b", re.IGNORECASE)
-_RATE = re.compile(r";\s*rate=(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -64,23 +63,18 @@ def detection(config: wire.AutomaticActivityDetection | None) -> Detection:
 
 def pcm_samples(blob: wire.Blob, where: str) -> np.ndarray:
     """realtimeInput audio (16-bit little-endian PCM, any rate; 16 kHz when unsaid) → 16 kHz float32."""
-    from localgem.engines.speech.audio import Resampler, pcm16
+    from localgem.engines.speech.audio import AudioError, pcm16_resampled, pcm_rate
 
     mime = blob.mime_type or "audio/pcm;rate=16000"
     if not _PCM.match(mime):
         raise errors.invalid_field(
             f"{where}.mime_type", f"Realtime audio is raw 16-bit PCM (audio/pcm;rate=16000), not {mime!r}."
         )
-    match = _RATE.search(mime)
-    rate = int(match.group(1)) if match else RATE
-    if not 8000 <= rate <= 48000:
-        raise errors.invalid_field(f"{where}.mime_type", f"Unsupported PCM sample rate {rate} Hz (8000 to 48000).")
-    data = blob.data or b""
-    raw = np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2")
-    if rate == RATE:
-        return raw.astype(np.float32) / 32768.0
-    resampler = Resampler(rate, RATE)
-    return pcm16(resampler.push(raw) + resampler.flush())
+    try:
+        rate = pcm_rate(mime, high=48000)
+    except AudioError as exc:
+        raise errors.invalid_field(f"{where}.mime_type", f"{where}.mime_type: {exc}.") from None
+    return pcm16_resampled(blob.data or b"", rate)
 
 
 def load_detector() -> None:

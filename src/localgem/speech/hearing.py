@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from localgem.files.documents import base_type
 
 AUDIO = "AUDIO"
 _CACHE_ENTRIES = 64
-_RATE = re.compile(r";\s*rate=(\d+)", re.IGNORECASE)
 _RAW_PCM = {"audio/pcm", "audio/l16", "audio/x-pcm", "audio/raw"}
 
 
@@ -123,12 +121,7 @@ def raw_pcm(data: bytes, mime: str, limit: float) -> np.ndarray:
     """Headerless 16-bit little-endian mono PCM at the ``rate`` the MIME type gives → 16 kHz float32."""
     from localgem.engines.speech import audio
 
-    match = _RATE.search(mime or "")
-    rate = int(match.group(1)) if match else audio.SPEECH_RATE
-    if not 8000 <= rate <= 192000:
-        raise ValueError(f"unsupported PCM sample rate {rate} Hz (8000 to 192000)")
+    rate = audio.pcm_rate(mime)
     if len(data) / 2 / rate > limit:
         raise audio.TooLong(f"{len(data) / 2 / rate:.0f} s of audio is longer than the {limit:.0f} s allowed here")
-    samples = np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2")
-    resampler = audio.Resampler(rate, audio.SPEECH_RATE)
-    return audio.pcm16(resampler.push(samples) + resampler.flush())
+    return audio.pcm16_resampled(data, rate)

@@ -5,6 +5,7 @@ Synthesis runs in worker threads; each Piper voice loads on first use."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ class Speaking:
 
     @property
     def available(self) -> bool:
-        return bool(self._installed)
+        """Voices are configured and Piper is installed (it is the ``speech`` extra: GPL-3.0)."""
+        return bool(self._installed) and importlib.util.find_spec("piper") is not None
 
     def names(self) -> list[str]:
         installed = sorted({v.name for v in self._table.values()} - set(GOOGLE_VOICES))

@@ -4,6 +4,7 @@ libraries in its wheel) does the decoding, nothing here parses a format by hand.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import av
@@ -63,6 +64,29 @@ def decode(data: bytes, *, max_seconds: float, rate: int = SPEECH_RATE) -> np.nd
     if not pieces:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate(pieces).astype(np.float32) / 32768.0
+
+
+_RATE = re.compile(r";\s*rate=([^;]*)", re.IGNORECASE)
+
+
+def pcm_rate(mime: str, *, low: int = 8000, high: int = 192000) -> int:
+    """The sample rate a raw PCM MIME type names (``audio/pcm;rate=24000``); 16 kHz when it names none."""
+    match = _RATE.search(mime or "")
+    if match is None:
+        return SPEECH_RATE
+    said = match.group(1).strip()
+    if not said.isdigit() or not low <= int(said) <= high:
+        raise AudioError(f"unsupported PCM sample rate {said!r} ({low} to {high} Hz)")
+    return int(said)
+
+
+def pcm16_resampled(data: bytes, rate: int) -> np.ndarray:
+    """Raw 16-bit little-endian PCM at ``rate`` → float32 at 16 kHz."""
+    samples = np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2")
+    if rate == SPEECH_RATE:
+        return samples.astype(np.float32) / 32768.0
+    resampler = Resampler(rate, SPEECH_RATE)
+    return pcm16(resampler.push(samples) + resampler.flush())
 
 
 def pcm16(data: bytes) -> np.ndarray:
