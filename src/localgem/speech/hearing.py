@@ -80,7 +80,7 @@ class Hearing:
 
     async def hear(self, data: bytes, mime: str, where: str, *, inline: bool = True) -> Heard:
         """Transcribe audio (or a video's audio track) bytes; a 400 naming ``where`` if they cannot be."""
-        key = hashlib.sha256(data).hexdigest() + base_type(mime)
+        key = hashlib.sha256(data).hexdigest() + (mime or "").replace(" ", "").lower()  # the rate matters for PCM
         if (heard := self._heard.get(key)) is not None:
             self._heard.move_to_end(key)
             return heard
