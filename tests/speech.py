@@ -34,10 +34,10 @@ def _voice():
 
 @functools.cache
 def spoken(text: str, rate: int = 16000) -> bytes:
-    """``text`` said by Piper's joe voice: 16-bit mono PCM at ``rate``."""
+    """``text`` said by Piper's joe voice, the same way every time: 16-bit mono PCM at ``rate``."""
     voice = _voice()
     resampler = Resampler(voice.sample_rate, rate)
-    pcm = b"".join(resampler.push(s) for s in voice.sentences(text)) + resampler.flush()
+    pcm = b"".join(resampler.push(s) for s in voice.sentences(text, varied=False)) + resampler.flush()
     return pcm
 
 

@@ -44,6 +44,11 @@ class ModelConfig(BaseModel):
     input_token_limit: int | None = Field(None, gt=0, description="Default: the context length.")
     output_token_limit: int | None = Field(None, gt=0, description="Default: half the context length.")
     chat_template: str | None = Field(None, description="Jinja chat template; default: the one in the GGUF file.")
+    mmproj: Path | None = Field(
+        None,
+        description="A vision model's projector (the mmproj GGUF beside its weights, as llama.cpp's converters "
+        "write it): the model then sees images and video frames instead of reading their text by OCR.",
+    )
     reuse_prefixes: bool = Field(
         True,
         description="Start a prompt from the KV cells an earlier prompt (or a cached content) left, computing only "

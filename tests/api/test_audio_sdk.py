@@ -19,7 +19,7 @@ from tests.server import RunningServer
 from tests.speech import FORMATS, encode, silence, spoken, word_error_rate
 
 MODEL = "gemini-2.5-flash"
-SAID = "Paris is the capital of France. The river Seine runs through the city."
+SAID = "Please book a table for four people at seven o'clock tonight."
 
 
 def _heard(server: RunningServer, data: bytes, mime: str):
@@ -46,7 +46,10 @@ def test_generate_content_with_an_audio_part(client: genai.Client) -> None:
     data = encode(spoken(SAID), "audio/mp3")
     response = client.models.generate_content(
         model=MODEL,
-        contents=[types.Part.from_bytes(data=data, mime_type="audio/mp3"), "Which city does the speaker name?"],
+        contents=[
+            types.Part.from_bytes(data=data, mime_type="audio/mp3"),
+            "How many people?",
+        ],
         config=types.GenerateContentConfig(temperature=0, max_output_tokens=24),
     )
     assert response.text
@@ -55,14 +58,20 @@ def test_generate_content_with_an_audio_part(client: genai.Client) -> None:
     assert sum(details.values()) == response.usage_metadata.prompt_token_count
     counted = client.models.count_tokens(
         model=MODEL,
-        contents=[types.Part.from_bytes(data=data, mime_type="audio/mp3"), "Which city does the speaker name?"],
+        contents=[
+            types.Part.from_bytes(data=data, mime_type="audio/mp3"),
+            "How many people?",
+        ],
     )
     assert counted.total_tokens == response.usage_metadata.prompt_token_count
     # Streamed: the same prompt, the same answer (greedy), usage on the last chunk.
     chunks = list(
         client.models.generate_content_stream(
             model=MODEL,
-            contents=[types.Part.from_bytes(data=data, mime_type="audio/mp3"), "Which city does the speaker name?"],
+            contents=[
+                types.Part.from_bytes(data=data, mime_type="audio/mp3"),
+                "How many people?",
+            ],
             config=types.GenerateContentConfig(temperature=0, max_output_tokens=24),
         )
     )
@@ -115,7 +124,7 @@ def test_cached_content_holds_audio(client_v1beta: genai.Client) -> None:
     try:
         response = client_v1beta.models.generate_content(
             model=MODEL,
-            contents="Which city?",
+            contents="At what time?",
             config=types.GenerateContentConfig(cached_content=cache.name, max_output_tokens=8),
         )
         assert response.usage_metadata.cached_content_token_count == cache.usage_metadata.total_token_count
@@ -133,7 +142,10 @@ def test_batches_take_audio(client: genai.Client) -> None:
                 contents=[
                     types.Content(
                         role="user",
-                        parts=[types.Part.from_bytes(data=data, mime_type="audio/ogg"), types.Part(text="Which city?")],
+                        parts=[
+                            types.Part.from_bytes(data=data, mime_type="audio/ogg"),
+                            types.Part(text="When?"),
+                        ],
                     )
                 ],
                 config=types.GenerateContentConfig(max_output_tokens=8),

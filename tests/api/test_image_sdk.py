@@ -110,7 +110,7 @@ def test_uploaded_image_and_a_cache_holding_one(client_v1beta: genai.Client, rea
     [
         (b"\x89PNG\r\n\x1a\nbroken", "image/png", "not a readable image"),
         (b"GIF89a", "image/jpeg", "not a readable image"),
-        (b"II*\0", "image/tiff", "Unsupported image type"),
+        (b"II*\0", "image/tiff", "Unsupported MIME type 'image/tiff'"),
     ],
 )
 def test_bad_images_are_a_clear_400(client: genai.Client, data: bytes, mime: str, words: str) -> None:

@@ -310,13 +310,15 @@ def test_pdf_text_is_extracted_once_while_processing(fake_server: RunningServer)
 
 
 def test_files_the_model_cannot_read_are_refused(fake_server: RunningServer) -> None:
-    image = upload_bytes(fake_server.url, API_KEY, b"\x89PNG\r\n\x1a\nfake", "image/png")
+    archive = upload_bytes(fake_server.url, API_KEY, b"PK\x03\x04 not read by anyone", "application/zip")
+    assert _wait_processed(fake_server, archive["name"])["state"] == "ACTIVE"
     response = httpx.post(
         f"{fake_server.url}/v1beta/models/gemini-2.0-flash:generateContent",
         headers=KEY,
-        json={"contents": [{"parts": [{"fileData": {"fileUri": image["uri"], "mimeType": "image/png"}}]}]},
+        json={"contents": [{"parts": [{"fileData": {"fileUri": archive["uri"], "mimeType": "application/zip"}}]}]},
     )
-    assert response.status_code == 400 and "Unsupported MIME type 'image/png'" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert response.status_code == 400 and "Unsupported MIME type 'application/zip'" in message
     outside = httpx.post(
         f"{fake_server.url}/v1beta/models/gemini-2.0-flash:countTokens",
         headers=KEY,

@@ -10,8 +10,9 @@ grammar, inside ``engines.llama``). Prompt rendering and turning events into API
 from __future__ import annotations
 
 import enum
+import secrets
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -213,6 +214,23 @@ class EngineCapabilities:
     kept_prefixes: bool = False
     #: Reports log probabilities (``GenerationRequest.logprobs``).
     logprobs: bool = False
+    #: Sees images: ``tokenize`` takes ``pictures`` (a vision model with its projector).
+    images: bool = False
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image for a vision model: 8-bit RGB pixels, row by row."""
+
+    rgb: bytes
+    width: int
+    height: int
+    digest: str  # sha256 of ``rgb``: the same picture is encoded once
+
+
+#: Where a picture goes in prompt text given to ``Engine.tokenize`` (random per process, so no user text
+#: can contain it). Its tokens come back as placeholders: negative ids, the same for the same picture.
+PICTURE_MARKER = f"<__localgem_picture_{secrets.token_hex(8)}__>"
 
 
 class Engine(Protocol):
@@ -220,7 +238,10 @@ class Engine(Protocol):
     stats: EngineStats
     capabilities: EngineCapabilities
 
-    async def tokenize(self, text: str, add_bos: bool = False) -> list[int]: ...
+    async def tokenize(self, text: str, add_bos: bool = False, pictures: Sequence[Picture] = ()) -> list[int]:
+        """``text``'s tokens; with ``capabilities.images``, each PICTURE_MARKER in it is the next of
+        ``pictures``, as the placeholder tokens that stand for its embeddings."""
+        ...
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
         """Raises ValueError (``UnenforceableSchema`` where it can name a place in a schema), with a message

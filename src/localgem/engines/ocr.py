@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
+
+from localgem.engines.one_thread import OneThread
 
 
 class TextReader:
+    """Call ``read`` through ``thread``: one image at a time."""
+
     def __init__(self) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
         self._ocr = RapidOCR()
-        self._lock = threading.Lock()
+        self.thread = OneThread("ocr")
 
     def read(self, rgb: np.ndarray) -> str:
         """The text of an RGB image, line by line, in reading order."""
-        with self._lock:
-            found, _ = self._ocr(np.ascontiguousarray(rgb[:, :, ::-1]))  # RapidOCR takes BGR, as OpenCV
+        found, _ = self._ocr(np.ascontiguousarray(rgb[:, :, ::-1]))  # RapidOCR takes BGR, as OpenCV
         lines: list[tuple[float, float, list[tuple[float, str]]]] = []  # (top, bottom, [(left, text)])
         for box, text, _score in found or []:
             ys = [point[1] for point in box]

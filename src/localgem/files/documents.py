@@ -45,8 +45,9 @@ def is_readable(mime: str) -> bool:
 def unreadable(where: str, mime: str) -> errors.InvalidArgument:
     return errors.invalid_field(
         where,
-        f"Unsupported MIME type {base_type(mime)!r} at {where}: this model reads text only "
-        "(text/*, JSON/XML/YAML/CSV, source code and PDF documents).",
+        f"Unsupported MIME type {base_type(mime)!r} at {where}: this server reads text (text/*, "
+        "JSON/XML/YAML/CSV, source code), PDF documents and, with its speech and OCR models, audio, video "
+        "soundtracks and PNG/JPEG/WEBP/HEIC/HEIF/GIF/BMP images.",
     )
 
 

@@ -6,6 +6,7 @@ resumed after a restart."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from localgem import errors, names
@@ -15,6 +16,8 @@ from localgem.perception import Senses
 from localgem.storage.blobs import BlobStore
 from localgem.storage.files import FileRepository
 from localgem.storage.records import FileRecord
+
+logger = logging.getLogger(__name__)
 
 #: Files are processed in memory; larger ones fail processing instead of exhausting it.
 _MAX_PROCESSED_BYTES = 256 * 1024 * 1024
@@ -58,6 +61,11 @@ class FileProcessing:
             text = await self._text(record)
         except (ValueError, errors.ApiError) as exc:
             message = exc.message if isinstance(exc, errors.ApiError) else str(exc)
+            await self._files.finish_processing(record, "FAILED", self._clock(), text_sha256=None, error=message)
+            return
+        except Exception:  # a fault of ours must not leave the file PROCESSING forever
+            logger.exception("processing files/%s failed", record.id)
+            message = "The file could not be processed (an internal error; the server log has the details)."
             await self._files.finish_processing(record, "FAILED", self._clock(), text_sha256=None, error=message)
             return
         data = text.encode("utf-8")

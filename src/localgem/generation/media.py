@@ -19,9 +19,11 @@ class MediaReader:
         self._senses = senses or Senses()
 
     async def read(
-        self, project: str, contents: list[Content], prefix: str = ""
+        self, project: str, contents: list[Content], prefix: str = "", *, vision: bool = False
     ) -> tuple[list[Content], list[Perceived]]:
-        """``contents`` with every fileData part, and every audio or video inlineData part, replaced by text."""
+        """``contents`` with every fileData part, and every audio, video or image inlineData part, replaced
+        by text. For a model that sees (``vision``), images and video frames become pictures: the text
+        then holds PICTURE_MARKER where each goes, and the Perceived pieces carry them, in order."""
         media: list[Perceived] = []
         read = []
         for i, content in enumerate(contents):
@@ -32,7 +34,8 @@ class MediaReader:
             new_parts = []
             for j, part in enumerate(parts):
                 where = f"{prefix}contents[{i}].parts[{j}]"
-                new_parts.append(await self._read(project, part, where, media) if self._replaced(part) else part)
+                replaced = self._replaced(part)
+                new_parts.append(await self._read(project, part, where, media, vision) if replaced else part)
             read.append(content.model_copy(update={"parts": new_parts}))
         return read, media
 
@@ -45,23 +48,30 @@ class MediaReader:
         blob = part.inline_data
         return blob is not None and (is_audio(blob.mime_type) or is_video(blob.mime_type) or is_image(blob.mime_type))
 
-    async def _read(self, project: str, part: Part, where: str, media: list[Perceived]) -> Part:
+    async def _read(self, project: str, part: Part, where: str, media: list[Perceived], vision: bool) -> Part:
         if part.file_data is not None:
             data = part.file_data
             if not data.file_uri:
                 raise errors.invalid_field(f"{where}.file_data.file_uri", f"{where}.file_data.file_uri is required.")
             if self._files is None:
                 raise errors.not_supported(f"{where}.file_data", "Files")
-            text, mime = await self._files.prompt_text(project, data.file_uri, data.mime_type, where)
+            found = await self._files.prompt_text(project, data.file_uri, data.mime_type, where, vision=vision)
+            if isinstance(found, Perceived):
+                media.append(found)
+                return Part(text=found.text)
+            text, mime = found
             if (modality := self._senses.modality(mime)) is not None:
                 media.append(Perceived(modality, text))
             return Part(text=text)
         blob = part.inline_data
         assert blob is not None
-        if self._senses.modality(blob.mime_type) is None:
+        seen = vision and self._senses.sees(blob.mime_type)
+        if not seen and self._senses.modality(blob.mime_type) is None:
             kind = "Image input" if is_image(blob.mime_type) else "Audio and video input"
             raise errors.not_supported(f"{where}.inline_data", kind)
-        perceived = await self._senses.perceive(blob.data or b"", blob.mime_type or "", f"{where}.inline_data")
+        perceived = await self._senses.perceive(
+            blob.data or b"", blob.mime_type or "", f"{where}.inline_data", vision=vision
+        )
         media.append(perceived)
         return Part(text=perceived.text)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from localgem.engines.base import PICTURE_MARKER, Picture
 from localgem.generation.chat_template import Message
 from localgem.generation.conversation import to_messages
 from localgem.generation.function_calling import ToolPlan
@@ -60,22 +61,40 @@ class PromptBuilder:
         return await self.tokenize(self.render(upto, generation_prompt=generation_prompt))
 
     async def tokenize(self, text: str) -> list[int]:
-        """A rendered prompt's tokens (with the BOS token the model wants, unless the template wrote it)."""
+        """A rendered prompt's tokens (with the BOS token the model wants, unless the template wrote it).
+        Its pictures are the first of the request's, in order: a rendered prefix of the contents holds
+        the pictures of those contents."""
         info = self.loaded.engine.info
         add_bos = info.add_bos and not (info.bos_token and text.startswith(info.bos_token))
-        return await self.loaded.engine.tokenize(text, add_bos)
+        return await self.loaded.engine.tokenize(text, add_bos, **self._pictures(text, self.pictures))
 
     async def modality_tokens(self, total: int) -> list[ModalityTokenCount]:
         """``total`` prompt tokens by modality: each transcript's tokens count as its medium's, the rest as TEXT."""
         counts: dict[str, int] = {}
         left = total
+        first = 0
         for piece in self.media:
-            count = min(await self.count_text(piece.text), left)
+            count = min(await self.count_text(piece.text, first), left)
+            first += len(piece.pictures)
             left -= count
             counts[piece.modality] = counts.get(piece.modality, 0) + count
         details = [ModalityTokenCount(modality="TEXT", token_count=left)]
         return details + [ModalityTokenCount(modality=m, token_count=n) for m, n in counts.items()]
 
-    async def count_text(self, text: str) -> int:
-        """Tokens of a bare text, as a piece of a prompt (no BOS)."""
-        return len(await self.loaded.engine.tokenize(text, False)) if text else 0
+    async def count_text(self, text: str, first_picture: int = 0) -> int:
+        """Tokens of a bare text, as a piece of a prompt (no BOS). The pictures its markers stand for
+        are the request's from ``first_picture`` on."""
+        if not text:
+            return 0
+        pictures = self.pictures[first_picture:]
+        return len(await self.loaded.engine.tokenize(text, False, **self._pictures(text, pictures)))
+
+    @property
+    def pictures(self) -> tuple[Picture, ...]:
+        return tuple(picture for piece in self.media for picture in piece.pictures)
+
+    @staticmethod
+    def _pictures(text: str, pictures: tuple[Picture, ...]) -> dict[str, tuple[Picture, ...]]:
+        """Engines without vision are never given pictures (nor asked to take the argument)."""
+        shown = text.count(PICTURE_MARKER) if pictures else 0
+        return {"pictures": pictures[:shown]} if shown else {}

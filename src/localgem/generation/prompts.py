@@ -31,9 +31,10 @@ class Prompts:
     ) -> tuple[PromptBuilder, list[int]]:
         """The prompt, and the builder that made it (its model, and how each piece renders)."""
         media: list = []
-        if contents:
-            contents, media = await self._media.read(project, contents, prefix)
         loaded = await self._engines.get(entry)
+        if contents:
+            vision = loaded.engine.capabilities.images
+            contents, media = await self._media.read(project, contents, prefix, vision=vision)
         builder = PromptBuilder(loaded, contents, system, plan, prefix, tuple(media))
         prompt = await builder.tokens()
         limit = min(entry.input_token_limit, loaded.context_length - 1)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 from localgem import errors
+from localgem.engines.base import PICTURE_MARKER
 from localgem.generation.conversation import content_text
 from localgem.generation.prompt_builder import PromptBuilder
 from localgem.types.content import Content
@@ -45,7 +46,10 @@ async def token_breakdown(builder: PromptBuilder, total: int) -> TokenBreakdown:
     system_parts = []
     if builder.system is not None:
         system_parts = await _part_tokens(builder, builder.system, f"{builder.prefix}system_instruction")
-    parts = [await _part_tokens(builder, c, f"{builder.prefix}contents[{k}]") for k, c in enumerate(contents)]
+    parts, first_picture = [], 0
+    for k, content in enumerate(contents):
+        parts.append(await _part_tokens(builder, content, f"{builder.prefix}contents[{k}]", first_picture))
+        first_picture += content_text(content, f"{builder.prefix}contents[{k}]").count(PICTURE_MARKER)
     has_preamble = bool(builder.system_messages()) or builder.declares_tools
     try:
         preamble, shares = await _shares(builder, total, has_preamble, parts)
@@ -94,7 +98,7 @@ async def _shares(
     for k in range(1, len(parts) + 1):
         text = builder.render(k, generation_prompt=False)
         if previous is not None and text.startswith(previous):
-            share = await builder.count_text(text[len(previous) :])
+            share = await builder.count_text(text[len(previous) :], previous.count(PICTURE_MARKER))
         else:  # a template that rewrites earlier turns as the conversation grows (or the first turn's BOS)
             share = len(await builder.tokenize(text)) - counted
         shares.append(share)
@@ -111,11 +115,11 @@ async def _shares(
     return preamble - owed, shares
 
 
-async def _part_tokens(builder: PromptBuilder, content: Content, where: str) -> list[int]:
+async def _part_tokens(builder: PromptBuilder, content: Content, where: str, first_picture: int = 0) -> list[int]:
     counts, text, previous = [], "", 0
     for j, part in enumerate(content.parts or []):
         text += content_text(Content(parts=[part]), f"{where}.parts[{j}]")
-        now = await builder.count_text(text)
+        now = await builder.count_text(text, first_picture)
         counts.append(now - previous)
         previous = now
     return counts

@@ -14,12 +14,17 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from localgem import errors
 from localgem.live import wire
 from localgem.speech.hearing import Hearing
+
+if TYPE_CHECKING:
+    from localgem.engines.speech.audio import Resampler
+    from localgem.engines.speech.vad import VoiceActivity
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,9 @@ PREROLL_FRAMES = 10
 #: A window is transcribed ahead once this much speech waits and the user pauses for PAUSE_FRAMES.
 WINDOW_SECONDS = 3.0
 PAUSE_FRAMES = 5
+#: Speech with no pause this long is transcribed anyway, so an endless talker holds bounded audio.
+LONGEST_WINDOW_FRAMES = 30 * RATE // FRAME
+_NOTHING = np.zeros(0, dtype=np.float32)
 _PCM = re.compile(r"^audio/(pcm|l16)\b", re.IGNORECASE)
 
 
@@ -61,9 +69,10 @@ def detection(config: wire.AutomaticActivityDetection | None) -> Detection:
     )
 
 
-def pcm_samples(blob: wire.Blob, where: str) -> np.ndarray:
-    """realtimeInput audio (16-bit little-endian PCM, any rate; 16 kHz when unsaid) → 16 kHz float32."""
-    from localgem.engines.speech.audio import AudioError, pcm16_resampled, pcm_rate
+def pcm_rate(blob: wire.Blob, where: str) -> int:
+    """realtimeInput audio is 16-bit little-endian PCM at any rate (16 kHz when unsaid): its rate."""
+    from localgem.engines.speech.audio import AudioError
+    from localgem.engines.speech.audio import pcm_rate as declared_rate
 
     mime = blob.mime_type or "audio/pcm;rate=16000"
     if not _PCM.match(mime):
@@ -71,10 +80,9 @@ def pcm_samples(blob: wire.Blob, where: str) -> np.ndarray:
             f"{where}.mime_type", f"Realtime audio is raw 16-bit PCM (audio/pcm;rate=16000), not {mime!r}."
         )
     try:
-        rate = pcm_rate(mime, high=48000)
+        return declared_rate(mime, high=48000)
     except AudioError as exc:
         raise errors.invalid_field(f"{where}.mime_type", f"{where}.mime_type: {exc}.") from None
-    return pcm16_resampled(blob.data or b"", rate)
 
 
 def load_detector() -> None:
@@ -97,12 +105,11 @@ class Listener:
         said: Callable[[str], Awaitable[None]],
         failed: Callable[[errors.ApiError], None],
     ) -> None:
-        from localgem.engines.speech.vad import VoiceActivity
-
         self._hearing = hearing
         self._detect = detect
         self._started, self._heard, self._said, self._failed = started, heard, said, failed
-        self._vad = VoiceActivity()
+        self._vad: VoiceActivity | None = None  # built in a worker thread on first audio
+        self._resampler: tuple[int, Resampler] | None = None  # one per stream: no seams between messages
         self._pending = np.zeros(0, dtype=np.float32)  # samples not yet in a whole frame
         self._preroll: list[np.ndarray] = []
         self._speech: list[np.ndarray] | None = None  # the utterance's frames, while the user talks
@@ -117,7 +124,23 @@ class Listener:
     def talking(self) -> bool:
         return self._speech is not None
 
+    async def push_pcm(self, data: bytes, rate: int) -> None:
+        """Raw 16-bit little-endian PCM at ``rate``, as realtimeInput carries it."""
+        from localgem.engines.speech.audio import Resampler, pcm16
+
+        data = data[: len(data) - len(data) % 2]
+        if rate != RATE:
+            if self._resampler is None or self._resampler[0] != rate:
+                self._resampler = (rate, Resampler(rate, RATE))
+            data = self._resampler[1].push(np.frombuffer(data, dtype="<i2"))
+        await self.push(pcm16(data))
+
     async def push(self, samples: np.ndarray) -> None:
+        """float32 samples at 16 kHz."""
+        if self._vad is None:
+            from localgem.engines.speech.vad import VoiceActivity
+
+            self._vad = await asyncio.to_thread(VoiceActivity)
         self._pending = np.concatenate([self._pending, samples])
         whole = self._pending.size // FRAME * FRAME
         frames, self._pending = self._pending[:whole], self._pending[whole:]
@@ -144,6 +167,8 @@ class Listener:
             self._tentative = None  # the user went on: what was heard ahead is not the end
         if detect is not None and self._run >= detect.end_frames:
             await self.end()
+        elif len(self._speech) - self._committed >= LONGEST_WINDOW_FRAMES:
+            self._transcribe_window(len(self._speech))
         elif self._run == PAUSE_FRAMES:
             if (len(self._speech) - self._committed) * FRAME >= WINDOW_SECONDS * RATE:
                 self._transcribe_window(len(self._speech))
@@ -159,8 +184,9 @@ class Listener:
         self._committed, self._pieces, self._run, self._tentative = 0, [], 0, None
         await self._started()
 
-    async def end(self) -> None:
-        """Speech ends (detected, activityEnd or audioStreamEnd): the rest is transcribed, the utterance said."""
+    async def end(self, typed: str = "") -> None:
+        """Speech ends (detected, activityEnd or audioStreamEnd): the rest is transcribed, the utterance said
+        (after ``typed``: text sent in the same activity)."""
         if self._speech is None:
             return
         if self._pending.size:
@@ -174,7 +200,7 @@ class Listener:
         pieces, self._speech, self._run, self._tentative = self._pieces, None, 0, None
         self._preroll = []
         ahead = tentative is not None
-        self._follow(lambda: self._utterance(pieces, last_announced=not ahead))
+        self._follow(lambda: self._utterance(pieces, last_announced=not ahead, typed=typed))
 
     def _transcribe_window(self, upto: int, *, tentative: bool = False) -> asyncio.Future[str] | None:
         """Transcribe the utterance's frames from the last window to ``upto``, in order with the rest. A
@@ -185,6 +211,7 @@ class Listener:
             return None
         piece: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         if not tentative:
+            self._speech[self._committed : upto] = [_NOTHING] * (upto - self._committed)  # sent: let it go
             self._committed = upto
             self._pieces.append(piece)
         self._follow(lambda: self._window(samples, piece, announce=not tentative))
@@ -193,7 +220,7 @@ class Listener:
     async def _window(self, samples: np.ndarray, piece: asyncio.Future[str], announce: bool) -> None:
         try:
             transcriber = await self._hearing.transcriber()
-            text = (await asyncio.to_thread(transcriber.transcribe, samples)).text
+            text = (await transcriber.thread.run(transcriber.transcribe, samples)).text
         except BaseException:
             piece.set_result("")
             raise
@@ -201,11 +228,11 @@ class Listener:
         if text and announce:
             await self._heard(text)
 
-    async def _utterance(self, pieces: list[asyncio.Future[str]], last_announced: bool) -> None:
+    async def _utterance(self, pieces: list[asyncio.Future[str]], last_announced: bool, typed: str) -> None:
         texts = [await piece for piece in pieces]
         if not last_announced and texts and texts[-1]:
             await self._heard(texts[-1])
-        text = " ".join(t for t in texts if t).strip()
+        text = " ".join(t for t in [typed, *texts] if t).strip()
         if text:
             await self._said(text)
 

@@ -178,6 +178,7 @@ class LiveConnection:
             speech=checked.speech,
             hearing=services.hearing,
             speaking=services.speaking,
+            sees=checked.sees,
         )
         if grant is not None:
             await services.auth_tokens.spend(grant)

@@ -9,14 +9,12 @@ the earlier turns' KV state, so a turn prefills only what is new.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
-
-from pydantic.alias_generators import to_camel
 
 from localgem import errors
 from localgem.generation.plan import GenerationPlan
@@ -24,6 +22,7 @@ from localgem.generation.service import GenerationService
 from localgem.generation.speech_output import SpeechPlan, speech_plan
 from localgem.live import listening, wire
 from localgem.live.resumption import LiveStates
+from localgem.live.watching import Frames
 from localgem.speech.hearing import Hearing
 from localgem.speech.speaking import LIVE_OUTPUT_MIME, OUTPUT_RATE, Line, Speaking
 from localgem.types.content import Blob, Content, FunctionCall, Part
@@ -83,6 +82,7 @@ def _spoken_config(setup: wire.LiveSetup) -> GenerationConfig:
 class SessionSetup:
     window: int  # the model's input window, in tokens
     speech: SpeechPlan | None  # how answers are spoken (None: they are written)
+    sees: bool = False  # the model takes video frames (a vision model)
 
 
 async def check_setup(
@@ -111,7 +111,8 @@ async def check_setup(
     speech = await speech_plan(_spoken_config(setup), "live", None, speaking, "setup.generation_config")
     detection = setup.realtime_input_config.automatic_activity_detection if setup.realtime_input_config else None
     listening.detection(detection)
-    return SessionSetup(min(plan.model.entry.input_token_limit, plan.model.context_length - 1), speech)
+    window = min(plan.model.entry.input_token_limit, plan.model.context_length - 1)
+    return SessionSetup(window, speech, plan.model.engine.capabilities.images)
 
 
 class LiveSession:
@@ -129,6 +130,7 @@ class LiveSession:
         speech: SpeechPlan | None = None,
         hearing: Hearing | None = None,
         speaking: Speaking | None = None,
+        sees: bool = False,
     ) -> None:
         self._generation = generation
         self._states = states
@@ -155,6 +157,10 @@ class LiveSession:
         self._hearing = hearing
         self._speaking = speaking
         self._listener: listening.Listener | None = None
+        self._frames = Frames(sees)
+        #: Client messages and utterances the listener finishes (from its own task) change the
+        #: conversation one at a time: two inputs never start two turns.
+        self._input = asyncio.Lock()
         self._warming: asyncio.Task[None] | None = None
 
     def warm_up(self) -> None:
@@ -180,12 +186,13 @@ class LiveSession:
     async def handle(self, message: wire.ClientMessage) -> None:
         if isinstance(message, wire.LiveSetup):
             raise errors.InvalidArgument("setup may be sent only once, as the first message of a session.")
-        if isinstance(message, wire.ClientContent):
-            await self._client_content(message)
-        elif isinstance(message, wire.RealtimeInput):
-            await self._realtime_input(message)
-        else:
-            await self._tool_response(message)
+        async with self._input:
+            if isinstance(message, wire.ClientContent):
+                await self._client_content(message)
+            elif isinstance(message, wire.RealtimeInput):
+                await self._realtime_input(message)
+            else:
+                await self._tool_response(message)
 
     async def close(self) -> None:
         """The client left (or the server is closing): stop generating at once, freeing the engine's slot."""
@@ -219,11 +226,11 @@ class LiveSession:
         audio = [("realtime_input.audio", message.audio)] if message.audio is not None else []
         for i, chunk in enumerate(message.media_chunks or []):
             audio.append((f"realtime_input.media_chunks[{i}]", chunk))
-        for where, blob in [("realtime_input.video", message.video), *audio]:
-            if blob is not None and not (blob.mime_type or "audio/").startswith("audio/"):
-                raise errors.invalid_field(
-                    where, f"{to_camel(where)}: video frames cannot be seen here: no vision model is configured."
-                )
+        frames = [("realtime_input.video", message.video)] if message.video is not None else []
+        frames += [(where, blob) for where, blob in audio if not (blob.mime_type or "audio/").startswith("audio/")]
+        audio = [(where, blob) for where, blob in audio if (blob.mime_type or "audio/").startswith("audio/")]
+        for where, blob in frames:
+            self._frames.add(blob, where)
         if (message.activity_start is not None or message.activity_end is not None) and not self._manual_activity:
             raise errors.InvalidArgument(
                 "activityStart and activityEnd are sent only when realtimeInputConfig.automaticActivityDetection "
@@ -233,10 +240,14 @@ class LiveSession:
             if self._interrupts:
                 await self._interrupt()
             self._activity = []
-            if self._hearing is not None:
-                await self._listen().start()
+            if self._listener is not None:
+                await self._listener.start()
         for where, blob in audio:
-            await self._listen().push(listening.pcm_samples(blob, where))
+            rate = listening.pcm_rate(blob, where)
+            listener = self._listen()
+            if self._activity is not None:
+                await listener.start()  # audio of the open activity (a no-op once it has started)
+            await listener.push_pcm(blob.data or b"", rate)
         if message.audio_stream_end and self._listener is not None and not self._manual_activity:
             await self._listener.end()
         if message.text is not None:
@@ -246,9 +257,9 @@ class LiveSession:
                 await self._user_turn(message.text)
         if message.activity_end is not None and self._activity is not None:
             text, self._activity = "".join(self._activity), None
-            if self._listener is not None:
-                await self._listener.end()
-            if text:
+            if self._listener is not None and self._listener.talking:
+                await self._listener.end(typed=text)  # one turn: what was typed, then what was said
+            elif text:
                 await self._user_turn(text)
 
     def _listen(self) -> listening.Listener:
@@ -264,7 +275,7 @@ class LiveSession:
                 None if self._manual_activity else listening.detection(auto),
                 started=self._speech_started,
                 heard=self._speech_heard,
-                said=self._user_turn,
+                said=self._speech_said,
                 failed=self._end,
             )
         return self._listener
@@ -276,10 +287,17 @@ class LiveSession:
 
     async def _speech_heard(self, text: str) -> None:
         if self._setup.input_audio_transcription is not None:
-            await self._send(wire.input_transcription(text))
+            with contextlib.suppress(ClientGone):
+                await self._send(wire.input_transcription(text))
+
+    async def _speech_said(self, text: str) -> None:
+        """A whole utterance, from the listener's own task: answered like any other input, in turn."""
+        async with self._input:
+            with contextlib.suppress(ClientGone):
+                await self._user_turn(text)
 
     async def _user_turn(self, text: str) -> None:
-        content = Content(role="user", parts=[Part(text=text)])
+        content = Content(role="user", parts=[*self._frames.take(), Part(text=text)])
         if self.busy and not self._interrupts:
             self._queued.append(content)
             return
@@ -391,7 +409,7 @@ class LiveSession:
         calls: list[FunctionCall] = []
         used = wire.usage(plan.shape.prompt_tokens, 0)
         # aclosing: a turn cancelled mid-stream ends its engine request at once, not when collected.
-        async with aclosing(self._generation.stream(plan)) as chunks:
+        async with contextlib.aclosing(self._generation.stream(plan)) as chunks:
             async for chunk in chunks:
                 candidate = (chunk.candidates or [None])[0]
                 parts = candidate.content.parts if candidate is not None and candidate.content is not None else []

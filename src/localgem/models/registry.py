@@ -73,6 +73,15 @@ class ModelEntry:
         assert self.config.package is not None
         return packaged.locate(self.config.package, data_dir)
 
+    def projector(self) -> Path | None:
+        """A vision model's projector (``mmproj``), if it has one."""
+        path = self.config.mmproj
+        if path is None:
+            return None
+        if not path.is_file():
+            raise errors.FailedPrecondition(f"The vision projector of {self.name} does not exist: {path}")
+        return path
+
     def checked_path(self) -> Path:
         """The ``path`` the model names, if its weights are there."""
         assert self.config.path is not None

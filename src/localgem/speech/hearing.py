@@ -11,13 +11,17 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from localgem import errors
 from localgem.files.documents import base_type
+from localgem.lazy_model import LazyModel
 
 AUDIO = "AUDIO"
+#: Long recordings are transcribed a slice at a time, so only one slice is ever held as float32.
+_SLICE_SECONDS = 600
 _CACHE_ENTRIES = 64
 _RAW_PCM = {"audio/pcm", "audio/l16", "audio/x-pcm", "audio/raw"}
 
@@ -58,8 +62,7 @@ class Hearing:
         max_file_seconds: float,
     ) -> None:
         self._load = load
-        self._transcriber: object | None = None
-        self._loading = asyncio.Lock()
+        self._transcriber: LazyModel[Any] | None = LazyModel(load) if load is not None else None
         self.max_inline_seconds = max_inline_seconds
         self.max_file_seconds = max_file_seconds
         self._heard: OrderedDict[str, Heard] = OrderedDict()
@@ -73,14 +76,13 @@ class Hearing:
             raise errors.FailedPrecondition(
                 "Audio input needs a speech-to-text model: set speech_to_text (see the README)."
             )
-        async with self._loading:
-            if self._transcriber is None:
-                self._transcriber = await asyncio.to_thread(self._load)
-        return self._transcriber
+        assert self._transcriber is not None
+        return await self._transcriber.get()
 
     async def hear(self, data: bytes, mime: str, where: str, *, inline: bool = True) -> Heard:
         """Transcribe audio (or a video's audio track) bytes; a 400 naming ``where`` if they cannot be."""
-        key = hashlib.sha256(data).hexdigest() + (mime or "").replace(" ", "").lower()  # the rate matters for PCM
+        digest = await asyncio.to_thread(hashlib.sha256, data)  # hashlib lets go of the GIL
+        key = digest.hexdigest() + (mime or "").replace(" ", "").lower()  # the rate matters for PCM
         if (heard := self._heard.get(key)) is not None:
             self._heard.move_to_end(key)
             return heard
@@ -93,8 +95,14 @@ class Hearing:
 
             hint = " Upload longer recordings with the Files API." if inline and isinstance(exc, TooLong) else ""
             raise errors.invalid_field(where, f"{where}: {exc}.{hint}") from None
-        transcript = await asyncio.to_thread(transcriber.transcribe, samples)
-        heard = Heard(transcript.text, transcript.seconds, mime, video=is_video(mime))
+        from localgem.engines.speech.audio import SPEECH_RATE
+
+        texts, step = [], _SLICE_SECONDS * SPEECH_RATE
+        for start in range(0, max(samples.size, 1), step):
+            piece = samples[start : start + step].astype(np.float32) / 32768.0
+            texts.append((await transcriber.thread.run(transcriber.transcribe, piece)).text)
+        transcript = " ".join(text for text in texts if text)
+        heard = Heard(transcript, samples.size / SPEECH_RATE, mime, video=is_video(mime))
         self._heard[key] = heard
         if len(self._heard) > _CACHE_ENTRIES:
             self._heard.popitem(last=False)
@@ -118,7 +126,7 @@ class Hearing:
 
 
 def raw_pcm(data: bytes, mime: str, limit: float) -> np.ndarray:
-    """Headerless 16-bit little-endian mono PCM at the ``rate`` the MIME type gives → 16 kHz float32."""
+    """Headerless 16-bit little-endian mono PCM at the ``rate`` the MIME type gives → 16 kHz int16."""
     from localgem.engines.speech import audio
 
     rate = audio.pcm_rate(mime)

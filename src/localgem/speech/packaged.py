@@ -34,10 +34,6 @@ PACKAGED_SPEECH: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 
-def is_packaged(name: str) -> bool:
-    return name in PACKAGED_SPEECH
-
-
 def locate_speech(name: str, data_dir: Path) -> Path:
     """A packaged speech model's path (its files checked against the pinned sha256s), or ``name`` as a path."""
     if name not in PACKAGED_SPEECH:

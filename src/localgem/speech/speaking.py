@@ -4,13 +4,14 @@ Synthesis runs in worker threads; each Piper voice loads on first use."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import importlib.util
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from localgem import errors
+from localgem.lazy_model import LazyModel
 from localgem.speech.voices import DEFAULT_VOICE, GOOGLE_VOICES, Voice, voice_table
 
 OUTPUT_RATE = 24000
@@ -18,7 +19,6 @@ OUTPUT_MIME = f"audio/L16;codec=pcm;rate={OUTPUT_RATE}"  # generateContent (Goog
 LIVE_OUTPUT_MIME = f"audio/pcm;rate={OUTPUT_RATE}"  # the Live API
 #: Google counts audio as 32 tokens a second (input); localgem counts its output audio the same way.
 AUDIO_TOKENS_PER_SECOND = 32
-_SPEAKER_LINE = re.compile(r"^\s*([^:\n]{1,60}?)\s*:\s*(.*)$")
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,7 @@ class Speaking:
         self._installed = list(installed)
         self._load = load
         self._table = voice_table(self._installed) if self._installed else {}
-        self._speakers: dict[str, object] = {}
-        self._loading = asyncio.Lock()
+        self._speakers: dict[str, LazyModel[Any]] = {}
 
     @property
     def available(self) -> bool:
@@ -54,15 +53,10 @@ class Speaking:
             )
         return voice
 
-    def languages(self) -> set[str]:
-        """Language codes the installed voices speak ('en-US'), once they are loaded; empty before."""
-        return {_bcp47(getattr(s, "language", "")) for s in self._speakers.values()} - {""}
-
     async def _speaker(self, installed: str):  # -> engines.speech.piper.PiperSpeaker
-        async with self._loading:
-            if installed not in self._speakers:
-                self._speakers[installed] = await asyncio.to_thread(self._load, installed)
-        return self._speakers[installed]
+        if installed not in self._speakers:
+            self._speakers[installed] = LazyModel(functools.partial(self._load, installed))
+        return await self._speakers[installed].get()
 
     async def warm(self, voice: Voice) -> None:
         """Load a voice before its first sentence is due."""
@@ -89,7 +83,7 @@ class Speaking:
         # Piper speaks slower by the pitch factor; reading it as if recorded faster raises the pitch back
         # to the same length.
         resampler = Resampler(round(speaker.sample_rate * voice.pitch), OUTPUT_RATE)
-        sentences = await asyncio.to_thread(
+        sentences = await speaker.thread.run(
             lambda: list(speaker.sentences(text, length_scale=voice.pitch if voice.pitch != 1.0 else None))
         )
         for i, samples in enumerate(sentences):
@@ -103,24 +97,6 @@ class Speaking:
         for line in lines:
             async for pcm in self.speak(line.text, line.voice):
                 yield pcm
-
-
-def speaker_lines(text: str, speakers: dict[str, Voice], default: Voice) -> list[Line]:
-    """A dialogue's lines ("Joe: Hi.") → each spoken by its speaker's voice; other lines keep the last."""
-    known = {name.lower(): voice for name, voice in speakers.items()}
-    lines: list[Line] = []
-    current = default
-    for raw in text.splitlines():
-        match = _SPEAKER_LINE.match(raw)
-        if match and match.group(1).lower() in known:
-            current = known[match.group(1).lower()]
-            raw = match.group(2)
-        if raw.strip():
-            if lines and lines[-1].voice == current:
-                lines[-1] = Line(current, lines[-1].text + "\n" + raw)
-            else:
-                lines.append(Line(current, raw))
-    return lines
 
 
 def audio_tokens(pcm_bytes: int) -> int:

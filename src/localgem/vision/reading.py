@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from localgem import errors
 from localgem.files.documents import base_type
+from localgem.lazy_model import LazyModel
 
 IMAGE = "IMAGE"
 IMAGE_TYPES = {
@@ -32,7 +35,8 @@ _CACHE_ENTRIES = 64
 
 
 def is_image(mime: str | None) -> bool:
-    return base_type(mime).startswith("image/")
+    """A raster image OCR can read (SVG, being XML, stays text)."""
+    return base_type(mime) in IMAGE_TYPES
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,7 @@ class Reading:
 
     def __init__(self, load: Callable[[], object] | None) -> None:
         self._load = load
-        self._reader: object | None = None
-        self._loading = asyncio.Lock()
+        self._reader: LazyModel[Any] | None = LazyModel(load) if load is not None else None
         self._seen: OrderedDict[str, Seen] = OrderedDict()
 
     async def read(self, data: bytes, mime: str, where: str) -> Seen:
@@ -67,18 +70,17 @@ class Reading:
                 where,
                 f"Unsupported image type {base_type(mime)!r} at {where}: use one of {', '.join(sorted(IMAGE_TYPES))}.",
             )
-        key = hashlib.sha256(data).hexdigest()
+        key = (await asyncio.to_thread(hashlib.sha256, data)).hexdigest()  # hashlib lets go of the GIL
         if (seen := self._seen.get(key)) is not None:
             self._seen.move_to_end(key)
             return seen
-        async with self._loading:
-            if self._reader is None:
-                self._reader = await asyncio.to_thread(self._load)
+        assert self._reader is not None
+        reader = await self._reader.get()
         try:
             rgb, width, height = await asyncio.to_thread(decode_image, data)
         except ValueError as exc:
             raise errors.invalid_field(where, f"{where}: declared {base_type(mime)}, but {exc}.") from None
-        text = await asyncio.to_thread(self._reader.read, rgb)
+        text = await reader.thread.run(reader.read, rgb)
         seen = Seen(text, width, height, mime)
         self._seen[key] = seen
         if len(self._seen) > _CACHE_ENTRIES:
@@ -86,21 +88,36 @@ class Reading:
         return seen
 
 
-def decode_image(data: bytes):
-    """Image bytes → (RGB array scaled to at most _MAX_SIDE, original width, height); ValueError if unreadable."""
+def decode_image(data: bytes, max_side: int = _MAX_SIDE):
+    """Image bytes → (RGB array scaled to at most ``max_side``, original width, height); ValueError if unreadable."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     _register_heif()
+    too_big = None
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             if width * height > _MAX_PIXELS:
-                raise ValueError(f"it is {width}x{height} pixels, more than the {_MAX_PIXELS} read here")
-            image.thumbnail((_MAX_SIDE, _MAX_SIDE))
-            rgb = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+                too_big = f"it is {width}x{height} pixels, more than the {_MAX_PIXELS} read here"
+            else:
+                image.thumbnail((max_side, max_side))
+                rgb = np.asarray(image.convert("RGB"))
+    # Pillow's decoders raise many kinds of error on hostile bytes; every one means "not an image".
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        EOFError,
+        TypeError,
+        ValueError,
+        IndexError,
+        struct.error,
+        Image.DecompressionBombError,
+    ) as exc:
         raise ValueError(f"not a readable image ({exc})") from None
+    if too_big:
+        raise ValueError(too_big)
     return rgb, width, height
 
 

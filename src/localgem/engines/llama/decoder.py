@@ -8,7 +8,7 @@ fake. Nothing here imports llama.cpp (nor numpy).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs
 from localgem.engines.llama.constraints import Grammar
@@ -61,6 +61,11 @@ class Decoder(Protocol):
 
     def decode(self, items: list[BatchItem]) -> bool:
         """Decode one batch; False when the KV cache has no room for it (nothing was changed)."""
+        ...
+
+    def decode_embeddings(self, sequence: int, position: int, embeddings: Any, non_causal: bool) -> bool:
+        """Decode rows of input embeddings (a picture's: n_tokens x n_embd floats) at ``position`` on, in
+        one pass (``non_causal``: they attend to each other); False when the KV cache has no room."""
         ...
 
     def forget(self, sequence: int, start: int = -1) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
 
+from localgem import errors
 from localgem.engines.base import (
+    PICTURE_MARKER,
     CandidateFinished,
     DeadlineReached,
     EngineCapabilities,
@@ -22,6 +24,7 @@ from localgem.engines.base import (
     GenerationRequest,
     ModelInfo,
     OutputConstraint,
+    Picture,
     SamplingParams,
 )
 from localgem.engines.llama.constraints import grammar_for
@@ -45,6 +48,7 @@ class LlamaCppEngine:
         niceness: int = 0,
         reuse_prefixes: bool = True,
         repetition_stop: int = 0,
+        mmproj: Path | None = None,
     ) -> None:
         self._prefixes = prefixes or PrefixStore(None, ram_bytes=0, disk_bytes=0)
         self._native = NativeModel(
@@ -54,10 +58,13 @@ class LlamaCppEngine:
             batch_size=max(512, prefill_chunk + MIN_CHUNK, 2 * slots),
             flash_attention=flash_attention,
             threads=threads,
+            mmproj=mmproj,
         )
         self.info: ModelInfo = self._native.info
         self.stats = EngineStats()
-        self.capabilities = EngineCapabilities(constrained_output=True, kept_prefixes=True, logprobs=True)
+        self.capabilities = EngineCapabilities(
+            constrained_output=True, kept_prefixes=True, logprobs=True, images=self._native.vision is not None
+        )
         self._scheduler = Scheduler(
             self._native,
             max_queue=max_queue,
@@ -69,7 +76,10 @@ class LlamaCppEngine:
             repetition_stop=repetition_stop,
         )
 
-    async def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+    async def tokenize(self, text: str, add_bos: bool = False, pictures: Sequence[Picture] = ()) -> list[int]:
+        vision = self._native.vision
+        if vision is not None and PICTURE_MARKER in text:
+            return await asyncio.to_thread(vision.tokenize, text, add_bos, pictures)
         return await asyncio.to_thread(self._native.tokenize, text, add_bos)
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
@@ -106,6 +116,10 @@ class LlamaCppEngine:
         # The scheduler enforces grammars: the constraint becomes one here (built once, when it was checked).
         grammar = grammar_for(request.constraint) if request.constraint is not None else None
         job = Job(request, asyncio.get_running_loop(), grammar)
+        if self._native.vision is not None and any(token < 0 for token in request.prompt_tokens):
+            if request.prompt_tokens[-1] < 0:
+                raise errors.InvalidArgument("A prompt must not end with an image.")
+            job.media = await asyncio.to_thread(self._native.vision.media, request.prompt_tokens)
         self._scheduler.submit(job)  # a full queue answers now, before any work
         remaining = request.candidates
         try:

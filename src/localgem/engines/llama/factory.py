@@ -29,6 +29,7 @@ def llama_cpp_factory(settings: Settings) -> Callable[[ModelEntry], LlamaCppEngi
             niceness=settings.inference_niceness,
             reuse_prefixes=entry.config.reuse_prefixes,
             repetition_stop=settings.repetition_stop_tokens,
+            mmproj=entry.projector(),
             prefixes=PrefixStore(
                 kept_prefix_dir(settings, entry.id),
                 ram_bytes=settings.cache_ram_bytes,

@@ -14,12 +14,16 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from localgem.engines.base import EngineEvent, FinishReason, GenerationRequest, TextDelta
 from localgem.engines.llama.constraints import Grammar
 from localgem.engines.llama.decoder import TokenSampler
 from localgem.engines.repetition import RepetitionWatch
 from localgem.engines.text import TextAssembler
+
+if TYPE_CHECKING:
+    from localgem.engines.llama.vision import MediaSpan
 
 #: A stream's new text crosses to the event loop at most this often (its first two texts and its
 #: last always at once): fewer, slightly larger chunks leave the CPU to the model, as Google's do.
@@ -47,6 +51,8 @@ class Job:
     sequences: list[Sequence] = field(default_factory=list)
     #: A background job swapped out for an online one: its KV cells, until it gets a slot again.
     swapped: bytes | None = None
+    #: The embeddings of the pictures in the prompt (a vision model's), in prompt order.
+    media: list[MediaSpan] = field(default_factory=list)
     _outbox: list[EngineEvent] = field(default_factory=list)
     _flushed_at: float | None = None
     _flushes: int = 0

@@ -21,6 +21,7 @@ from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs, Token
 from localgem.engines.llama.constraints import Grammar
 from localgem.engines.llama.decoder import BatchItem
 from localgem.engines.llama.sampler import Sampler
+from localgem.engines.llama.vision import Vision
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,12 @@ def _init_backend() -> None:
         lc.llama_backend_init()
 
 
+def native_log_callback() -> object:
+    """The callback that routes llama.cpp's log lines into logging (libmtmd takes it too)."""
+    _init_backend()
+    return _backend_state["log_callback"]
+
+
 class NativeModel:
     """A GGUF model with a context of ``slots`` sequences, each with its own KV stream.
 
@@ -82,6 +89,7 @@ class NativeModel:
         batch_size: int,
         threads: int | None,
         flash_attention: bool = False,
+        mmproj: Path | None = None,
     ) -> None:
         _init_backend()
         lc = self.lc = _llama()
@@ -125,8 +133,17 @@ class NativeModel:
             eos_token=self.token_text(lc.llama_vocab_eos(self.vocab)),
             add_bos=bool(lc.llama_vocab_get_add_bos(self.vocab)),
         )
+        self.vision: Vision | None = None
+        if mmproj is not None:
+            try:
+                self.vision = Vision(lc, self.model, mmproj, threads=n_threads, batch_size=batch_size)
+            except BaseException:
+                self.close()
+                raise
 
     def close(self) -> None:
+        if getattr(self, "vision", None) is not None:
+            self.vision.close()
         self.lc.llama_batch_free(self._batch)
         self.lc.llama_free(self.ctx)
         self.lc.llama_model_free(self.model)
@@ -183,6 +200,35 @@ class NativeModel:
             return False
         if status != 0:
             raise errors.Internal(f"llama.cpp decode failed with status {status}")
+        return True
+
+    def decode_embeddings(self, sequence: int, position: int, embeddings: np.ndarray, non_causal: bool) -> bool:
+        """Decode rows of input embeddings (a picture's, from ``vision``) in one pass; False when the KV
+        cache has no room for them (nothing was changed)."""
+        rows, width = embeddings.shape
+        batch = self.lc.llama_batch_init(rows, width, 1)
+        try:
+            data = np.ascontiguousarray(embeddings, dtype=np.float32)
+            ctypes.memmove(batch.embd, data.ctypes.data, data.nbytes)
+            for i in range(rows):
+                batch.pos[i] = position + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = sequence
+                batch.logits[i] = False
+            batch.n_tokens = rows
+            if non_causal:
+                self.lc.llama_set_causal_attn(self.ctx, False)
+            try:
+                status = self.lc.llama_decode(self.ctx, batch)
+            finally:
+                if non_causal:
+                    self.lc.llama_set_causal_attn(self.ctx, True)
+        finally:
+            self.lc.llama_batch_free(batch)
+        if status == 1:
+            return False
+        if status != 0:
+            raise errors.Internal(f"llama.cpp decode of image embeddings failed with status {status}")
         return True
 
     def forget(self, sequence: int, start: int = -1) -> None:

@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from localgem import errors
 from localgem.engines.base import (
@@ -45,6 +46,9 @@ from localgem.engines.llama.decoder import BatchItem, Decoder
 from localgem.engines.llama.jobs import FIRST_CHUNK_TOKENS, Job, Sequence
 from localgem.engines.llama.prefix_reuse import MIN_CHUNK, PrefixReuse, chunk_end
 from localgem.engines.llama.prefixes import PrefixStore
+
+if TYPE_CHECKING:
+    from localgem.engines.llama.vision import MediaSpan
 
 __all__ = ["MIN_CHUNK", "Job", "Scheduler"]
 
@@ -204,6 +208,13 @@ class Scheduler:
                 if background and self._queue.online_arrivals != arrivals:
                     return budget
                 stop = chunk_end(sequence.decoded, len(sequence.tokens) - 1, self._chunk)
+                if sequence.job.media:
+                    span = next((s for s in sequence.job.media if s.end > sequence.decoded), None)
+                    if span is not None and span.start <= sequence.decoded:
+                        budget -= self._prefill_picture(sequence, span)
+                        continue
+                    if span is not None:
+                        stop = min(stop, span.start)
                 chunk = sequence.tokens[sequence.decoded : stop]
                 items = [
                     BatchItem(sequence.slot.seq_id, token, sequence.decoded + i, False) for i, token in enumerate(chunk)
@@ -214,6 +225,19 @@ class Scheduler:
                 self.stats.prompt_tokens_evaluated += len(chunk)
                 budget -= len(chunk)
         return budget
+
+    def _prefill_picture(self, sequence: Sequence, span: MediaSpan) -> int:
+        """A picture's embeddings, decoded whole (its tokens may attend to each other); a prompt reused
+        up to the middle of a picture starts that picture again."""
+        seq_id = sequence.slot.seq_id
+        if sequence.decoded > span.start:
+            self._decoder.forget(seq_id, span.start)
+            sequence.decoded = span.start
+        if not self._decoder.decode_embeddings(seq_id, span.start, span.embeddings, span.non_causal):
+            raise errors.ResourceExhausted("The KV cache of this model is full.")
+        sequence.decoded = span.end
+        self.stats.prompt_tokens_evaluated += span.end - span.start
+        return span.end - span.start
 
     def _sample(self, sequence: Sequence, row: int) -> None:
         request = sequence.job.request

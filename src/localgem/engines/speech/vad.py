@@ -7,11 +7,8 @@ import threading
 
 import numpy as np
 
-from localgem.engines.speech.audio import SPEECH_RATE
-
 FRAME = 512  # samples at 16 kHz: 32 ms, the window Silero v6 classifies
 _CONTEXT = 64
-FRAME_MS = FRAME * 1000 // SPEECH_RATE
 
 _session = None
 _session_lock = threading.Lock()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from localgem.engines.one_thread import OneThread
 from localgem.engines.speech.audio import SPEECH_RATE
 
 
@@ -19,7 +19,8 @@ class Transcript:
 
 
 class Transcriber:
-    """One Whisper model; calls are serialized (each uses every thread it was given)."""
+    """One Whisper model. Call ``transcribe`` through ``thread``: one call at a time, each using every
+    CPU thread it was given."""
 
     def __init__(self, path: Path, *, threads: int, compute_type: str = "int8") -> None:
         from faster_whisper import WhisperModel
@@ -27,7 +28,7 @@ class Transcriber:
         self.path = path
         self._model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=threads)
         self.multilingual = self._model.model.is_multilingual
-        self._lock = threading.Lock()
+        self.thread = OneThread("whisper")
 
     def transcribe(self, samples: np.ndarray, *, language: str | None = None, vad: bool = True) -> Transcript:
         """``samples``: mono float32 at 16 kHz. ``vad``: skip what Silero hears no speech in (silence
@@ -37,14 +38,13 @@ class Transcriber:
             return Transcript("", seconds, language)
         if not self.multilingual:
             language = "en"
-        with self._lock:
-            segments, info = self._model.transcribe(
-                samples,
-                language=language,
-                beam_size=1,
-                vad_filter=vad,
-                condition_on_previous_text=False,
-                without_timestamps=True,
-            )
-            text = "".join(segment.text for segment in segments).strip()
+        segments, info = self._model.transcribe(
+            samples,
+            language=language,
+            beam_size=1,
+            vad_filter=vad,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        text = "".join(segment.text for segment in segments).strip()
         return Transcript(text, seconds, info.language)
