@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from localgem.engines.one_thread import OneThread
+from localgem.one_thread import OneThread
 
 
 class TextReader:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from localgem.engines.one_thread import OneThread
+from localgem.one_thread import OneThread
 
 
 class PiperSpeaker:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from localgem.engines.one_thread import OneThread
 from localgem.engines.speech.audio import SPEECH_RATE
+from localgem.one_thread import OneThread
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,63 @@
+"""Where chunks are found again: the contract every chunk index keeps, and hybrid search over it.
+
+An index holds each chunk's text, its embedding and the metadata filters read (the document's custom
+metadata with the chunk's own over it), partitioned by store (a File Search store or a corpus).
+``search`` ranks a store's chunks twice, by vector similarity and by keywords, and fuses the two
+rankings (``fusion.fuse``); a metadata filter narrows both before they are ranked, so a selective
+filter still finds its ``k`` best chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from localgem.retrieval.metadata_filter import Filter, Metadata
+
+
+@dataclass(frozen=True)
+class IndexedChunk:
+    store: str  # fileSearchStores/… or corpora/…
+    document: str  # the document's resource name
+    chunk_id: str  # the chunk's resource name, unique in the index
+    text: str
+    embedding: np.ndarray  # float32, one row
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    store: str
+    document: str
+    text: str
+    metadata: Metadata
+    similarity: float  # cosine similarity to the query (0 when only the keywords found it)
+    score: float  # the fused rank score the hits are ordered by
+
+
+class ChunkIndex(Protocol):
+    async def add(self, chunks: Sequence[IndexedChunk]) -> None:
+        """Adds chunks (all at once: a reader never sees half a document's chunks)."""
+        ...
+
+    async def delete_documents(self, store: str, documents: Sequence[str]) -> int:
+        """Removes every chunk of these documents, text and vector; how many were removed."""
+        ...
+
+    async def delete_chunks(self, chunk_ids: Sequence[str]) -> int: ...
+
+    async def delete_store(self, store: str) -> int: ...
+
+    async def search(
+        self, stores: Sequence[str], vector: np.ndarray, text: str, k: int, condition: Filter | None = None
+    ) -> list[Hit]:
+        """The ``k`` best chunks of ``stores`` for a query (its embedding and its words)."""
+        ...
+
+    async def count(self, store: str) -> int: ...
+
+    async def close(self) -> None: ...
