@@ -9,6 +9,7 @@ filter still finds its ``k`` best chunks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,6 +17,15 @@ from typing import Protocol
 import numpy as np
 
 from localgem.retrieval.metadata_filter import Filter, Metadata
+
+#: Each ranking offers this many candidates per result wanted to the fusion.
+FETCH_FACTOR = 4
+_WORDS = re.compile(r"\w+", re.UNICODE)
+
+
+def query_words(text: str) -> list[str]:
+    """A query's words for keyword search, lower-cased, each once (none holds search syntax)."""
+    return sorted({word.lower() for word in _WORDS.findall(text)})
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ SIMD C); with a metadata filter the distances are taken over the chunks the filt
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,11 +22,8 @@ import numpy as np
 
 from localgem.one_thread import OneThread
 from localgem.retrieval.fusion import fuse
-from localgem.retrieval.index import Hit, IndexedChunk
+from localgem.retrieval.index import FETCH_FACTOR, Hit, IndexedChunk, query_words
 from localgem.retrieval.metadata_filter import Filter, matches
-
-_FETCH_FACTOR = 4  # each ranking offers this many candidates per result to the fusion
-_WORDS = re.compile(r"\w+", re.UNICODE)
 
 
 class SqliteChunkIndex:
@@ -152,7 +148,7 @@ class SqliteChunkIndex:
         )
 
     def _search(self, stores: list[str], vector: np.ndarray, text: str, k: int, condition: Filter | None) -> list[Hit]:
-        fetch = k * _FETCH_FACTOR
+        fetch = k * FETCH_FACTOR
         allowed = self._allowed(stores, condition) if condition is not None else None
         similar = self._similar(stores, vector, fetch, allowed)
         words = self._keywords(stores, text, fetch, allowed)
@@ -196,10 +192,10 @@ class SqliteChunkIndex:
         return [(row, 1.0 - distance) for row, distance in found[:fetch]]
 
     def _keywords(self, stores: list[str], text: str, fetch: int, allowed: set[int] | None) -> list[int]:
-        terms = {w.lower() for w in _WORDS.findall(text)}
+        terms = query_words(text)
         if not terms:
             return []
-        match = " OR ".join('"' + term.replace('"', '""') + '"' for term in sorted(terms))
+        match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
         rows = self._db.execute(
             f"SELECT chunk_words.rowid FROM chunk_words JOIN chunks ON chunks.id = chunk_words.rowid"
             f" WHERE chunk_words MATCH ? AND chunks.store IN ({_marks(stores)}) ORDER BY bm25(chunk_words) LIMIT ?",
