@@ -28,6 +28,12 @@ from localgem.embeddings import routes as embeddings_api
 from localgem.embeddings.service import EmbedderPool, EmbeddingService
 from localgem.engines.base import JsonLimits
 from localgem.engines.registry import forget_kept_prefix, model_loader
+from localgem.file_search import routes as file_search_api
+from localgem.file_search.ingestion import IngestExecutor
+from localgem.file_search.retriever import FileSearchTool
+from localgem.file_search.service import FileSearchService
+from localgem.file_search.uploads import KIND as UPLOAD_KIND
+from localgem.file_search.uploads import DocumentUploads
 from localgem.files import routes as files_api
 from localgem.files import upload_routes as uploads
 from localgem.files.compose import Files
@@ -48,9 +54,12 @@ from localgem.models.registry import ModelRegistry
 from localgem.models.service import ModelService
 from localgem.operations import routes as operations_api
 from localgem.operations.runner import Runner, Worker
-from localgem.operations.service import OperationService
+from localgem.operations.service import COLLECTIONS, OperationService
 from localgem.operations.webhooks import WebhookService
 from localgem.perception import Senses
+from localgem.retrieval.index import GuardedIndex
+from localgem.retrieval.pg_index import PgChunkIndex
+from localgem.retrieval.sqlite_index import SqliteChunkIndex
 from localgem.settings import Settings
 from localgem.speech.hearing import Hearing
 from localgem.speech.loaders import transcriber_loader, voice_loader
@@ -59,6 +68,7 @@ from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.blobs import LocalBlobStore
 from localgem.storage.caches import SqlCacheRepository
 from localgem.storage.database import Database
+from localgem.storage.file_search import SqlFileSearchRepository
 from localgem.storage.files import SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
 from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
@@ -90,10 +100,11 @@ def create_app(
     )
     reading = Reading(reader_loader() if settings.ocr else None)
     senses = Senses(hearing, reading)
+    blobs = LocalBlobStore(settings.blobs())
     files = Files.build(
         SqlFileRepository(database),
         SqlUploadRepository(database),
-        LocalBlobStore(settings.blobs()),
+        blobs,
         FileLimits(
             max_file_bytes=settings.max_file_bytes,
             max_project_bytes=settings.max_project_bytes,
@@ -116,6 +127,9 @@ def create_app(
             default_ttl=timedelta(seconds=settings.cache_default_ttl_seconds), min_tokens=settings.cache_min_tokens
         ),
     )
+    index = _chunk_index(settings, database)
+    file_search_repo = SqlFileSearchRepository(database)
+    file_search_tool = FileSearchTool(file_search_repo, index, registry, embedders)
     generation = GenerationService(
         registry,
         prompts,
@@ -123,6 +137,7 @@ def create_app(
         json_limits=JsonLimits(settings.json_string_max_chars, settings.json_array_max_items),
         default_max_output_tokens=settings.default_max_output_tokens,
         speaking=speaking,
+        served_tools={file_search_tool.field: file_search_tool},
     )
     embeddings = EmbeddingService(registry, embedders, media)
     live_states = LiveStates(
@@ -157,6 +172,22 @@ def create_app(
     )
     operations = OperationService()
     operations.serve("batches", batches)
+    file_search = FileSearchService(
+        file_search_repo,
+        blobs,
+        index,
+        registry,
+        files.service,
+        runner,
+        clock or utc_now,
+        settings.default_embedding_model,
+    )
+    document_uploads = DocumentUploads(file_search, file_search_repo, runner)
+    files.uploads.add_sink(UPLOAD_KIND, document_uploads)
+    runner.register("ingest", IngestExecutor(file_search_repo, blobs, index, registry, embedders), file_search_repo)
+    for collection in COLLECTIONS:
+        if collection.startswith(("fileSearchStores/", "ragStores/")):
+            operations.serve(collection, file_search)
     worker.add("operations", runner.step)
     worker.add("batch endings", batches.settle)
     worker.add("webhooks", webhooks.step)
@@ -166,6 +197,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await database.migrate()
+        await index.open()
         await catalogue.refresh()
         refresher = asyncio.create_task(catalogue.run_forever(REFRESH_SECONDS))
         await files.processing.resume()
@@ -185,6 +217,7 @@ def create_app(
         await files.processing.close()
         await embedders.close()
         await engines.close()
+        await index.close()
         await database.close()
 
     app = FastAPI(
@@ -205,6 +238,8 @@ def create_app(
         public_url=settings.public_url,
         hearing=hearing,
         speaking=speaking,
+        file_search=file_search,
+        document_uploads=document_uploads,
     )
     app.state.database = database
     app.state.live = live
@@ -215,6 +250,8 @@ def create_app(
     app.state.hearing = hearing
     app.state.reading = reading
     app.state.embedders = embedders
+    app.state.chunk_index = index
+    app.state.settings = settings
     app.state.preload = [registry.resolve(model_id, "load").id for model_id in preload]
     install_error_handlers(app)
     app.add_middleware(RefreshOnMiss, catalogue=catalogue)
@@ -235,13 +272,29 @@ def create_app(
     )
     app.add_middleware(CollapseSlashes)
     for version in API_VERSIONS:
-        for module in (models, generation_api, embeddings_api, batches_api, operations_api, caching_api, files_api):
+        for module in (
+            models,
+            generation_api,
+            embeddings_api,
+            batches_api,
+            operations_api,
+            caching_api,
+            files_api,
+            file_search_api,
+        ):
             app.include_router(module.router, prefix=f"/{version}")
         app.include_router(live_api.tokens_router, prefix=f"/{version}")
     app.include_router(live_api.router)
     app.include_router(uploads.router)
     app.include_router(health.router)
     return app
+
+
+def _chunk_index(settings: Settings, database: Database) -> GuardedIndex:
+    """File Search's vectors and words: in the server's PostgreSQL (pgvector), or beside its SQLite."""
+    if database.dialect == "postgresql":
+        return GuardedIndex(PgChunkIndex(database.engine))
+    return GuardedIndex(SqliteChunkIndex(settings.data_dir / "index.sqlite"))
 
 
 def utc_now() -> datetime:

@@ -17,6 +17,8 @@ from localgem.auth.keys import ApiKeys
 from localgem.batches.service import BatchService
 from localgem.caching.service import CacheService
 from localgem.embeddings.service import EmbeddingService
+from localgem.file_search.service import FileSearchService
+from localgem.file_search.uploads import DocumentUploads
 from localgem.files.compose import Files
 from localgem.generation.service import GenerationService
 from localgem.live.resumption import LiveStates
@@ -48,6 +50,8 @@ class Services:
     public_url: str | None = None
     hearing: Hearing | None = None
     speaking: Speaking | None = None
+    file_search: FileSearchService | None = None
+    document_uploads: DocumentUploads | None = None
 
 
 def services(request: Request) -> Services:

@@ -90,6 +90,10 @@ class FileService:
         record = await self._record(project, name)
         return to_file(record), self._blobs.read(record.sha256)
 
+    async def stored(self, project: str, name: str) -> FileRecord:
+        """The file as stored (its blob's sha256: what other resources keep a reference to)."""
+        return await self._record(project, name)
+
     async def _record(self, project: str, name: str) -> FileRecord:
         file_id = names.lookup_id(name, "files", not_found)
         record = await self._files.get(project, file_id, self._clock())

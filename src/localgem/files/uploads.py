@@ -1,25 +1,29 @@
 """Upload sessions: start (quota and name checks, an unguessable secret), append chunks at the
 acknowledged offset, query, cancel, and finalize into a file; a one-shot upload is the same path in
 one request. Expired sessions and their partial bytes are swept here too, since only this class knows
-which sessions are in use. Answers in File messages; knows nothing of HTTP."""
+which sessions are in use. Answers in File messages; knows nothing of HTTP.
+
+A session may end in something other than a file (a File Search document): its ``target`` names an
+``UploadSink`` that takes the finished bytes and answers for the session from then on."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import mimetypes
 import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any, Protocol
 
 from localgem import errors, names
 from localgem.files.convert import to_file
 from localgem.files.processing import FileProcessing
 from localgem.files.service import Clock, FileLimits
-from localgem.files.wire import File
-from localgem.storage.blobs import BlobStore, StorageFull, TooLarge
+from localgem.storage.blobs import BlobStore, Sealed, StorageFull, TooLarge
 from localgem.storage.files import FileExists, FileRepository
 from localgem.storage.records import FileRecord, UploadRecord
 from localgem.storage.uploads import UploadRepository
@@ -34,14 +38,32 @@ class Proposal:
     mime_type: str | None = None
     size_bytes: int | None = None
     file_name: str | None = None  # the uploaded file's base name (X-Goog-Upload-File-Name)
+    #: Where the bytes go instead of a file: ``{"kind": <sink>, ...}`` for the sink's own use.
+    target: dict[str, Any] | None = None
+    #: The largest size the target takes (None: a file's limit).
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True)
 class UploadState:
-    """An upload session as the protocol reports it: bytes acknowledged, and the file once final."""
+    """An upload session as the protocol reports it: bytes acknowledged, and what it made once final
+    (a File, or the sink's answer, e.g. an Operation)."""
 
     received: int
-    file: File | None = None
+    file: Any = None
+
+
+class UploadSink(Protocol):
+    """What a session with a ``target`` ends in."""
+
+    async def finalize(self, session: UploadRecord, sealed: Sealed, publish: Any) -> Any:
+        """Makes the target from the sealed bytes (``publish()`` stores them as the blob ``sealed.sha256``,
+        to be called inside the transaction that records it) and marks ``session`` finalized with it."""
+        ...
+
+    async def finished(self, session: UploadRecord) -> Any:
+        """What a finalized session made, as ``finalize`` answered."""
+        ...
 
 
 class UploadSessions:
@@ -61,18 +83,23 @@ class UploadSessions:
         self._clock = clock
         self._processing = processing
         self._locks: dict[str, asyncio.Lock] = {}
+        self._sinks: dict[str, UploadSink] = {}
+
+    def add_sink(self, kind: str, sink: UploadSink) -> None:
+        """Sessions whose target is of ``kind`` end in ``sink``."""
+        self._sinks[kind] = sink
 
     async def start(self, project: str, proposal: Proposal) -> str:
         """Opens a resumable session; returns the secret for the upload URL."""
         file_id = names.resource_id(proposal.name, "files", field="file.name") if proposal.name else names.new_id()
         size = proposal.size_bytes
+        max_bytes = min(self._limits.max_file_bytes, proposal.max_bytes or self._limits.max_file_bytes)
         if size is not None:
             if size < 0:
                 raise errors.invalid_field("file.size_bytes", "file.size_bytes must not be negative.")
-            if size > self._limits.max_file_bytes:
+            if size > max_bytes:
                 raise errors.invalid_field(
-                    "file.size_bytes",
-                    f"File size {size} bytes exceeds the maximum of {self._limits.max_file_bytes} bytes per file.",
+                    "file.size_bytes", f"File size {size} bytes exceeds the maximum of {max_bytes} bytes per file."
                 )
         now = self._clock()
         if proposal.name and (
@@ -98,6 +125,7 @@ class UploadSessions:
             received=0,
             create_time=now,
             expire_time=now + self._limits.upload_ttl,
+            target=json.dumps({**proposal.target, "max_bytes": max_bytes}) if proposal.target else None,
         )
         await self._blobs.write_partial(record.id, 0, _no_chunks(), 0)
         await self._uploads.add(record)
@@ -117,7 +145,7 @@ class UploadSessions:
                     f"X-Goog-Upload-Offset {offset} does not match the {session.received} bytes received; "
                     "send X-Goog-Upload-Command: query to resume."
                 )
-            limit = session.declared_size if session.declared_size is not None else self._limits.max_file_bytes
+            limit = session.declared_size if session.declared_size is not None else _max_bytes(session, self._limits)
             try:
                 received = await self._blobs.write_partial(session.id, session.received, chunks, limit)
             except TooLarge:
@@ -153,7 +181,7 @@ class UploadSessions:
                 await self._blobs.discard_partial(session.id)
         self._locks.pop(session.id, None)
 
-    async def create(self, project: str, proposal: Proposal, chunks: AsyncIterator[bytes]) -> File:
+    async def create(self, project: str, proposal: Proposal, chunks: AsyncIterator[bytes]) -> Any:
         """A one-shot (media or multipart) upload: the same path as a resumable upload in one request."""
         token = await self.start(project, proposal)
         try:
@@ -189,7 +217,7 @@ class UploadSessions:
     def _lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
 
-    async def _finalize(self, session: UploadRecord) -> File:
+    async def _finalize(self, session: UploadRecord) -> Any:
         if session.declared_size is not None and session.received != session.declared_size:
             raise errors.InvalidArgument(
                 f"Cannot finalize: {session.received} bytes received of the {session.declared_size} declared."
@@ -199,6 +227,12 @@ class UploadSessions:
             raise errors.DataLoss(
                 f"Upload {session.id}: {sealed.size_bytes} bytes stored, {session.received} acknowledged."
             )
+        if session.target is not None:
+            made = await self._sink(session).finalize(
+                session, sealed, lambda: self._blobs.publish(session.id, sealed.sha256)
+            )
+            self._locks.pop(session.id, None)
+            return made
         now = self._clock()
         record = FileRecord(
             project=session.project,
@@ -224,7 +258,15 @@ class UploadSessions:
             self._processing.start(record)
         return to_file(record)
 
-    async def _finished_file(self, session: UploadRecord) -> File:
+    def _sink(self, session: UploadRecord) -> UploadSink:
+        kind = json.loads(session.target or "{}").get("kind")
+        if kind not in self._sinks:
+            raise errors.FailedPrecondition(f"This server cannot finish uploads to a {kind}.")
+        return self._sinks[kind]
+
+    async def _finished_file(self, session: UploadRecord) -> Any:
+        if session.target is not None:
+            return await self._sink(session).finished(session)
         record = await self._files.get(session.project, session.file_id, self._clock())
         if record is None:
             raise errors.NotFound(f"File files/{session.file_id} was uploaded but no longer exists.")
@@ -249,6 +291,12 @@ def supported_mime_type(value: str) -> str:
     if match is None or match.group("type").lower() not in _TOP_LEVEL_TYPES:
         raise errors.InvalidArgument(f"Unsupported MIME type: {value[:200]}")
     return value.strip()
+
+
+def _max_bytes(session: UploadRecord, limits: FileLimits) -> int:
+    if session.target is not None:
+        return int(json.loads(session.target).get("max_bytes") or limits.max_file_bytes)
+    return limits.max_file_bytes
 
 
 def _digest(token: str) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from localgem.engines.base import CandidateFinished, FinishReason, StepLogprobs, TextDelta, TokenLogprob
 from localgem.generation import tool_prompt as tools
 from localgem.generation.function_calling import call_parts
+from localgem.generation.tools import Grounding
 from localgem.types.content import Content, Part
 from localgem.types.responses import (
     Candidate,
@@ -94,6 +95,16 @@ class ResponseShape:
     function_calling: bool = False
     #: The prompt's tokens by modality (None: all TEXT).
     prompt_details: list[ModalityTokenCount] | None = None
+    #: What retrieval tools found: cited in each finished candidate's groundingMetadata.
+    grounding: Grounding | None = None
+    #: Prompt tokens the tools added (the passages retrieved): toolUsePromptTokenCount, not promptTokenCount.
+    tool_prompt_tokens: int = 0
+
+    def grounded(self, candidate: Candidate, answer: str) -> Candidate:
+        """A finished candidate with its groundingMetadata, if the request retrieved anything."""
+        if self.grounding is not None:
+            candidate.grounding_metadata = self.grounding.metadata(answer) or None
+        return candidate
 
     def final_parts(self, index: int, text: str, finish: CandidateFinished | None) -> tuple[list[Part], Ending]:
         """A candidate's (remaining) text → its parts and how it ended."""
@@ -112,11 +123,21 @@ class ResponseShape:
 
     def usage(self, output_tokens: int | None = None) -> UsageMetadata:
         usage = UsageMetadata(
-            prompt_token_count=self.prompt_tokens,
+            prompt_token_count=self.prompt_tokens - self.tool_prompt_tokens,
+            tool_use_prompt_token_count=self.tool_prompt_tokens or None,
             total_token_count=self.prompt_tokens + (output_tokens or 0),
-            prompt_tokens_details=self.prompt_details
-            or [ModalityTokenCount(modality="TEXT", token_count=self.prompt_tokens)],
+            prompt_tokens_details=[
+                ModalityTokenCount(
+                    modality=d.modality,
+                    token_count=d.token_count - self.tool_prompt_tokens if d.modality == "TEXT" else d.token_count,
+                )
+                for d in self.prompt_details or [ModalityTokenCount(modality="TEXT", token_count=self.prompt_tokens)]
+            ],
         )
+        if self.tool_prompt_tokens:
+            usage.tool_use_prompt_tokens_details = [
+                ModalityTokenCount(modality="TEXT", token_count=self.tool_prompt_tokens)
+            ]
         if self.cached_tokens:
             usage.cached_content_token_count = self.cached_tokens
             usage.cache_tokens_details = [ModalityTokenCount(modality="TEXT", token_count=self.cached_tokens)]
@@ -158,8 +179,10 @@ class UnaryResponseBuilder:
     def build(self) -> GenerateContentResponse:
         candidates = []
         for index, state in sorted(self._candidates.items()):
-            parts, ending = self.shape.final_parts(index, "".join(state.parts), state.finish)
-            candidates.append(_candidate(index, parts, state.steps if self.shape.logprobs else None, ending))
+            text = "".join(state.parts)
+            parts, ending = self.shape.final_parts(index, text, state.finish)
+            candidate = _candidate(index, parts, state.steps if self.shape.logprobs else None, ending)
+            candidates.append(self.shape.grounded(candidate, text))
         output = sum(s.finish.output_tokens for s in self._candidates.values() if s.finish)
         return self.shape.response(candidates, self.shape.usage(output))
 
@@ -178,6 +201,7 @@ class StreamChunker:
     _pending_calls: dict[int, str] = field(default_factory=dict)
     _finished: int = 0
     _output_tokens: int = 0
+    _texts: dict[int, list[str]] = field(default_factory=dict)  # each candidate's text so far, if grounded
 
     def add(self, event: TextDelta | CandidateFinished) -> GenerateContentResponse | None:
         previous = self._held.pop(event.index, None)
@@ -204,8 +228,13 @@ class StreamChunker:
         usage = self.shape.usage(self._output_tokens if last else None)
         if finish is None:
             parts, ending = [Part(text=delta.text)], Ending()
+            text = delta.text
         else:
-            parts, ending = self.shape.final_parts(
-                delta.index, delta.text + self._pending_calls.pop(delta.index, ""), finish
-            )
-        return self.shape.response([_candidate(delta.index, parts, steps, ending)], usage)
+            text = delta.text + self._pending_calls.pop(delta.index, "")
+            parts, ending = self.shape.final_parts(delta.index, text, finish)
+        candidate = _candidate(delta.index, parts, steps, ending)
+        if self.shape.grounding is not None:
+            self._texts.setdefault(delta.index, []).append(text)
+            if finish is not None:
+                candidate = self.shape.grounded(candidate, "".join(self._texts.pop(delta.index)))
+        return self.shape.response([candidate], usage)

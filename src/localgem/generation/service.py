@@ -29,10 +29,10 @@ from localgem.generation.prompts import Prompts
 from localgem.generation.responses import ResponseShape, StreamChunker, UnaryResponseBuilder
 from localgem.generation.speech_output import speech_plan, spoken_response, spoken_stream
 from localgem.generation.token_counts import token_breakdown
-from localgem.generation.tools import ServerTools
+from localgem.generation.tools import ServerTools, ground
 from localgem.models.registry import ModelRegistry
 from localgem.speech.speaking import Speaking
-from localgem.types.content import Content
+from localgem.types.content import Content, Part
 from localgem.types.generation import CountTokensRequest, GenerateContentRequest
 from localgem.types.responses import Candidate, CountTokensResponse, GenerateContentResponse
 
@@ -96,7 +96,11 @@ class GenerationService:
                 "generation_config.response_mime_type",
                 "Function calling with a response schema or JSON mode is not supported: use one or the other.",
             )
-        builder, prompt = await self._prompts.build(project, entry, body.contents, body.system_instruction, plan=plan)
+        grounding = await ground(body, self._served_tools, project) if plan is not None and plan.server_tools else None
+        system = body.system_instruction
+        if grounding is not None and grounding.context:
+            system = _with_context(system, grounding.context)
+        builder, prompt = await self._prompts.build(project, entry, body.contents, system, plan=plan)
         loaded = builder.loaded
         constraint = options.constraint
         if plan is not None and plan.calls_possible:
@@ -130,6 +134,8 @@ class GenerationService:
             function_calling=plan is not None and plan.calls_possible,
             cached_tokens=min(cache.cached_tokens, len(prompt)) if cache is not None else 0,
             prompt_details=await builder.modality_tokens(len(prompt)) if builder.media else None,
+            grounding=grounding,
+            tool_prompt_tokens=await builder.count_text(grounding.context) if grounding and grounding.context else 0,
         )
         return GenerationPlan(loaded, request, shape, plan.server_tools if plan is not None else (), speech)
 
@@ -216,6 +222,12 @@ class GenerationService:
             content_tokens=pieces.contents,
             system_instructions_tokens=pieces.system,
         )
+
+
+def _with_context(system: Content | None, context: str) -> Content:
+    """The system instruction with what tools retrieved after it."""
+    parts = list(system.parts or []) if system is not None else []
+    return Content(parts=[*parts, Part(text=context)])
 
 
 def _read_aloud(plan: GenerationPlan) -> GenerateContentResponse:

@@ -27,13 +27,17 @@ class Section:
     page: int | None = None  # 1-based, for paged formats
 
 
+def mime_by_name(file_name: str | None) -> str | None:
+    if not file_name:
+        return None
+    suffix = "." + file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+    return _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(file_name)[0]
+
+
 def guess_mime(data: bytes, file_name: str | None) -> str:
     """The type of an upload that did not say one: by its name, else by its first bytes."""
-    if file_name:
-        suffix = "." + file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
-        guessed = _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(file_name)[0]
-        if guessed:
-            return guessed
+    if guessed := mime_by_name(file_name):
+        return guessed
     if data.startswith(b"%PDF-"):
         return PDF
     if data.startswith(b"PK\x03\x04") and b"word/" in data[:4096]:

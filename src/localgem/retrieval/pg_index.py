@@ -49,7 +49,8 @@ class PgChunkIndex:
                 sql(
                     "CREATE TABLE IF NOT EXISTS chunk_index (id BIGSERIAL PRIMARY KEY, store TEXT NOT NULL,"
                     " document TEXT NOT NULL, name TEXT NOT NULL UNIQUE, text TEXT NOT NULL, metadata JSONB NOT NULL,"
-                    " dims INTEGER NOT NULL, words TSVECTOR GENERATED ALWAYS AS (to_tsvector('english', text)) STORED)"
+                    " dims INTEGER NOT NULL, page INTEGER,"
+                    " words TSVECTOR GENERATED ALWAYS AS (to_tsvector('english', text)) STORED)"
                 )
             )
             await db.execute(sql("CREATE INDEX IF NOT EXISTS chunk_index_by_document ON chunk_index (store, document)"))
@@ -82,9 +83,10 @@ class PgChunkIndex:
             await db.execute(sql("DELETE FROM chunk_index WHERE name = ANY(:names)"), {"names": names})
             rows = await db.execute(
                 sql(
-                    "INSERT INTO chunk_index (store, document, name, text, metadata, dims)"
+                    "INSERT INTO chunk_index (store, document, name, text, metadata, dims, page)"
                     " SELECT * FROM unnest(CAST(:stores AS TEXT[]), CAST(:documents AS TEXT[]), CAST(:names AS TEXT[]),"
-                    " CAST(:texts AS TEXT[]), CAST(:metadata AS JSONB[]), CAST(:dims AS INTEGER[])) RETURNING id, name"
+                    " CAST(:texts AS TEXT[]), CAST(:metadata AS JSONB[]), CAST(:dims AS INTEGER[]),"
+                    " CAST(:pages AS INTEGER[])) RETURNING id, name"
                 ),
                 {
                     "stores": [c.store for c in chunks],
@@ -93,6 +95,7 @@ class PgChunkIndex:
                     "texts": [c.text for c in chunks],
                     "metadata": [json.dumps(c.metadata) for c in chunks],
                     "dims": [len(v) for v in vectors],
+                    "pages": [c.page for c in chunks],
                 },
             )
             ids = dict((name, row) for row, name in rows)
@@ -153,8 +156,8 @@ class PgChunkIndex:
         similarity = dict(similar)
         hits = []
         for row, score in fused:
-            store, document, name, chunk_text, metadata = rows[row]
-            hits.append(Hit(name, store, document, chunk_text, metadata, similarity.get(row, 0.0), score))
+            store, document, name, chunk_text, metadata, page = rows[row]
+            hits.append(Hit(name, store, document, chunk_text, metadata, similarity.get(row, 0.0), score, page))
         return hits
 
     async def _allowed(self, db: AsyncConnection, stores: list[str], condition: Filter) -> list[int]:
@@ -215,7 +218,8 @@ class PgChunkIndex:
         if not ids:
             return {}
         rows = await db.execute(
-            sql("SELECT id, store, document, name, text, metadata FROM chunk_index WHERE id = ANY(:ids)"), {"ids": ids}
+            sql("SELECT id, store, document, name, text, metadata, page FROM chunk_index WHERE id = ANY(:ids)"),
+            {"ids": ids},
         )
         return {row[0]: tuple(row[1:]) for row in rows}
 

@@ -50,7 +50,8 @@ class SqliteChunkIndex:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(
             "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, store TEXT NOT NULL, document TEXT NOT NULL,"
-            " name TEXT NOT NULL UNIQUE, text TEXT NOT NULL, metadata TEXT NOT NULL, dims INTEGER NOT NULL)"
+            " name TEXT NOT NULL UNIQUE, text TEXT NOT NULL, metadata TEXT NOT NULL, dims INTEGER NOT NULL,"
+            " page INTEGER)"
         )
         db.execute("CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (store, document)")
         db.execute(
@@ -83,8 +84,17 @@ class SqliteChunkIndex:
             for chunk in chunks:
                 vector = np.ascontiguousarray(chunk.embedding, dtype=np.float32).reshape(-1)
                 row = db.execute(
-                    "INSERT INTO chunks (store, document, name, text, metadata, dims) VALUES (?, ?, ?, ?, ?, ?)",
-                    (chunk.store, chunk.document, chunk.chunk_id, chunk.text, json.dumps(chunk.metadata), len(vector)),
+                    "INSERT INTO chunks (store, document, name, text, metadata, dims, page)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        chunk.store,
+                        chunk.document,
+                        chunk.chunk_id,
+                        chunk.text,
+                        json.dumps(chunk.metadata),
+                        len(vector),
+                        chunk.page,
+                    ),
                 ).lastrowid
                 db.execute(
                     f"INSERT INTO {self._vectors(len(vector))} (rowid, store, embedding) VALUES (?, ?, ?)",
@@ -157,8 +167,9 @@ class SqliteChunkIndex:
         rows = {row: record for row, record in self._rows([row for row, _ in fused]).items()}
         hits = []
         for row, score in fused:
-            store, document, name, chunk_text, metadata = rows[row]
-            hits.append(Hit(name, store, document, chunk_text, json.loads(metadata), similarity.get(row, 0.0), score))
+            store, document, name, chunk_text, metadata, page = rows[row]
+            found = Hit(name, store, document, chunk_text, json.loads(metadata), similarity.get(row, 0.0), score, page)
+            hits.append(found)
         return hits
 
     def _allowed(self, stores: list[str], condition: Filter) -> set[int]:
@@ -208,7 +219,7 @@ class SqliteChunkIndex:
         if not ids:
             return {}
         rows = self._db.execute(
-            f"SELECT id, store, document, name, text, metadata FROM chunks WHERE id IN ({_marks(ids)})", ids
+            f"SELECT id, store, document, name, text, metadata, page FROM chunks WHERE id IN ({_marks(ids)})", ids
         )
         return {row[0]: row[1:] for row in rows}
 

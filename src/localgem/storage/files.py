@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from localgem.storage.database import Database
 from localgem.storage.records import FileRecord, PageCursor
-from localgem.storage.tables import blobs, files, uploads
+from localgem.storage.tables import blobs, file_search_documents, files, uploads
 
 StoreBytes = Callable[[], Awaitable[None]]
 DropBytes = Callable[[str], Awaitable[None]]
@@ -56,7 +56,7 @@ class SqlFileRepository:
             async with self._db.begin() as conn:
                 if await conn.scalar(select(files.c.id).where(_key(record.project, record.id))) is not None:
                     raise FileExists(record.id)
-                await self._lock_blob(conn, record.sha256, record.size_bytes, record.create_time)
+                await lock_blob(conn, record.sha256, record.size_bytes, record.create_time)
                 await store_bytes()
                 await conn.execute(insert(files).values(**asdict(record)))
                 if finalizes_upload is not None:
@@ -104,7 +104,7 @@ class SqlFileRepository:
             await conn.execute(delete(files).where(_key(project, file_id)))
             for sha in {record.sha256, record.text_sha256} - {None}:
                 assert sha is not None
-                await self._release_blob(conn, sha, drop_bytes)
+                await release_blob(conn, sha, drop_bytes)
         return record
 
     async def _release_blob(self, conn: AsyncConnection, sha256: str, drop_bytes: DropBytes) -> None:
@@ -132,7 +132,7 @@ class SqlFileRepository:
             if current != "PROCESSING":  # deleted (or finished by another process) meanwhile
                 return
             if text_sha256 is not None and store_text is not None:
-                await self._lock_blob(conn, text_sha256, text_size, now)
+                await lock_blob(conn, text_sha256, text_size, now)
                 await store_text()
             await conn.execute(
                 update(files)
@@ -159,6 +159,33 @@ class SqlFileRepository:
     async def blob_known(self, sha256: str) -> bool:
         async with self._db.read() as conn:
             return await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256)) is not None
+
+
+async def lock_blob(conn: AsyncConnection, sha256: str, size: int, now: datetime) -> None:
+    """Hold the blob's row until commit, so a concurrent delete of the last record using it cannot
+    remove the bytes between their being stored and the new record committing."""
+    while True:
+        found = await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256).with_for_update())
+        if found is not None:
+            return
+        row = {"sha256": sha256, "size_bytes": size, "create_time": now}
+        inserted = await conn.execute(_insert_ignore(conn, blobs).values(**row))
+        if inserted.rowcount:
+            return
+
+
+async def release_blob(conn: AsyncConnection, sha256: str, drop_bytes: DropBytes) -> None:
+    """Drops a blob once no file and no File Search document uses it (call after removing a user)."""
+    locked = await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256).with_for_update())
+    file_users = await conn.scalar(
+        select(func.count()).select_from(files).where(or_(files.c.sha256 == sha256, files.c.text_sha256 == sha256))
+    )
+    document_users = await conn.scalar(
+        select(func.count()).select_from(file_search_documents).where(file_search_documents.c.sha256 == sha256)
+    )
+    if locked is not None and file_users == 0 and document_users == 0:
+        await drop_bytes(sha256)
+        await conn.execute(delete(blobs).where(blobs.c.sha256 == sha256))
 
 
 def _key(project: str, file_id: str):  # noqa: ANN202 - a SQL expression

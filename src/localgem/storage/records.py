@@ -36,6 +36,7 @@ class UploadRecord:
     create_time: datetime
     expire_time: datetime
     finalized: bool = False
+    target: str | None = None  # JSON: where a finalized upload goes, if not into a file
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,47 @@ class AuthTokenRecord:
     setup: str | None
     field_mask: str | None
     create_time: datetime
+
+
+@dataclass(frozen=True)
+class FileSearchStoreRecord:
+    project: str
+    id: str
+    display_name: str | None
+    embedding_model: str
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class DocumentCounts:
+    active: int = 0
+    pending: int = 0
+    failed: int = 0
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    project: str
+    store_id: str
+    id: str
+    display_name: str | None
+    custom_metadata: str | None
+    mime_type: str
+    size_bytes: int
+    sha256: str | None
+    state: str
+    origin: str
+    chunking: str
+    create_time: datetime
+    update_time: datetime
+    error: str | None = None
+    chunk_count: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+    @property
+    def kind(self) -> str:
+        """The operations runner's kind for a document's ingestion."""
+        return "ingest"

@@ -91,6 +91,8 @@ uploads = Table(
     Column("create_time", UtcTime, nullable=False),
     Column("expire_time", UtcTime, nullable=False),
     Column("finalized", Boolean, nullable=False, default=False),
+    # JSON: where the bytes go when finalized, if not into a file ({"kind": "fileSearchStore", ...})
+    Column("target", Text),
     UniqueConstraint("token_digest"),
     Index("ix_uploads_project_file_id", "project", "file_id"),
     Index("ix_uploads_expire_time", "expire_time"),
@@ -209,4 +211,41 @@ auth_tokens = Table(
     Column("field_mask", Text),  # the setup fields it locks (none: all of them)
     Column("create_time", UtcTime, nullable=False),
     Index("ix_auth_tokens_expire_time", "expire_time"),
+)
+
+file_search_stores = Table(
+    "file_search_stores",
+    metadata,
+    Column("project", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),
+    Column("display_name", Text),
+    Column("embedding_model", Text, nullable=False),  # models/<id> of the embedder its chunks were embedded by
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+    Index("ix_file_search_stores_project", "project", "create_time"),
+)
+
+file_search_documents = Table(
+    "file_search_documents",
+    metadata,
+    Column("project", String(40), primary_key=True),
+    Column("store_id", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),  # also the id of the operation that ingests it
+    Column("display_name", Text),
+    Column("custom_metadata", Text),  # JSON: [CustomMetadata] as the client sent it
+    Column("mime_type", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64)),  # the raw bytes' blob
+    Column("state", String(16), nullable=False),  # STATE_PENDING | STATE_ACTIVE | STATE_FAILED
+    Column("error", Text),  # why it failed
+    Column("origin", String(8), nullable=False),  # upload | import: which operation collection names it
+    Column("chunking", Text, nullable=False),  # JSON {"max_tokens", "overlap_tokens"}
+    Column("chunk_count", BigInteger, nullable=False),
+    Column("lease_owner", String(40)),  # the server ingesting it, while its lease holds
+    Column("lease_until", UtcTime),
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+    Index("ix_file_search_documents_project", "project", "store_id", "create_time"),
+    Index("ix_file_search_documents_state", "state"),
+    Index("ix_file_search_documents_sha256", "sha256"),
 )

@@ -22,6 +22,7 @@ class UsageMetadata(WireModel):
     cached_content_token_count: int | None = None
     candidates_token_count: int | None = None
     tool_use_prompt_token_count: int | None = None
+    tool_use_prompt_tokens_details: list[ModalityTokenCount] | None = None
     thoughts_token_count: int | None = None
     total_token_count: int | None = None
     prompt_tokens_details: list[ModalityTokenCount] | None = None
