@@ -3,6 +3,7 @@ operations, documents, and the fileSearch tool grounding a real model's answers 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -282,3 +283,35 @@ def test_simple_and_multipart_uploads_and_the_size_limit(real_server: RunningSer
     documents = {d.display_name: d for d in client.file_search_stores.documents.list(parent=store)}
     assert documents["multi"].mime_type == "text/markdown" and documents["multi"].custom_metadata[0].numeric_value == 7
     client.file_search_stores.delete(name=store, config={"force": True})
+
+
+def test_live_and_batches_ground_the_same_way(client: genai.Client, live_client: genai.Client, manuals) -> None:
+    store, _ = manuals
+    online = client.models.generate_content(model=MODEL, contents=QUESTION, config=file_search(store))
+    expected = online.candidates[0].grounding_metadata
+
+    async def live_turn() -> tuple[str, types.GroundingMetadata | None]:
+        config = types.LiveConnectConfig(
+            response_modalities=["TEXT"], temperature=0, max_output_tokens=60, tools=file_search(store).tools
+        )
+        text, grounding = [], None
+        async with live_client.aio.live.connect(model="gemini-live-2.5-flash-preview", config=config) as session:
+            await session.send_client_content(
+                turns=types.Content(role="user", parts=[types.Part(text=QUESTION)]), turn_complete=True
+            )
+            async for message in session.receive():
+                text.append(message.text or "")
+                content = message.server_content
+                grounding = (content.grounding_metadata if content else None) or grounding
+        return "".join(text), grounding
+
+    live_text, live_grounding = asyncio.run(live_turn())
+    assert live_text == online.text and live_grounding == expected
+    job = client.batches.create(model=MODEL, src=[types.InlinedRequest(contents=QUESTION, config=file_search(store))])
+    deadline = time.monotonic() + 120
+    while not (job := client.batches.get(name=job.name)).done:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    (answer,) = job.dest.inlined_responses
+    assert answer.response.text == online.text
+    assert answer.response.candidates[0].grounding_metadata == expected

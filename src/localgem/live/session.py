@@ -407,6 +407,7 @@ class LiveSession:
         self._partial = []
         talker = self._speech.talker() if self._speech is not None else None
         calls: list[FunctionCall] = []
+        grounded: dict | None = None
         used = wire.usage(plan.shape.prompt_tokens, 0)
         # aclosing: a turn cancelled mid-stream ends its engine request at once, not when collected.
         async with contextlib.aclosing(self._generation.stream(plan)) as chunks:
@@ -415,6 +416,8 @@ class LiveSession:
                 parts = candidate.content.parts if candidate is not None and candidate.content is not None else []
                 text = [p for p in parts or [] if p.text]
                 calls.extend(p.function_call for p in parts or [] if p.function_call is not None)
+                if candidate is not None and candidate.grounding_metadata:
+                    grounded = candidate.grounding_metadata
                 if text:
                     self._partial.extend(p.text or "" for p in text)
                     if talker is None:
@@ -435,6 +438,8 @@ class LiveSession:
         self.history.append(Content(role="model", parts=parts))
         self._partial = None
         self._answering = False
+        if grounded is not None:
+            await self._send(wire.grounding(grounded))
         if calls:
             self._pending_calls = {call.id or "": call.name or "" for call in calls}
             await self._send(wire.tool_call(calls))

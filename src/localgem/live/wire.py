@@ -192,6 +192,11 @@ def output_transcription(text: str) -> dict[str, Any]:
     return {"serverContent": {"outputTranscription": {"text": text}}}
 
 
+def grounding(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a retrieval tool (fileSearch) grounded the turn's answer in."""
+    return {"serverContent": {"groundingMetadata": metadata}}
+
+
 def generation_complete() -> dict[str, Any]:
     return {"serverContent": {"generationComplete": True}}
 
