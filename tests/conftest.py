@@ -12,6 +12,7 @@ from localgem.app import create_app
 from localgem.serving import self_signed
 from localgem.settings import load_settings
 from tests.fakes import FakeEngine
+from tests.pgvector_server import pgvector_server
 from tests.postgres import create_database, postgres_cluster
 from tests.server import RunningServer, start_server
 
@@ -82,6 +83,13 @@ def live_client(real_tls_server: RunningServer, certificate: tuple[Path, Path]) 
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL server for the session (see tests/postgres.py)."""
     with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server with pgvector for the session (see tests/pgvector_server.py)."""
+    with pgvector_server() as url:
         yield url
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import inspect
 from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.caches import SqlCacheRepository
 from localgem.storage.database import Database
+from localgem.storage.file_search import SqlFileSearchRepository
 from localgem.storage.files import FileExists, SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
 from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
@@ -25,7 +26,10 @@ from localgem.storage.records import (
     BatchItem,
     BatchRecord,
     CacheRecord,
+    DocumentCounts,
+    DocumentRecord,
     FileRecord,
+    FileSearchStoreRecord,
     KeyRecord,
     LiveStateRecord,
     ModelRecord,
@@ -490,3 +494,85 @@ async def test_token_uses_are_spent_exactly_once_each_under_contention(db: Datab
     assert not await tokens.take_use("nope")
     assert (await tokens.get("t1")).uses_left == 0 and (await tokens.get("t2")).field_mask == "model"
     assert await tokens.sweep(T0 + timedelta(minutes=30)) == 2 and await tokens.get("t2") is None
+
+
+def a_store(store_id: str, project: str = "p1") -> FileSearchStoreRecord:
+    return FileSearchStoreRecord(project, store_id, "docs", "models/all-minilm-l6-v2", T0, T0)
+
+
+def a_document(document_id: str, store_id: str = "s1", project: str = "p1", sha: str | None = "d" * 64, **changes):
+    record = DocumentRecord(
+        project=project,
+        store_id=store_id,
+        id=document_id,
+        display_name="doc",
+        custom_metadata=None,
+        mime_type="text/plain",
+        size_bytes=100,
+        sha256=sha,
+        state="STATE_PENDING",
+        origin="upload",
+        chunking='{"max_tokens": 200, "overlap_tokens": 20}',
+        create_time=T0,
+        update_time=T0,
+    )
+    return replace(record, **changes)
+
+
+async def test_documents_are_ingested_under_a_lease_and_counted_by_state(db: Database) -> None:
+    repo = SqlFileSearchRepository(db)
+    await repo.add_store(a_store("s1"))
+    await repo.add_store(a_store("s1", project="p2"))
+
+    async def nothing() -> None:
+        pass
+
+    for n in range(3):
+        await repo.add_document(a_document(f"d{n}", create_time=T0 + timedelta(seconds=n)), nothing)
+    until = T0 + timedelta(seconds=30)
+    claims = await asyncio.gather(*(repo.claim(owner, T0, until, ["ingest"]) for owner in ("a", "b", "c", "d")))
+    taken = [c for c in claims if c is not None]
+    assert sorted(c.id for c in taken) == ["d0", "d1", "d2"]  # each claimed once
+    assert await repo.claim("e", T0, until, ["ingest"]) is None  # all leased
+    assert await repo.claim("e", T0, until, ["generate"]) is None  # another kind
+    first, second, third = sorted(taken, key=lambda c: c.id)
+    assert not await repo.note("intruder", first, chunk_count=5)
+    assert await repo.note(first.lease_owner, first, chunk_count=5)
+    assert await repo.finish(first.lease_owner, first, "STATE_ACTIVE", T0)
+    assert not await repo.finish(first.lease_owner, first, "STATE_FAILED", T0)  # once
+    assert await repo.note(second.lease_owner, second, error="unreadable")
+    assert await repo.finish(second.lease_owner, second, "STATE_FAILED", T0)
+    counts = await repo.counts("p1", ["s1"])
+    assert counts["s1"] == DocumentCounts(active=1, pending=1, failed=1, size_bytes=300)
+    assert (await repo.counts("p2", ["s1"]))["s1"] == DocumentCounts()
+    assert await repo.active("p1", {("s1", "d0"), ("s1", "d1"), ("s1", "d2")}) == {("s1", "d0")}
+    assert await repo.active("p2", {("s1", "d0")}) == set()
+    lapsed = await repo.claim("f", until + timedelta(seconds=1), until + timedelta(seconds=60), ["ingest"])
+    assert lapsed is not None and lapsed.id == third.id  # its holder went quiet: another takes it over
+    assert not await repo.renew(third.lease_owner, third, T0, until)
+    assert await repo.expire(T0 + timedelta(seconds=10), T0) == 1
+    assert (await repo.document("p1", "s1", "d2")).state == "STATE_FAILED"
+
+
+async def test_document_bytes_live_while_a_file_or_a_document_uses_them(db: Database) -> None:
+    files_repo, repo = SqlFileRepository(db), SqlFileSearchRepository(db)
+    dropped: list[str] = []
+
+    async def drop(sha: str) -> None:
+        dropped.append(sha)
+
+    async def nothing() -> None:
+        pass
+
+    shared = "e" * 64
+    await files_repo.add(a_file("f1", sha=shared), nothing)
+    await repo.add_store(a_store("s1"))
+    await repo.add_document(a_document("d1", sha=shared), nothing)
+    await repo.add_document(a_document("d2", sha="f" * 64), nothing)
+    await files_repo.remove("p1", "f1", drop)
+    assert dropped == []  # the document still uses the file's bytes
+    assert await repo.remove_document("p1", "s1", "d1", drop)
+    assert dropped == [shared]
+    assert await repo.remove_store("p1", "s1", drop) == ["d2"]
+    assert dropped == [shared, "f" * 64]
+    assert await repo.store("p1", "s1") is None and await repo.documents("p1", "s1") == []

@@ -13,7 +13,7 @@ from localgem.retrieval.index import ChunkIndex, IndexedChunk
 from localgem.retrieval.metadata_filter import parse
 from localgem.retrieval.pg_index import PgChunkIndex
 from localgem.retrieval.sqlite_index import SqliteChunkIndex
-from tests.pgvector_server import new_database, pgvector_server
+from tests.pgvector_server import new_database
 
 DIMS = 16
 
@@ -27,12 +27,6 @@ def chunks(store: str, document: str, texts: list[str], vectors: np.ndarray, **m
         IndexedChunk(store, f"{store}/documents/{document}", f"{store}/documents/{document}/chunks/{i}", t, v, metadata)
         for i, (t, v) in enumerate(zip(texts, vectors, strict=True))
     ]
-
-
-@pytest.fixture(scope="module")
-def pgvector_url() -> Iterator[str]:
-    with pgvector_server() as url:
-        yield url
 
 
 class Opened:
