@@ -49,6 +49,12 @@ def test_the_js_sdk_works_unchanged(js_sdk: Path, real_server: RunningServer, tm
     assert set(seen["functionCalls"][0]["args"]) == {"a", "b"}
     assert seen["streamed"]
     assert seen["afterDelete"] == 403
+    found = seen["fileSearch"]
+    assert found["uploadedDocument"].startswith(found["deletedStore"] + "/documents/kettle-")
+    assert found["importedDocument"].startswith(found["deletedStore"] + "/documents/story2-")
+    assert found["documents"] == ["kettle", "story2"] and found["groundingTitle"] == "kettle"
+    assert found["documentState"] == "STATE_ACTIVE" and found["activeAfterDelete"] == "1"
+    assert found["deletedStore"] not in found["stores"]
 
 
 @pytest.mark.parametrize("scheme", ["ws", "wss"])

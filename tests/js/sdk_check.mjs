@@ -1,5 +1,5 @@
 // The official JS SDK (@google/genai) against localgem: files, generateContent with a file,
-// structured output, function calling. Prints one JSON object with what it saw.
+// structured output, function calling, File Search stores. Prints one JSON object with what it saw.
 import { GoogleGenAI, createPartFromUri, Type, FunctionCallingConfigMode } from "@google/genai";
 import { writeFileSync } from "node:fs";
 
@@ -65,4 +65,45 @@ try {
 } catch (error) {
   seen.afterDelete = error.status;
 }
+const store = await ai.fileSearchStores.create({ config: { displayName: "js store" } });
+const manual = `${workDir}/kettle.txt`;
+writeFileSync(manual, "The Zorblax 9000 kettle boils water in exactly 47 seconds.");
+let upload = await ai.fileSearchStores.uploadToFileSearchStore({
+  fileSearchStoreName: store.name,
+  file: manual,
+  config: { mimeType: "text/plain", displayName: "kettle", customMetadata: [{ key: "kind", stringValue: "manual" }] },
+});
+while (!upload.done) {
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  upload = await ai.operations.get({ operation: upload });
+}
+const importedFile = await ai.files.upload({ file: path, config: { mimeType: "text/plain", displayName: "story2" } });
+let imported = await ai.fileSearchStores.importFile({ fileSearchStoreName: store.name, fileName: importedFile.name });
+while (!imported.done) {
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  imported = await ai.operations.get({ operation: imported });
+}
+const documents = [];
+for await (const d of await ai.fileSearchStores.documents.list({ parent: store.name })) documents.push(d.displayName);
+const grounded = await ai.models.generateContent({
+  model: "gemini-2.5-flash",
+  contents: "How long does the Zorblax 9000 take to boil water?",
+  config: { tools: [{ fileSearch: { fileSearchStoreNames: [store.name], topK: 1 } }], maxOutputTokens: 8 },
+});
+const doc = await ai.fileSearchStores.documents.get({ name: upload.response.documentName });
+await ai.fileSearchStores.documents.delete({ name: doc.name, config: { force: true } });
+const storeAfter = await ai.fileSearchStores.get({ name: store.name });
+await ai.fileSearchStores.delete({ name: store.name, config: { force: true } });
+seen.fileSearch = {
+  uploadedDocument: upload.response.documentName,
+  importedDocument: imported.response.documentName,
+  documents: documents.sort(),
+  groundingTitle: grounded.candidates[0].groundingMetadata.groundingChunks[0].retrievedContext.title,
+  documentState: doc.state,
+  activeAfterDelete: storeAfter.activeDocumentsCount,
+  stores: [],
+};
+for await (const s of await ai.fileSearchStores.list()) seen.fileSearch.stores.push(s.name);
+seen.fileSearch.deletedStore = store.name;
+
 console.log(JSON.stringify(seen));
