@@ -24,6 +24,8 @@ from localgem.batches.results import BatchResults
 from localgem.batches.service import BatchService
 from localgem.caching import routes as caching_api
 from localgem.caching.service import CacheLimits, CacheService
+from localgem.corpora import routes as corpora_api
+from localgem.corpora.service import CorpusService
 from localgem.embeddings import routes as embeddings_api
 from localgem.embeddings.service import EmbedderPool, EmbeddingService
 from localgem.engines.base import JsonLimits
@@ -67,6 +69,7 @@ from localgem.speech.speaking import Speaking
 from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.blobs import LocalBlobStore
 from localgem.storage.caches import SqlCacheRepository
+from localgem.storage.corpora import SqlCorpusRepository
 from localgem.storage.database import Database
 from localgem.storage.file_search import SqlFileSearchRepository
 from localgem.storage.files import SqlFileRepository
@@ -182,6 +185,14 @@ def create_app(
         clock or utc_now,
         settings.default_embedding_model,
     )
+    corpora = CorpusService(
+        SqlCorpusRepository(database),
+        index,
+        registry,
+        embedders,
+        clock or utc_now,
+        f"models/{settings.default_embedding_model}" if settings.default_embedding_model else None,
+    )
     document_uploads = DocumentUploads(file_search, file_search_repo, runner)
     files.uploads.add_sink(UPLOAD_KIND, document_uploads)
     runner.register("ingest", IngestExecutor(file_search_repo, blobs, index, registry, embedders), file_search_repo)
@@ -239,6 +250,7 @@ def create_app(
         hearing=hearing,
         speaking=speaking,
         file_search=file_search,
+        corpora=corpora,
         document_uploads=document_uploads,
     )
     app.state.database = database
@@ -281,6 +293,7 @@ def create_app(
             caching_api,
             files_api,
             file_search_api,
+            corpora_api,
         ):
             app.include_router(module.router, prefix=f"/{version}")
         app.include_router(live_api.tokens_router, prefix=f"/{version}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,15 @@ def test_the_index_survives_a_restart(tmp_path: Path) -> None:
 
     asyncio.run(first())
     assert [h.text for h in asyncio.run(second())] == ["kept text"]
+
+
+def test_search_within_documents_and_pages_round_trip(index: ChunkIndex) -> None:
+    basis = np.eye(DIMS, dtype=np.float32)
+    first = chunks("s", "d1", ["kettle one", "kettle two"], basis[:2])
+    second = [replace(c, page=7) for c in chunks("s", "d2", ["kettle three"], basis[:1])]
+    asyncio.run(index.add(first + second))
+    only = asyncio.run(index.search(["s"], basis[0], "kettle", k=5, documents=["s/documents/d2"]))
+    assert [(h.text, h.page) for h in only] == [("kettle three", 7)]
+    assert asyncio.run(index.search(["s"], basis[0], "kettle", k=5, documents=[])) == []
+    everywhere = asyncio.run(index.search(["s"], basis[0], "kettle", k=5))
+    assert {h.document for h in everywhere} == {"s/documents/d1", "s/documents/d2"}

@@ -16,6 +16,7 @@ from localgem.api.versions import API_VERSIONS
 from localgem.auth.keys import ApiKeys
 from localgem.batches.service import BatchService
 from localgem.caching.service import CacheService
+from localgem.corpora.service import CorpusService
 from localgem.embeddings.service import EmbeddingService
 from localgem.file_search.service import FileSearchService
 from localgem.file_search.uploads import DocumentUploads
@@ -51,6 +52,7 @@ class Services:
     hearing: Hearing | None = None
     speaking: Speaking | None = None
     file_search: FileSearchService | None = None
+    corpora: CorpusService | None = None
     document_uploads: DocumentUploads | None = None
 
 

@@ -17,11 +17,11 @@ import re
 
 from localgem import errors
 from localgem.embeddings.service import EmbedderPool
-from localgem.file_search.service import UNKNOWN_TYPE, metadata, store_key
-from localgem.file_search.wire import CustomMetadata
+from localgem.file_search.service import UNKNOWN_TYPE, store_key
 from localgem.models.registry import ModelRegistry
 from localgem.operations.runner import Lease
 from localgem.retrieval.chunking import Chunk, ChunkingRule, WordTokens, chunk_text
+from localgem.retrieval.custom_metadata import loaded, metadata
 from localgem.retrieval.extract import extract, guess_mime
 from localgem.retrieval.index import ChunkIndex, IndexedChunk
 from localgem.storage.blobs import BlobStore
@@ -94,7 +94,7 @@ class IngestExecutor:
             pieces += [(c, section.page) for c in chunk_text(section.text, rule, _known(counts))]
         if not pieces:
             raise ValueError("The document has no text to index.")
-        found = metadata([CustomMetadata.model_validate(e) for e in json.loads(record.custom_metadata or "[]")])
+        found = metadata(loaded(record.custom_metadata))
         chunks: list[IndexedChunk] = []
         for start in range(0, len(pieces), EMBED_GROUP):
             group = pieces[start : start + EMBED_GROUP]

@@ -16,7 +16,6 @@ from localgem import errors, names
 from localgem.file_search.wire import (
     TYPE_PREFIX,
     ChunkingConfig,
-    CustomMetadata,
     Document,
     DocumentOperationResponse,
     FileSearchStore,
@@ -30,9 +29,9 @@ from localgem.models.registry import ModelRegistry
 from localgem.operations.model import ListOperationsResponse, Operation
 from localgem.operations.runner import Runner
 from localgem.retrieval.chunking import ChunkingRule
+from localgem.retrieval.custom_metadata import CustomMetadata, loaded, metadata, stored
 from localgem.retrieval.extract import mime_by_name
 from localgem.retrieval.index import ChunkIndex
-from localgem.retrieval.metadata_filter import Metadata
 from localgem.storage.blobs import BlobStore
 from localgem.storage.file_search import FAILED, PENDING, FileSearchRepository
 from localgem.storage.records import DocumentCounts, DocumentRecord, FileSearchStoreRecord
@@ -45,7 +44,6 @@ FileSearchOperation = Operation[DocumentOperationResponse, DocumentOperationResp
 
 #: Google's limits: a document's size, its custom metadata entries, list pages.
 MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
-MAX_CUSTOM_METADATA = 20
 _SLUG_LENGTH = 27  # slug + "-" + 12 random characters stay within an id's 40
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 #: A document's type until its bytes tell it (see ``ingestion``).
@@ -216,7 +214,7 @@ class FileSearchService:
             store_id=store.id,
             id=document_id or new_document_id(display_name),
             display_name=display_name,
-            custom_metadata=json.dumps([m.to_wire() for m in new.custom_metadata]) if new.custom_metadata else None,
+            custom_metadata=stored(new.custom_metadata),
             mime_type=mime_type,
             size_bytes=size,
             sha256=sha256,
@@ -281,35 +279,6 @@ def store_key(store_id: str) -> str:
     return f"fileSearchStores/{store_id}"
 
 
-def metadata(entries: list[CustomMetadata] | None, where: str = "custom_metadata") -> Metadata:
-    """A document's custom metadata as filters read it, or a 400 naming the bad entry."""
-    entries = entries or []
-    if len(entries) > MAX_CUSTOM_METADATA:
-        raise errors.invalid_field(where, f"A document may have at most {MAX_CUSTOM_METADATA} custom metadata entries.")
-    found: dict[str, str | float | list[str]] = {}
-    for i, entry in enumerate(entries):
-        field = f"{where}[{i}]"
-        if not entry.key:
-            raise errors.invalid_field(f"{field}.key", f"{field}.key is required.")
-        values = [
-            v
-            for v in (
-                entry.string_value,
-                entry.numeric_value,
-                entry.string_list_value.values or [] if entry.string_list_value is not None else None,
-            )
-            if v is not None
-        ]
-        if len(values) != 1:
-            raise errors.invalid_field(
-                field, f"{field} needs exactly one of string_value, numeric_value or string_list_value."
-            )
-        if entry.key in found:
-            raise errors.invalid_field(f"{field}.key", f"The custom metadata key {entry.key!r} is given twice.")
-        found[entry.key] = values[0]
-    return found
-
-
 def _rule(config: ChunkingConfig | None) -> ChunkingRule:
     white = config.white_space_config if config is not None else None
     return ChunkingRule.of(
@@ -350,11 +319,10 @@ def _store(record: FileSearchStoreRecord, counts: DocumentCounts) -> FileSearchS
 
 
 def _document(record: DocumentRecord) -> Document:
-    entries = json.loads(record.custom_metadata) if record.custom_metadata else None
     return Document(
         name=_document_name(record),
         display_name=record.display_name,
-        custom_metadata=[CustomMetadata.model_validate(e) for e in entries] if entries else None,
+        custom_metadata=loaded(record.custom_metadata),
         state=record.state,
         size_bytes=record.size_bytes,
         mime_type=record.mime_type,

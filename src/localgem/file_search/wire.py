@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from localgem.retrieval.custom_metadata import CustomMetadata
 from localgem.types.wire import Int32, Int64, Timestamp, WireModel
 
 TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1main."
-
-
-class StringList(WireModel):
-    values: list[str] | None = None
-
-
-class CustomMetadata(WireModel):
-    key: str | None = None
-    string_value: str | None = None
-    numeric_value: float | None = None
-    string_list_value: StringList | None = None
 
 
 class WhiteSpaceConfig(WireModel):

@@ -69,9 +69,16 @@ class ChunkIndex(Protocol):
     async def delete_store(self, store: str) -> int: ...
 
     async def search(
-        self, stores: Sequence[str], vector: np.ndarray, text: str, k: int, condition: Filter | None = None
+        self,
+        stores: Sequence[str],
+        vector: np.ndarray,
+        text: str,
+        k: int,
+        condition: Filter | None = None,
+        documents: Sequence[str] | None = None,
     ) -> list[Hit]:
-        """The ``k`` best chunks of ``stores`` for a query (its embedding and its words)."""
+        """The ``k`` best chunks of ``stores`` (of ``documents`` only, if given) for a query (its embedding
+        and its words)."""
         ...
 
     async def count(self, store: str) -> int: ...
@@ -114,9 +121,15 @@ class GuardedIndex:
         return 0 if self._failure else await self._inner.delete_store(store)
 
     async def search(
-        self, stores: Sequence[str], vector: np.ndarray, text: str, k: int, condition: Filter | None = None
+        self,
+        stores: Sequence[str],
+        vector: np.ndarray,
+        text: str,
+        k: int,
+        condition: Filter | None = None,
+        documents: Sequence[str] | None = None,
     ) -> list[Hit]:
-        return await self._usable().search(stores, vector, text, k, condition)
+        return await self._usable().search(stores, vector, text, k, condition, documents)
 
     async def count(self, store: str) -> int:
         return await self._usable().count(store)

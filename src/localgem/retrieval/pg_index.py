@@ -141,14 +141,21 @@ class PgChunkIndex:
             ).scalar_one()
 
     async def search(
-        self, stores: Sequence[str], vector: np.ndarray, text: str, k: int, condition: Filter | None = None
+        self,
+        stores: Sequence[str],
+        vector: np.ndarray,
+        text: str,
+        k: int,
+        condition: Filter | None = None,
+        documents: Sequence[str] | None = None,
     ) -> list[Hit]:
         if not stores or k <= 0:
             return []
         stores = list(stores)
         fetch = k * FETCH_FACTOR
         async with self._engine.begin() as db:
-            allowed = await self._allowed(db, stores, condition) if condition is not None else None
+            narrowed = condition is not None or documents is not None
+            allowed = await self._allowed(db, stores, condition, documents) if narrowed else None
             similar = await self._similar(db, stores, np.asarray(vector, dtype=np.float32), fetch, allowed)
             words = await self._keywords(db, stores, text, fetch, allowed)
             fused = fuse([[row for row, _ in similar], words], limit=k)
@@ -160,10 +167,13 @@ class PgChunkIndex:
             hits.append(Hit(name, store, document, chunk_text, metadata, similarity.get(row, 0.0), score, page))
         return hits
 
-    async def _allowed(self, db: AsyncConnection, stores: list[str], condition: Filter) -> list[int]:
-        rows = await db.execute(
-            sql("SELECT id, metadata FROM chunk_index WHERE store = ANY(:stores)"), {"stores": stores}
-        )
+    async def _allowed(
+        self, db: AsyncConnection, stores: list[str], condition: Filter | None, documents: Sequence[str] | None
+    ) -> list[int]:
+        query = "SELECT id, metadata FROM chunk_index WHERE store = ANY(:stores)"
+        if documents is not None:
+            query += " AND document = ANY(:documents)"
+        rows = await db.execute(sql(query), {"stores": stores, "documents": list(documents or [])})
         return [row for row, metadata in rows if matches(condition, metadata)]
 
     async def _similar(

@@ -149,17 +149,31 @@ class SqliteChunkIndex:
         )
 
     async def search(
-        self, stores: Sequence[str], vector: np.ndarray, text: str, k: int, condition: Filter | None = None
+        self,
+        stores: Sequence[str],
+        vector: np.ndarray,
+        text: str,
+        k: int,
+        condition: Filter | None = None,
+        documents: Sequence[str] | None = None,
     ) -> list[Hit]:
         if not stores or k <= 0:
             return []
-        return await self._thread.run(
-            self._search, list(stores), np.asarray(vector, dtype=np.float32), text, k, condition
-        )
+        vector = np.asarray(vector, dtype=np.float32)
+        return await self._thread.run(self._search, list(stores), vector, text, k, condition, documents)
 
-    def _search(self, stores: list[str], vector: np.ndarray, text: str, k: int, condition: Filter | None) -> list[Hit]:
+    def _search(
+        self,
+        stores: list[str],
+        vector: np.ndarray,
+        text: str,
+        k: int,
+        condition: Filter | None,
+        documents: Sequence[str] | None,
+    ) -> list[Hit]:
         fetch = k * FETCH_FACTOR
-        allowed = self._allowed(stores, condition) if condition is not None else None
+        narrowed = condition is not None or documents is not None
+        allowed = self._allowed(stores, condition, documents) if narrowed else None
         similar = self._similar(stores, vector, fetch, allowed)
         words = self._keywords(stores, text, fetch, allowed)
         fused = fuse([[row for row, _ in similar], words], limit=k)
@@ -172,8 +186,14 @@ class SqliteChunkIndex:
             hits.append(found)
         return hits
 
-    def _allowed(self, stores: list[str], condition: Filter) -> set[int]:
-        rows = self._db.execute(f"SELECT id, metadata FROM chunks WHERE store IN ({_marks(stores)})", stores)
+    def _allowed(self, stores: list[str], condition: Filter | None, documents: Sequence[str] | None) -> set[int]:
+        if documents is not None and not documents:
+            return set()
+        query, args = f"SELECT id, metadata FROM chunks WHERE store IN ({_marks(stores)})", list(stores)
+        if documents is not None:
+            query += f" AND document IN ({_marks(documents)})"
+            args += list(documents)
+        rows = self._db.execute(query, args)
         return {row for row, metadata in rows if matches(condition, json.loads(metadata))}
 
     def _similar(

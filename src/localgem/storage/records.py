@@ -202,3 +202,45 @@ class DocumentRecord:
     def kind(self) -> str:
         """The operations runner's kind for a document's ingestion."""
         return "ingest"
+
+
+@dataclass(frozen=True)
+class CorpusRecord:
+    id: str
+    project: str
+    display_name: str | None
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class CorpusDocumentRecord:
+    corpus_id: str
+    id: str
+    display_name: str | None
+    custom_metadata: str | None
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    corpus_id: str
+    document_id: str
+    id: str
+    data: str
+    custom_metadata: str | None
+    state: str
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class PermissionRecord:
+    corpus_id: str
+    id: str
+    grantee_type: str
+    email_address: str | None
+    grantee: str | None
+    role: str
+    create_time: datetime

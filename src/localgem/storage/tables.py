@@ -249,3 +249,50 @@ file_search_documents = Table(
     Index("ix_file_search_documents_state", "state"),
     Index("ix_file_search_documents_sha256", "sha256"),
 )
+
+corpora = Table(
+    "corpora",
+    metadata,
+    Column("id", String(40), primary_key=True),  # corpora/<id>: shared by name across projects (permissions)
+    Column("project", String(40), nullable=False),  # the owner
+    Column("display_name", Text),
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+    Index("ix_corpora_project", "project", "create_time"),
+)
+
+corpus_documents = Table(
+    "corpus_documents",
+    metadata,
+    Column("corpus_id", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),
+    Column("display_name", Text),
+    Column("custom_metadata", Text),  # JSON [CustomMetadata]
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+)
+
+corpus_chunks = Table(
+    "corpus_chunks",
+    metadata,
+    Column("corpus_id", String(40), primary_key=True),
+    Column("document_id", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),
+    Column("data", Text, nullable=False),  # ChunkData.stringValue
+    Column("custom_metadata", Text),  # JSON [CustomMetadata]
+    Column("state", String(32), nullable=False),
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+)
+
+corpus_permissions = Table(
+    "corpus_permissions",
+    metadata,
+    Column("corpus_id", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),
+    Column("grantee_type", String(16), nullable=False),  # USER | GROUP | EVERYONE
+    Column("email_address", Text),  # as the client gave it
+    Column("grantee", String(40)),  # the localgem project it names (null: everyone)
+    Column("role", String(16), nullable=False),  # READER | WRITER | OWNER
+    Column("create_time", UtcTime, nullable=False),
+)
