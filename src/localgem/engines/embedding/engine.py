@@ -71,9 +71,10 @@ class SentenceTransformerEmbedder:
         return [len(ids) for ids in encoded["input_ids"]]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Longest first, in forward passes of about ``batch_size × 32`` tokens padding included: a
-        server sees few texts at a time, and fixed-size batches of those would pad more than
-        sentence-transformers' own batching of a long, length-sorted list does."""
+        """Longest first, in forward passes of ``batch_size`` texts, or more while they fit in about
+        ``batch_size × 32`` tokens padding included: a server sees few texts at a time, and fixed-size
+        batches of those would pad more than sentence-transformers' own batching of a long,
+        length-sorted list does; long texts (File Search chunks) still go ``batch_size`` at a time."""
         self.stats.calls += 1
         self.stats.texts += len(texts)
         limit = self.info.max_tokens
@@ -84,7 +85,9 @@ class SentenceTransformerEmbedder:
         start = 0
         while start < len(order):
             end = start + 1
-            while end < len(order) and (end - start + 1) * lengths[order[start]] <= budget:
+            while end < len(order) and (
+                end - start < self._batch_size or (end - start + 1) * lengths[order[start]] <= budget
+            ):
                 end += 1
             group = order[start:end]
             found = self._model.encode(
