@@ -170,6 +170,7 @@ def test_permissions_matrix(owner: Api, other: Api, corpus) -> None:
         "POST", f"{name}/permissions", {"granteeType": "USER", "emailAddress": "other@localgem", "role": "READER"}
     )
     assert grant["role"] == "READER" and grant["name"].startswith(f"{name}/permissions/")
+    assert owner.ok("GET", grant["name"]) == grant
     assert other.ok("GET", name)["name"] == name
     assert other.ok("POST", f"{name}:query", query)["relevantChunks"]
     assert name not in [c["name"] for c in other.ok("GET", "corpora").get("corpora", [])]  # lists only its own
@@ -217,3 +218,23 @@ def test_corpus_delete_needs_force_and_removes_everything(owner: Api) -> None:
     assert owner.ok("POST", f"{again['name']}:query", {"query": "zebras stripes"}).get("relevantChunks") is None
     owner.ok("DELETE", again["name"], force="true")
     assert owner.call("GET", f"{made['name']}/operations/nothing").status_code == 404
+
+
+def test_a_documents_metadata_filters_its_chunks_once_patched(owner: Api) -> None:
+    made = owner.ok("POST", "corpora", {"displayName": "patching"})
+    document = owner.ok("POST", f"{made['name']}/documents", {"customMetadata": [{"key": "lang", "stringValue": "en"}]})
+    owner.ok("POST", f"{document['name']}/chunks", {"data": {"stringValue": "Koalas sleep twenty hours a day."}})
+    french = {"query": "koala sleep", "metadataFilters": [condition("lang", stringValue="fr", operation="EQUAL")]}
+    assert owner.ok("POST", f"{made['name']}:query", french).get("relevantChunks") is None
+    patched = owner.ok(
+        "PATCH",
+        document["name"],
+        {"displayName": "koalas", "customMetadata": [{"key": "lang", "stringValue": "fr"}]},
+        updateMask="displayName,customMetadata",
+    )
+    assert patched["displayName"] == "koalas" and patched["customMetadata"][0]["stringValue"] == "fr"
+    (found,) = owner.ok("POST", f"{made['name']}:query", french)["relevantChunks"]
+    assert found["document"]["displayName"] == "koalas"
+    refused = owner.call("PATCH", document["name"], {"name": "x"}, updateMask="name")
+    assert refused.status_code == 400
+    owner.ok("DELETE", made["name"], force="true")

@@ -315,3 +315,38 @@ def test_live_and_batches_ground_the_same_way(client: genai.Client, live_client:
     (answer,) = job.dest.inlined_responses
     assert answer.response.text == online.text
     assert answer.response.candidates[0].grounding_metadata == expected
+
+
+def test_every_readable_format_is_indexed_and_found(client: genai.Client, tmp_path: Path) -> None:
+    import docx
+
+    store = client.file_search_stores.create(config={"display_name": "formats"}).name
+    files = {
+        "page.html": "<html><head><style>p {color: red}</style></head><body><p>Otters hold hands while "
+        "sleeping.</p><script>var hidden = 'walrus';</script></body></html>",
+        "table.csv": "animal,fact\nwombat,cube-shaped droppings\n",
+        "data.json": '{"animal": "octopus", "fact": "three hearts"}',
+        "code.py": "def flamingo_colour():\n    return 'pink from shrimp'\n",
+    }
+    for name, body in files.items():
+        (tmp_path / name).write_text(body)
+    document = docx.Document()
+    document.add_paragraph("Sea cucumbers breathe through their backsides.")
+    document.save(tmp_path / "report.docx")
+    for name in [*files, "report.docx"]:
+        assert upload(client, store, tmp_path / name).error is None, name
+    documents = {d.display_name: d for d in client.file_search_stores.documents.list(parent=store)}
+    assert documents["page.html"].mime_type == "text/html" and documents["table.csv"].mime_type == "text/csv"
+    assert documents["report.docx"].mime_type.endswith("wordprocessingml.document")
+    for question, title, said in (
+        ("What do otters do while sleeping?", "page.html", "hold hands"),
+        ("What shape are wombat droppings?", "table.csv", "cube-shaped"),
+        ("How many hearts does an octopus have?", "data.json", "three hearts"),
+        ("Why are flamingos pink?", "code.py", "pink from shrimp"),
+        ("How do sea cucumbers breathe?", "report.docx", "backsides"),
+    ):
+        response = client.models.generate_content(model=MODEL, contents=question, config=file_search(store, top_k=1))
+        (chunk,) = response.candidates[0].grounding_metadata.grounding_chunks
+        assert chunk.retrieved_context.title == title and said in chunk.retrieved_context.text
+        assert "walrus" not in chunk.retrieved_context.text and "color" not in chunk.retrieved_context.text
+    client.file_search_stores.delete(name=store, config={"force": True})

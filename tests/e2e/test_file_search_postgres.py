@@ -3,10 +3,13 @@ search), and a store's answer is grounded the same way as on SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from google import genai
 from google.genai import types
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from localgem.app import create_app
 from localgem.settings import load_settings
@@ -14,6 +17,24 @@ from tests.conftest import API_KEY
 from tests.pgvector_server import new_database
 from tests.server import start_server
 from tests.uploads import make_pdf
+
+
+def rows(url: str, store: str) -> tuple[int, int]:
+    """A store's chunks in the PostgreSQL index: rows of text, and of vectors."""
+
+    async def count() -> tuple[int, int]:
+        engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
+        try:
+            async with engine.connect() as db:
+                chunks = await db.execute(text("SELECT count(*) FROM chunk_index WHERE store = :s"), {"s": store})
+                vectors = await db.execute(
+                    text("SELECT count(*) FROM chunk_vectors_384 WHERE store = :s"), {"s": store}
+                )
+                return chunks.scalar_one(), vectors.scalar_one()
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
 
 
 def test_upload_search_and_delete_on_postgresql(tmp_path, pgvector_url: str) -> None:
@@ -46,7 +67,9 @@ def test_upload_search_and_delete_on_postgresql(tmp_path, pgvector_url: str) -> 
         )
         (chunk,) = response.candidates[0].grounding_metadata.grounding_chunks
         assert chunk.retrieved_context.title == "kettle.pdf" and chunk.retrieved_context.page_number == 1
+        assert rows(settings.database(), store.name) == (2, 2)  # a chunk each, with its vector
         client.file_search_stores.delete(name=store.name, config={"force": True})
+        assert rows(settings.database(), store.name) == (0, 0)
         after = client.models.generate_content(
             model="gemini-2.5-flash",
             contents="hello",

@@ -179,6 +179,17 @@ ROUTES = [
     ("RESUMABLE", "/upload/v1beta/files", "file"),
     ("MULTIPART", "/upload/v1beta/files", "file"),
     ("POST", "/v1beta/files:register", "uris"),
+    ("POST", "/v1beta/models/gemini-2.5-flash:generateContent", "tools"),
+    ("POST", "/v1beta/fileSearchStores", "createTime"),
+    ("POST", "/v1beta/fileSearchStores/abc:importFile", "fileName"),
+    ("RESUMABLE", "/upload/v1beta/fileSearchStores/abc:uploadToFileSearchStore", "customMetadata"),
+    ("MULTIPART", "/upload/v1beta/fileSearchStores/abc:uploadToFileSearchStore", "chunkingConfig"),
+    ("POST", "/v1beta/corpora", "createTime"),
+    ("PATCH", "/v1beta/corpora/abc", "displayName"),
+    ("POST", "/v1beta/corpora/abc:query", "metadataFilters"),
+    ("POST", "/v1beta/corpora/abc/documents", "customMetadata"),
+    ("POST", "/v1beta/corpora/abc/documents/d/chunks:batchCreate", "requests"),
+    ("POST", "/v1beta/corpora/abc/permissions", "role"),
 ]
 
 
@@ -236,5 +247,83 @@ def test_hostile_bodies_are_4xx_on_every_route(conn: Connection, kind: str, path
     for body in hostile_bodies(field):
         status, _, data = send(conn, kind, path, body)
         assert 400 <= status < 500, (body[:80], status, data[:300])
+        google_error(status, data)
+    assert_still_serves(conn)
+
+
+def test_hostile_file_search_and_corpus_values_are_4xx(conn: Connection) -> None:
+    """Bodies that parse, against resources that exist: every bad value is a 4xx, never a 500."""
+    status, _, data = conn.request("POST", "/v1beta/fileSearchStores", b'{"displayName": "s"}')
+    store = json.loads(data)["name"]
+    status, _, data = conn.request("POST", "/v1beta/corpora", b'{"displayName": "c"}')
+    corpus = json.loads(data)["name"]
+    status, _, data = conn.request("POST", f"/v1beta/{corpus}/documents", b"{}")
+    document = json.loads(data)["name"]
+    tool = {"fileSearchStoreNames": [store]}
+    cases = [
+        ("POST", f"/upload/v1beta/{store}:uploadToFileSearchStore?uploadType=multipart", None),
+        ("POST", f"/v1beta/{store}:importFile", {"fileName": "files/nope"}),
+        ("POST", f"/v1beta/{store}:importFile", {"fileName": "../../etc"}),
+        (
+            "POST",
+            f"/v1beta/{store}:importFile",
+            {"fileName": "files/x", "chunkingConfig": {"whiteSpaceConfig": {"maxTokensPerChunk": 100000}}},
+        ),
+        ("GET", f"/v1beta/{store}/documents/%2e%2e", None),
+        ("GET", f"/v1beta/{store}/documents?pageSize=-1", None),
+        ("GET", f"/v1beta/{store}/operations/nothing", None),
+        ("GET", f"/v1beta/{store}/upload/operations/nothing", None),
+        ("DELETE", "/v1beta/fileSearchStores/UPPER", None),
+        ("GET", "/v1beta/fileSearchStores?pageToken=garbage", None),
+        ("POST", "/v1beta/models/gemini-2.5-flash:generateContent", {**GOOD, "tools": [{"fileSearch": {}}]}),
+        (
+            "POST",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            {**GOOD, "tools": [{"fileSearch": {**tool, "topK": 0}}]},
+        ),
+        (
+            "POST",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            {**GOOD, "tools": [{"fileSearch": {**tool, "metadataFilter": "a = = b"}}]},
+        ),
+        (
+            "POST",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            {**GOOD, "tools": [{"fileSearch": {"fileSearchStoreNames": ["fileSearchStores/UPPER/x"]}}]},
+        ),
+        (
+            "POST",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            {**GOOD, "tools": [{"fileSearch": {"fileSearchStoreNames": ["fileSearchStores/missing"]}}]},
+        ),
+        ("POST", f"/v1beta/{corpus}:query", {}),
+        ("POST", f"/v1beta/{corpus}:query", {"query": "x", "resultsCount": 1000}),
+        (
+            "POST",
+            f"/v1beta/{corpus}:query",
+            {
+                "query": "x",
+                "metadataFilters": [{"key": "a.b.c", "conditions": [{"operation": "LESS", "stringValue": "x"}]}],
+            },
+        ),
+        ("POST", f"/v1beta/{document}/chunks", {"data": {}}),
+        ("POST", f"/v1beta/{document}/chunks", {"data": {"stringValue": "x"}, "customMetadata": [{"key": "k"}]}),
+        (
+            "POST",
+            f"/v1beta/{document}/chunks:batchCreate",
+            {"requests": [{"parent": "corpora/other/documents/d", "chunk": {"data": {"stringValue": "x"}}}]},
+        ),
+        ("POST", f"/v1beta/{document}/chunks:batchDelete", {"requests": [{"name": f"{document}/chunks/none"}]}),
+        ("POST", f"/v1beta/{document}/chunks:batchUpdate", {"requests": [{"chunk": {"name": "x"}}]}),
+        ("PATCH", f"/v1beta/{corpus}?updateMask=name", {"name": "corpora/y"}),
+        ("POST", f"/v1beta/{corpus}/permissions", {"role": "GOD"}),
+        ("POST", f"/v1beta/{corpus}/permissions", {"role": "READER", "granteeType": "USER"}),
+        ("GET", f"/v1beta/{corpus}/permissions/none", None),
+        ("POST", "/v1beta/corpora", {"name": "corpora/Not_Valid"}),
+    ]
+    for method, path, body in cases:
+        raw = json.dumps(body).encode() if body is not None else None
+        status, _, data = conn.request(method, path, raw, {"Content-Type": "application/json"})
+        assert 400 <= status < 500, (method, path, status, data[:300])
         google_error(status, data)
     assert_still_serves(conn)

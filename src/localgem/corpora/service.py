@@ -319,7 +319,7 @@ class CorpusService:
         return _permission(permission)
 
     async def get_permission(self, project: str, corpus: str, permission: str) -> Permission:
-        return _permission(await self._permission(project, corpus, permission, "READER")[1])
+        return _permission((await self._permission(project, corpus, permission, "READER"))[1])
 
     async def list_permissions(
         self, project: str, corpus: str, page_size: int | None, page_token: str | None

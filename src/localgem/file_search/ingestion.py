@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 #: Chunks embedded per request to the embedding engine (the lease is renewed between them).
 EMBED_GROUP = 64
+_COUNT_GROUP = 20_000
 _WORD = re.compile(r"\S+")
 
 
@@ -90,7 +91,9 @@ class IngestExecutor:
         pieces: list[tuple[Chunk, int | None]] = []
         for section in sections:
             words = _WORD.findall(section.text)
-            counts = [n - overhead for n in await batcher.count_tokens(words)] if words else []
+            counts = []
+            for at in range(0, len(words), _COUNT_GROUP):  # a 100 MB text is millions of words
+                counts += [n - overhead for n in await batcher.count_tokens(words[at : at + _COUNT_GROUP])]
             pieces += [(c, section.page) for c in chunk_text(section.text, rule, _known(counts))]
         if not pieces:
             raise ValueError("The document has no text to index.")
