@@ -62,7 +62,7 @@ def test_fifty_clients_that_connect_and_drop_leave_nothing_running(real_server: 
 
     async def connect_and_drop(client: httpx.AsyncClient, i: int) -> None:
         try:
-            async with client.stream("POST", STREAM, json=LONG, timeout=0.2 + 0.05 * (i % 8)) as response:
+            async with client.stream("POST", STREAM, json=LONG, timeout=0.3 + 0.1 * (i % 8)) as response:
                 async for _ in response.aiter_bytes():
                     break
         except httpx.TimeoutException:
