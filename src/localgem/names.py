@@ -11,11 +11,21 @@ from localgem import errors
 #: Google's rule for user-chosen ids: lowercase letters, digits and dashes, no dash at either end.
 RESOURCE_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+#: A slug's length: with "-" and 12 random characters, an id stays within Google's 40.
+_SLUG_LENGTH = 27
 
 
 def new_id(length: int = 12) -> str:
     """A random id of ``[a-z0-9]`` only: google-genai extracts file ids from URIs with ``[a-z0-9]+``."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def id_from(display_name: str | None) -> str:
+    """An id as Google derives one from a display name: its slug, then a random suffix
+    (``My docs`` → ``my-docs-a1b2c3d4e5f6``); without a usable name, the random part alone."""
+    slug = _NOT_SLUG.sub("-", (display_name or "").lower()).strip("-")[:_SLUG_LENGTH].strip("-")
+    return f"{slug}-{new_id()}" if slug else new_id()
 
 
 def is_resource_id(value: str) -> bool:

@@ -67,6 +67,11 @@ async def require_api_key(request: Request) -> None:
     request.state.project = await services(request).keys.project_for(presented)
 
 
+def flag(raw: str | None) -> bool:
+    """A boolean query parameter as Google's HTTP rules read it (``force=true``, ``force=True``, ``1``)."""
+    return (raw or "").strip().lower() in ("true", "1")
+
+
 def project(request: Request) -> str:
     """The project of the caller's API key; every stored resource belongs to one."""
     return request.state.project

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from localgem import errors
-from localgem.api.context import project, read_message, require_api_key, services
+from localgem.api.context import flag, project, read_message, require_api_key, services
 from localgem.corpora.service import CorpusService
 from localgem.corpora.wire import (
     BatchCreateChunksRequest,
@@ -35,10 +35,6 @@ def _service(request: Request) -> CorpusService:
     return service
 
 
-def _force(raw: str | None) -> bool:
-    return (raw or "").strip().lower() in ("true", "1")
-
-
 @router.post("/corpora")
 async def create_corpus(request: Request) -> dict:
     body = await read_message(request, Corpus)
@@ -63,7 +59,7 @@ async def update_corpus(request: Request, corpus: str, update_mask: str | None =
 
 @router.delete(CORPUS)
 async def delete_corpus(request: Request, corpus: str, force: str | None = Query(None)) -> dict:
-    await _service(request).delete_corpus(project(request), corpus, _force(force))
+    await _service(request).delete_corpus(project(request), corpus, flag(force))
     return {}
 
 
@@ -100,7 +96,7 @@ async def update_document(request: Request, corpus: str, document: str, update_m
 
 @router.delete(DOCUMENT)
 async def delete_document(request: Request, corpus: str, document: str, force: str | None = Query(None)) -> dict:
-    await _service(request).delete_document(project(request), corpus, document, _force(force))
+    await _service(request).delete_document(project(request), corpus, document, flag(force))
     return {}
 
 

@@ -12,7 +12,6 @@ custom metadata under their own (filters read both); a chunk is ACTIVE once it i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -56,7 +55,6 @@ MAX_BATCH = 100
 MAX_CHUNK_TOKENS = 2043
 MAX_RESULTS = 100
 MAX_DOCUMENTS = 10_000
-_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 class CorpusService:
@@ -470,8 +468,7 @@ def _chosen_id(name: str | None, collection: str, display_name: str | None, *, f
     """The id a client chose (``collection/id``), else one made from the display name (Google's way)."""
     if name:
         return names.resource_id(name, collection, field=field)
-    slug = _NOT_SLUG.sub("-", (display_name or "").lower()).strip("-")[:27].strip("-")
-    return f"{slug}-{names.new_id()}" if slug else names.new_id()
+    return names.id_from(display_name)
 
 
 def _display_name(value: str | None) -> str | None:

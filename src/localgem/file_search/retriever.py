@@ -19,9 +19,11 @@ from localgem.file_search.service import store_key
 from localgem.generation.conversation import content_text
 from localgem.generation.tools import Grounding
 from localgem.models.registry import ModelRegistry
+from localgem.retrieval.custom_metadata import loaded
 from localgem.retrieval.index import ChunkIndex, Hit
 from localgem.retrieval.metadata_filter import parse
 from localgem.storage.file_search import FileSearchRepository
+from localgem.storage.records import DocumentRecord
 from localgem.types.content import Content
 from localgem.types.tools import FileSearch
 
@@ -74,9 +76,9 @@ class FileSearchTool:
                 vector = await self._embed(model, query)
                 keys = [store_key(s) for s in store_ids]
                 hits += await self._index.search(keys, vector, query, top_k * _SPARE, condition)
-        hits = await self._active(project, hits)
-        hits = sorted(hits, key=lambda h: -h.score)[:top_k]
-        return await self._grounding(project, query, hits)
+        active = await self._repo.active(project, {_document_key(hit.document) for hit in hits})
+        hits = sorted((h for h in hits if _document_key(h.document) in active), key=lambda h: -h.score)[:top_k]
+        return _grounding(query, hits, active)
 
     async def _embed(self, model: str, text: str) -> np.ndarray:
         entry = self._registry.resolve(model, "embedContent")
@@ -85,40 +87,34 @@ class FileSearchTool:
         assert embedded.vector is not None
         return embedded.vector
 
-    async def _active(self, project: str, hits: list[Hit]) -> list[Hit]:
-        keys = {_document_key(hit.document) for hit in hits}
-        active = await self._repo.active(project, keys)
-        return [hit for hit in hits if _document_key(hit.document) in active]
 
-    async def _grounding(self, project: str, query: str, hits: list[Hit]) -> Grounding:
-        chunks: list[dict[str, Any]] = []
-        titles: dict[str, str] = {}
-        for hit in hits:
-            if hit.document not in titles:
-                store_id, document_id = _document_key(hit.document)
-                record = await self._repo.document(project, store_id, document_id)
-                titles[hit.document] = (record.display_name if record else None) or document_id
-            context: dict[str, Any] = {
-                "title": titles[hit.document],
-                "text": hit.text,
-                "fileSearchStore": hit.store,
-                "uri": hit.document,
-            }
-            if hit.metadata:
-                context["customMetadata"] = _custom_metadata(hit.metadata)
-            if hit.page is not None:
-                context["pageNumber"] = hit.page
-            chunks.append({"retrievedContext": context})
-        passages = "\n".join(
-            f"[{n + 1}] ({titles[hit.document]}{f', page {hit.page}' if hit.page else ''}) {hit.text}"
-            for n, hit in enumerate(hits)
-        )
-        return Grounding(
-            context=CONTEXT_HEADER + passages if hits else "",
-            chunks=chunks,
-            passages=[hit.text for hit in hits],
-            queries=[query] if query.strip() else [],
-        )
+def _grounding(query: str, hits: list[Hit], documents: dict[tuple[str, str], DocumentRecord]) -> Grounding:
+    chunks: list[dict[str, Any]] = []
+    titles: list[str] = []
+    for hit in hits:
+        record = documents[_document_key(hit.document)]
+        titles.append(record.display_name or record.id)
+        context: dict[str, Any] = {
+            "title": titles[-1],
+            "text": hit.text,
+            "fileSearchStore": hit.store,
+            "uri": hit.document,
+        }
+        if record.custom_metadata:
+            context["customMetadata"] = [m.to_wire() for m in loaded(record.custom_metadata) or []]
+        if hit.page is not None:
+            context["pageNumber"] = hit.page
+        chunks.append({"retrievedContext": context})
+    passages = "\n".join(
+        f"[{n + 1}] ({title}{f', page {hit.page}' if hit.page else ''}) {hit.text}"
+        for n, (hit, title) in enumerate(zip(hits, titles, strict=True))
+    )
+    return Grounding(
+        context=CONTEXT_HEADER + passages if hits else "",
+        chunks=chunks,
+        passages=[hit.text for hit in hits],
+        queries=[query] if query.strip() else [],
+    )
 
 
 def _query(contents: Sequence[Content]) -> str:
@@ -141,15 +137,3 @@ def _document_key(document: str) -> tuple[str, str]:
     """``fileSearchStores/{s}/documents/{d}`` → (s, d)."""
     parts = document.split("/")
     return parts[1], parts[3]
-
-
-def _custom_metadata(metadata: dict[str, Any]) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = []
-    for key, value in metadata.items():
-        if isinstance(value, list):
-            entries.append({"key": key, "stringListValue": {"values": value}})
-        elif isinstance(value, (int, float)):
-            entries.append({"key": key, "numericValue": value})
-        else:
-            entries.append({"key": key, "stringValue": value})
-    return entries

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from localgem import errors
-from localgem.api.context import project, read_message, require_api_key, services
+from localgem.api.context import flag, project, read_message, require_api_key, services
 from localgem.file_search.service import FileSearchService
 from localgem.file_search.wire import FileSearchStore, ImportFileRequest
 
@@ -20,10 +20,6 @@ def _service(request: Request) -> FileSearchService:
     if service is None:
         raise errors.Unimplemented("File Search is not enabled on this server.")
     return service
-
-
-def _force(raw: str | None) -> bool:
-    return (raw or "").strip().lower() in ("true", "1")
 
 
 async def create_store(request: Request) -> dict:
@@ -44,7 +40,7 @@ async def get_store(request: Request, store: str) -> dict:
 
 
 async def delete_store(request: Request, store: str, force: str | None = Query(None)) -> dict:
-    await _service(request).delete_store(project(request), store, _force(force))
+    await _service(request).delete_store(project(request), store, flag(force))
     return {}
 
 
@@ -68,7 +64,7 @@ async def get_document(request: Request, store: str, document: str) -> dict:
 
 
 async def delete_document(request: Request, store: str, document: str, force: str | None = Query(None)) -> dict:
-    await _service(request).delete_document(project(request), store, document, _force(force))
+    await _service(request).delete_document(project(request), store, document, flag(force))
     return {}
 
 

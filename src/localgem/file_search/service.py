@@ -7,7 +7,6 @@ nothing of HTTP; ingestion itself is ``ingestion.IngestExecutor``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,8 +43,6 @@ FileSearchOperation = Operation[DocumentOperationResponse, DocumentOperationResp
 
 #: Google's limits: a document's size, its custom metadata entries, list pages.
 MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
-_SLUG_LENGTH = 27  # slug + "-" + 12 random characters stay within an id's 40
-_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 #: A document's type until its bytes tell it (see ``ingestion``).
 UNKNOWN_TYPE = "application/octet-stream"
 
@@ -97,7 +94,7 @@ class FileSearchService:
         now = self._clock()
         record = FileSearchStoreRecord(
             project=project,
-            id=_new_id(display_name),
+            id=names.id_from(display_name),
             display_name=display_name,
             embedding_model=model if model.startswith("models/") else f"models/{model}",
             create_time=now,
@@ -212,7 +209,7 @@ class FileSearchService:
         return DocumentRecord(
             project=store.project,
             store_id=store.id,
-            id=document_id or new_document_id(display_name),
+            id=document_id or names.id_from(display_name),
             display_name=display_name,
             custom_metadata=stored(new.custom_metadata),
             mime_type=mime_type,
@@ -284,16 +281,6 @@ def _rule(config: ChunkingConfig | None) -> ChunkingRule:
     return ChunkingRule.of(
         white.max_tokens_per_chunk if white else None, white.max_overlap_tokens if white else None, "chunking_config"
     )
-
-
-def new_document_id(display_name: str | None) -> str:
-    return _new_id(display_name)
-
-
-def _new_id(display_name: str | None) -> str:
-    """Google's way: a slug of the display name, then a random suffix (``my-docs-a1b2c3d4e5f6``)."""
-    slug = _NOT_SLUG.sub("-", (display_name or "").lower()).strip("-")[:_SLUG_LENGTH].strip("-")
-    return f"{slug}-{names.new_id()}" if slug else names.new_id()
 
 
 def _document_name(record: DocumentRecord) -> str:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from localgem import names
 from localgem.file_search.service import (
     MAX_DOCUMENT_BYTES,
     FileSearchOperation,
     FileSearchService,
     NewDocument,
-    new_document_id,
 )
 from localgem.file_search.wire import UploadToFileSearchStoreRequest
 from localgem.files.uploads import Proposal
@@ -50,7 +50,7 @@ class DocumentUploads:
         target = {
             "kind": KIND,
             "store": record.id,
-            "document": new_document_id(request.display_name or file_name),
+            "document": names.id_from(request.display_name or file_name),
             "request": request.model_copy(update={"mime_type": mime_type}).to_wire(),
             "file_name": file_name,
         }

@@ -37,7 +37,9 @@ class FileSearchRepository(Protocol):
     async def document(self, project: str, store_id: str, document_id: str) -> DocumentRecord | None: ...
     async def documents(self, project: str, store_id: str) -> list[DocumentRecord]: ...
     async def remove_document(self, project: str, store_id: str, document_id: str, drop_bytes: DropBytes) -> bool: ...
-    async def active(self, project: str, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]: ...
+    async def active(
+        self, project: str, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], DocumentRecord]: ...
     async def note(
         self,
         owner: str,
@@ -138,15 +140,16 @@ class SqlFileSearchRepository:
                 await release_blob(conn, sha256, drop_bytes)
         return removed.rowcount == 1
 
-    async def active(self, project: str, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of these (store id, document id) are ACTIVE documents of the project."""
+    async def active(self, project: str, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], DocumentRecord]:
+        """The ACTIVE documents of the project among these (store id, document id)."""
         if not keys:
-            return set()
+            return {}
         c = documents.c
         wanted = or_(*(and_(c.store_id == store_id, c.id == document_id) for store_id, document_id in keys))
-        query = select(c.store_id, c.id).where(c.project == project, c.state == ACTIVE, wanted)
+        query = select(documents).where(c.project == project, c.state == ACTIVE, wanted)
         async with self._db.read() as conn:
-            return {(row[0], row[1]) for row in await conn.execute(query)}
+            found = [DocumentRecord(**row._mapping) for row in await conn.execute(query)]
+        return {(r.store_id, r.id): r for r in found}
 
     async def note(
         self,
