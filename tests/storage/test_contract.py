@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 
 from localgem.storage.batches import SqlBatchRepository
 from localgem.storage.caches import SqlCacheRepository
+from localgem.storage.corpora import Exists, SqlCorpusRepository
 from localgem.storage.database import Database
 from localgem.storage.file_search import SqlFileSearchRepository
 from localgem.storage.files import FileExists, SqlFileRepository
@@ -26,6 +27,9 @@ from localgem.storage.records import (
     BatchItem,
     BatchRecord,
     CacheRecord,
+    ChunkRecord,
+    CorpusDocumentRecord,
+    CorpusRecord,
     DocumentCounts,
     DocumentRecord,
     FileRecord,
@@ -34,6 +38,7 @@ from localgem.storage.records import (
     LiveStateRecord,
     ModelRecord,
     PageCursor,
+    PermissionRecord,
     UploadRecord,
     WebhookDelivery,
 )
@@ -576,3 +581,34 @@ async def test_document_bytes_live_while_a_file_or_a_document_uses_them(db: Data
     assert await repo.remove_store("p1", "s1", drop) == ["d2"]
     assert dropped == [shared, "f" * 64]
     assert await repo.store("p1", "s1") is None and await repo.documents("p1", "s1") == []
+
+
+async def test_corpora_keep_documents_chunks_and_permissions_together(db: Database) -> None:
+    repo = SqlCorpusRepository(db)
+    await repo.add_corpus(CorpusRecord("c1", "p1", "facts", T0, T0))
+    with pytest.raises(Exists):
+        await repo.add_corpus(CorpusRecord("c1", "p2", "taken", T0, T0))  # corpus names are global
+    for n in range(2):
+        await repo.add_document(CorpusDocumentRecord("c1", f"d{n}", None, None, T0, T0))
+    chunks = [ChunkRecord("c1", "d0", f"k{n}", f"text {n}", None, "STATE_ACTIVE", T0, T0) for n in range(3)]
+    await repo.add_chunks(chunks)
+    with pytest.raises(Exists):
+        await repo.add_chunks(chunks[:1])
+    assert (await repo.count_documents("c1"), await repo.count_chunks("c1"), await repo.count_chunks("c1", "d1")) == (
+        2,
+        3,
+        0,
+    )
+    await repo.replace_chunks([replace(chunks[0], data="changed", update_time=T0 + timedelta(seconds=1))])
+    assert (await repo.chunk("c1", "d0", "k0")).data == "changed"
+    assert {c.id for c in await repo.chunks_named("c1", [("d0", "k1"), ("d1", "k1")])} == {"k1"}
+    await repo.add_permission(PermissionRecord("c1", "r1", "USER", "p2@x", "p2", "READER", T0))
+    await repo.add_permission(PermissionRecord("c1", "r2", "EVERYONE", None, None, "READER", T0))
+    assert sorted(await repo.roles("c1", "p2")) == ["READER", "READER"] and await repo.roles("c1", "p3") == ["READER"]
+    await repo.set_role("c1", "r1", "WRITER")
+    assert sorted(await repo.roles("c1", "p2")) == ["READER", "WRITER"]
+    await repo.remove_chunks("c1", [("d0", "k1")])
+    await repo.remove_document("c1", "d0")
+    assert await repo.count_chunks("c1") == 0 and await repo.count_documents("c1") == 1
+    await repo.remove_corpus("c1")
+    assert await repo.corpus("c1") is None and await repo.permissions("c1") == [] and await repo.documents("c1") == []

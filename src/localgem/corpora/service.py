@@ -103,7 +103,7 @@ class CorpusService:
 
     async def delete_corpus(self, project: str, name: str, force: bool) -> None:
         record = await self._corpus(project, name, "OWNER")
-        if not force and await self._repo.documents(record.id):
+        if not force and await self._repo.count_documents(record.id):
             raise errors.FailedPrecondition(
                 f"Cannot delete non-empty Corpus corpora/{record.id}: delete its documents or pass force=true."
             )
@@ -121,7 +121,7 @@ class CorpusService:
         document_id = _chosen_id(body.name, f"corpora/{record.id}/documents", body.display_name)
         _display_name(body.display_name)
         metadata(body.custom_metadata)
-        if len(await self._repo.documents(record.id)) >= MAX_DOCUMENTS:
+        if await self._repo.count_documents(record.id) >= MAX_DOCUMENTS:
             raise errors.ResourceExhausted(f"A Corpus can have at most {MAX_DOCUMENTS} Documents.")
         now = self._clock()
         document = CorpusDocumentRecord(
@@ -295,8 +295,9 @@ class CorpusService:
     async def create_permission(self, project: str, corpus: str, body: Permission) -> Permission:
         record = await self._corpus(project, corpus, "WRITER")
         role = _role(body.role)
-        if RANK[role] > RANK[await self._role(project, record)]:
-            raise errors.PermissionDenied(f"A {await self._role(project, record)} cannot grant the role {role}.")
+        granter = await self._role(project, record)
+        if RANK[role] > RANK[granter]:
+            raise errors.PermissionDenied(f"A {granter} cannot grant the role {role}.")
         grantee_type = body.grantee_type or "USER"
         if grantee_type not in GRANTEE_TYPES:
             raise errors.invalid_field("grantee_type", f"grantee_type must be one of {', '.join(GRANTEE_TYPES)}.")

@@ -119,7 +119,8 @@ class FileSearchService:
 
     async def delete_store(self, project: str, name: str, force: bool) -> None:
         record = await self.store_record(project, name)
-        if not force and (await self._repo.documents(project, record.id)):
+        counts = (await self._repo.counts(project, [record.id]))[record.id]
+        if not force and counts.active + counts.pending + counts.failed:
             raise errors.FailedPrecondition(
                 f"Cannot delete non-empty FileSearchStore fileSearchStores/{record.id}: delete its documents "
                 "first, or pass force=true."

@@ -34,6 +34,7 @@ class CorpusRepository(Protocol):
         self, corpus_id: str, document_id: str, changes: dict[str, Any], now: datetime
     ) -> None: ...
     async def remove_document(self, corpus_id: str, document_id: str) -> None: ...
+    async def count_documents(self, corpus_id: str) -> int: ...
     async def count_chunks(self, corpus_id: str, document_id: str | None = None) -> int: ...
     async def add_chunks(self, records: Sequence[ChunkRecord]) -> None: ...
     async def chunk(self, corpus_id: str, document_id: str, chunk_id: str) -> ChunkRecord | None: ...
@@ -94,6 +95,11 @@ class SqlCorpusRepository:
         async with self._db.begin() as conn:
             await conn.execute(delete(corpus_chunks).where(c.corpus_id == corpus_id, c.document_id == document_id))
             await conn.execute(delete(corpus_documents).where(_document(corpus_id, document_id)))
+
+    async def count_documents(self, corpus_id: str) -> int:
+        query = select(func.count()).select_from(corpus_documents).where(corpus_documents.c.corpus_id == corpus_id)
+        async with self._db.read() as conn:
+            return int(await conn.scalar(query) or 0)
 
     async def count_chunks(self, corpus_id: str, document_id: str | None = None) -> int:
         c = corpus_chunks.c
