@@ -26,7 +26,11 @@ SMOLLM = "smollm2-135m-instruct"
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """localgem with its real default models, over a real socket, for the whole session."""
     settings = load_settings(
-        environ={}, data_dir=tmp_path_factory.mktemp("data"), api_keys=[API_KEY], projects={"other": [OTHER_KEY]}
+        environ={},
+        data_dir=tmp_path_factory.mktemp("data"),
+        api_keys=[API_KEY],
+        projects={"other": [OTHER_KEY]},
+        tuning_threads=2,
     )
     server = start_server(create_app(settings))
     yield server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ from localgem.generation.loaded import EngineFactory, EnginePool, KeptPrefixes
 from localgem.generation.media import MediaReader
 from localgem.generation.prompts import Prompts
 from localgem.generation.service import GenerationService
+from localgem.legacy import routes as legacy_api
 from localgem.live import routes as live_api
 from localgem.live.hub import LiveHub, LiveLimits
 from localgem.live.resumption import LiveStates
@@ -72,8 +74,13 @@ from localgem.storage.files import SqlFileRepository
 from localgem.storage.keys import SqlKeyRepository
 from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
 from localgem.storage.models import SqlModelRepository
+from localgem.storage.tuned_models import SqlTunedModelRepository
 from localgem.storage.uploads import SqlUploadRepository
 from localgem.storage.webhooks import SqlWebhookRepository
+from localgem.tuning import routes as tuning_api
+from localgem.tuning.compose import Tuning
+from localgem.tuning.executor import TrainingOptions
+from localgem.tuning.service import TuningLimits
 from localgem.vision.reading import Reading, reader_loader
 
 log = logging.getLogger(__name__)
@@ -139,6 +146,27 @@ def create_app(
         lease=timedelta(seconds=settings.batch_lease_seconds),
         deadline=timedelta(seconds=settings.batch_deadline_seconds),
     )
+    tuning = Tuning.build(
+        SqlTunedModelRepository(database),
+        registry,
+        prompts,
+        blobs,
+        clock or utc_now,
+        options=TrainingOptions(
+            data_dir=settings.data_dir,
+            threads=settings.tuning_threads or max(1, (os.cpu_count() or 2) // 2),
+            niceness=settings.tuning_niceness,
+            checkpoint_seconds=settings.tuning_checkpoint_seconds,
+            max_example_tokens=settings.tuning_max_example_tokens,
+        ),
+        limits=TuningLimits(
+            min_examples=settings.tuning_min_examples,
+            max_examples=settings.tuning_max_examples,
+            max_example_tokens=settings.tuning_max_example_tokens,
+        ),
+        lease=timedelta(seconds=settings.batch_lease_seconds),
+        deadline=timedelta(seconds=settings.batch_deadline_seconds),
+    )
     generation = GenerationService(
         registry,
         prompts,
@@ -147,6 +175,7 @@ def create_app(
         default_max_output_tokens=settings.default_max_output_tokens,
         speaking=speaking,
         served_tools={file_search.tool.field: file_search.tool},
+        tuned=tuning.service,
     )
     embeddings = EmbeddingService(registry, embedders, media)
     live_states = LiveStates(
@@ -177,7 +206,14 @@ def create_app(
     runner.register("generate", generate, batch_repo)
     runner.register("embed", EmbedExecutor(batch_repo, batch_results, registry, embeddings), batch_repo)
     batches = BatchService(
-        batch_repo, registry, files.service, batch_results, runner, clock or utc_now, webhooks=webhooks
+        batch_repo,
+        registry,
+        files.service,
+        batch_results,
+        runner,
+        clock or utc_now,
+        webhooks=webhooks,
+        tuned=tuning.service,
     )
     operations = OperationService()
     operations.serve("batches", batches)
@@ -192,6 +228,10 @@ def create_app(
     for collection in COLLECTIONS:
         if collection.startswith(("fileSearchStores/", "ragStores/")):
             operations.serve(collection, file_search.service)
+    operations.serve("tunedModels/*/operations", tuning.operations)
+    if settings.run_tuning:
+        worker.add("tuning", tuning.runner.step)
+        tuning.runner.when_added(lambda: worker.wake("tuning"))
     worker.add("operations", runner.step)
     worker.add("ingestion", file_search.runner.step)
     file_search.runner.when_added(lambda: worker.wake("ingestion"))
@@ -247,12 +287,14 @@ def create_app(
         file_search=file_search.service,
         corpora=corpora,
         document_uploads=file_search.uploads,
+        tuning=tuning.service,
     )
     app.state.database = database
     app.state.live = live
     app.state.catalogue = catalogue
     app.state.webhooks = webhooks
     app.state.runner = runner
+    app.state.tuning_runner = tuning.runner
     app.state.engines = engines
     app.state.hearing = hearing
     app.state.reading = reading
@@ -289,6 +331,8 @@ def create_app(
             files_api,
             file_search_api,
             corpora_api,
+            tuning_api,
+            legacy_api,
         ):
             app.include_router(module.router, prefix=f"/{version}")
         app.include_router(live_api.tokens_router, prefix=f"/{version}")

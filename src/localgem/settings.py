@@ -185,6 +185,23 @@ class Settings(BaseModel):
         30.0, gt=0, description="A server running a batch renews its claim this often; a dead one's lapses after it."
     )
     batch_poll_seconds: float = Field(2.0, gt=0, description="How often servers look for batches to run.")
+    run_tuning: bool = Field(
+        True, description="Train tuned models here (one job at a time); off: leave them to others."
+    )
+    tuning_threads: int = Field(
+        0, ge=0, le=256, description="CPU threads a tuning job trains with; 0: half the cores (at least one)."
+    )
+    tuning_niceness: int = Field(
+        15, ge=0, le=19, description="CPU niceness of the training process, so online requests keep their latency."
+    )
+    tuning_min_examples: int = Field(10, ge=1, description="Fewest examples a tuning job accepts.")
+    tuning_max_examples: int = Field(10_000, ge=1, description="Most examples a tuning job accepts.")
+    tuning_max_example_tokens: int = Field(
+        2048, ge=16, description="Longest example (prompt through the chat template, plus output) in tokens."
+    )
+    tuning_checkpoint_seconds: float = Field(
+        30.0, gt=0, description="A tuning job saves a checkpoint this often (a restarted server resumes from it)."
+    )
     batch_deadline_seconds: float = Field(
         48 * 3600, gt=0, description="A batch not finished this long after creation becomes EXPIRED (Google: 48 h)."
     )

@@ -39,10 +39,13 @@ from localgem.storage.records import (
     ModelRecord,
     PageCursor,
     PermissionRecord,
+    TunedModelRecord,
     UploadRecord,
     WebhookDelivery,
 )
 from localgem.storage.tables import metadata
+from localgem.storage.tuned_models import Exists as TunedExists
+from localgem.storage.tuned_models import SqlTunedModelRepository
 from localgem.storage.uploads import SqlUploadRepository
 from localgem.storage.webhooks import SqlWebhookRepository
 
@@ -612,3 +615,61 @@ async def test_corpora_keep_documents_chunks_and_permissions_together(db: Databa
     assert await repo.count_chunks("c1") == 0 and await repo.count_documents("c1") == 1
     await repo.remove_corpus("c1")
     assert await repo.corpus("c1") is None and await repo.permissions("c1") == [] and await repo.documents("c1") == []
+
+
+def a_tuned_model(model_id: str, project: str = "p1", **changes) -> TunedModelRecord:
+    record = TunedModelRecord(
+        id=model_id,
+        project=project,
+        display_name="Tuned",
+        description=None,
+        base_model="models/smollm2-135m-instruct",
+        source_model=None,
+        defaults='{"temperature": 0.7, "top_p": 0.95, "top_k": 40}',
+        hyperparameters='{"epoch_count": 1, "batch_size": 4, "learning_rate": 0.001}',
+        examples='[["q", "a"]]',
+        state="CREATING",
+        operation_id=f"op{model_id}",
+        total_steps=3,
+        create_time=T0,
+        update_time=T0,
+    )
+    return replace(record, **changes)
+
+
+async def test_tuned_models_lease_progress_adapter_sharing_and_removal(db: Database) -> None:
+    repo = SqlTunedModelRepository(db)
+    stored = Bytes()
+    await repo.add(a_tuned_model("m1"))
+    await repo.add(a_tuned_model("m2", project="p2", create_time=T0 + timedelta(seconds=1)))
+    with pytest.raises(TunedExists):
+        await repo.add(a_tuned_model("m1", project="p3"))  # tuned model names are global
+    later = T0 + timedelta(minutes=1)
+    claimed = await repo.claim("server-a", T0, later, ["tune"])
+    assert claimed is not None and claimed.id == "m1" and claimed.kind == "tune"
+    assert await repo.claim("server-b", T0, later, ["generate"]) is None
+    assert (await repo.claim("server-b", T0, later, ["tune"])).id == "m2"
+    assert await repo.claim("server-c", T0, later, ["tune"]) is None  # both held
+    assert await repo.renew("server-a", claimed, T0, later, [{"snapshots": '[{"step": 1}]'}])
+    assert not await repo.renew("server-b", claimed, T0, later)  # not its lease
+    assert (await repo.get("m1")).snapshots == '[{"step": 1}]'
+    assert await repo.note("server-a", claimed, start_time=T0)
+    assert await repo.attach("server-a", claimed, "c" * 64, 100, T0)
+    assert await repo.finish("server-a", claimed, "ACTIVE", later)
+    done = await repo.get("m1")
+    assert (done.state, done.adapter, done.complete_time, done.lease_owner) == ("ACTIVE", "c" * 64, later, None)
+    assert not await repo.cancel("p1", "opm1", later)  # ended already
+    assert await repo.cancel("p2", "opm2", later)
+    assert (await repo.get("m2")).state == "FAILED" and not await repo.note("server-b", claimed, error="late")
+    # Sharing: p3 sees m1 once it is granted, and readers() names who may read.
+    assert [r.id for r in await repo.visible("p3")] == []
+    await repo.add_permission(PermissionRecord("m1", "g1", "USER", "p3@x", "p3", "READER", T0))
+    await repo.add_permission(PermissionRecord("m2", "g2", "EVERYONE", None, None, "READER", T0))
+    assert [r.id for r in await repo.visible("p3")] == ["m1", "m2"]
+    assert await repo.readers() == {"m1": ["p3"], "m2": ["*"]}
+    await repo.transfer("m1", "p3", later)  # p3 owns it now; its own grant goes
+    assert (await repo.get("m1")).project == "p3" and await repo.permissions("m1") == []
+    stored.stored.add("c" * 64)
+    assert await repo.remove("m1", stored.drop)
+    assert await repo.get("m1") is None and "c" * 64 not in stored.stored
+    assert await repo.expire(T0 + timedelta(days=3), later) == 0  # none left CREATING

@@ -11,6 +11,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 
+from localgem import errors
 from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
 from localgem.engines.llama.constraints import Grammar
 from localgem.engines.llama.decoder import BatchItem
@@ -75,6 +76,9 @@ class FakeDecoder:
     samplers: list[FakeSampler] = field(default_factory=list)
     #: The sequences whose cells were saved, in order.
     saved: list[int] = field(default_factory=list)
+    #: The LoRA adapter the decodes apply now, and the one each batch was decoded under.
+    adapter: str | None = None
+    adapters: list[str | None] = field(default_factory=list)
     #: Set while a held ``decode`` call waits for ``release``.
     held: threading.Event = field(default_factory=threading.Event)
     _digests: dict[int, list[int]] = field(init=False)  # per sequence: the digest after each cell
@@ -123,6 +127,13 @@ class FakeDecoder:
 
     # -- Decoder ----------------------------------------------------------------------------------
 
+    def load_adapter(self, adapter: str) -> None:
+        if adapter.startswith("missing"):
+            raise errors.FailedPrecondition(f"no adapter {adapter}")
+
+    def use_adapter(self, adapter: str | None) -> None:
+        self.adapter = adapter
+
     def decode(self, items: list[BatchItem]) -> bool:
         with self._lock:
             if self._hold_from is not None and self._steps >= self._hold_from:
@@ -139,6 +150,7 @@ class FakeDecoder:
             digests.append(_mix(digests[-1] if digests else 0, item.token))
             cells.append(item.token)
         self.batches.append(list(items))
+        self.adapters.append(self.adapter)
         self._rows = [item.sequence if item.logits else -1 for item in items]
         self._steps += any(item.logits for item in items)
         return True

@@ -190,6 +190,16 @@ ROUTES = [
     ("POST", "/v1beta/corpora/abc/documents", "customMetadata"),
     ("POST", "/v1beta/corpora/abc/documents/d/chunks:batchCreate", "requests"),
     ("POST", "/v1beta/corpora/abc/permissions", "role"),
+    ("POST", "/v1beta/tunedModels", "tuningTask"),
+    ("POST", "/v1beta/tunedModels?tunedModelId=abc", "baseModel"),
+    ("PATCH", "/v1beta/tunedModels/abc", "displayName"),
+    ("POST", "/v1beta/tunedModels/abc:generateContent", "contents"),
+    ("POST", "/v1beta/tunedModels/abc:countTokens", "contents"),
+    ("POST", "/v1beta/tunedModels/abc:batchGenerateContent", "batch"),
+    ("POST", "/v1beta/tunedModels/abc:generateText", "prompt"),
+    ("POST", "/v1beta/models/gemini-2.5-flash:generateText", "prompt"),
+    ("POST", "/v1beta/tunedModels/abc:transferOwnership", "emailAddress"),
+    ("POST", "/v1beta/tunedModels/abc/permissions", "role"),
 ]
 
 
@@ -324,6 +334,50 @@ def test_hostile_file_search_and_corpus_values_are_4xx(conn: Connection) -> None
     for method, path, body in cases:
         raw = json.dumps(body).encode() if body is not None else None
         status, _, data = conn.request(method, path, raw, {"Content-Type": "application/json"})
+        assert 400 <= status < 500, (method, path, status, data[:300])
+        google_error(status, data)
+    assert_still_serves(conn)
+
+
+def test_hostile_tuning_values_are_4xx(conn: Connection) -> None:
+    """Bodies that parse, with values no tuning request may have: every one a 4xx, never a 500."""
+    examples = [{"textInput": f"q{i}", "output": f"a{i}"} for i in range(10)]
+    good = {
+        "baseModel": "models/smollm2-135m-instruct",
+        "tuningTask": {"trainingData": {"examples": {"examples": examples}}},
+    }
+    cases = [
+        ("POST", "/v1beta/tunedModels", {**good, "baseModel": ""}),
+        ("POST", "/v1beta/tunedModels", {**good, "baseModel": "models/../../etc"}),
+        ("POST", "/v1beta/tunedModels", {**good, "tunedModelSource": {"tunedModel": "tunedModels/x"}}),
+        (
+            "POST",
+            "/v1beta/tunedModels",
+            {**good, "tuningTask": {"trainingData": {"examples": {"examples": [{}] * 10}}}},
+        ),
+        ("POST", "/v1beta/tunedModels", {**good, "tuningTask": {"trainingData": {"examples": {"examples": [1, 2]}}}}),
+        ("POST", "/v1beta/tunedModels", {**good, "tuningTask": {"hyperparameters": {"epochCount": 10**12}}}),
+        ("POST", "/v1beta/tunedModels", {**good, "tuningTask": {"hyperparameters": {"learningRate": "fast"}}}),
+        ("POST", "/v1beta/tunedModels", {**good, "tuningTask": {"hyperparameters": {"learningRateMultiplier": 0}}}),
+        ("POST", "/v1beta/tunedModels", {**good, "topK": -1}),
+        ("POST", "/v1beta/tunedModels", {**good, "topP": 2}),
+        ("POST", "/v1beta/tunedModels?tunedModelId=-x", good),
+        ("POST", "/v1beta/tunedModels?tunedModelId=" + "a" * 41, good),
+        ("GET", "/v1beta/tunedModels?pageSize=-1", None),
+        ("GET", "/v1beta/tunedModels?pageToken=garbage", None),
+        ("GET", "/v1beta/tunedModels?filter=owner:you", None),
+        ("GET", "/v1beta/tunedModels/%2e%2e", None),
+        ("GET", "/v1beta/tunedModels/UPPER/operations/x", None),
+        ("POST", "/v1beta/tunedModels/missing/operations/x:cancel", None),
+        ("PATCH", "/v1beta/tunedModels/missing?updateMask=state", {"state": "ACTIVE"}),
+        ("POST", "/v1beta/tunedModels/missing:generateContent", GOOD),
+        ("POST", "/v1beta/tunedModels/missing:generateText", {"prompt": {"text": "hi"}}),
+        ("POST", "/v1beta/models/gemini-2.5-flash:generateText", {"prompt": {}}),
+        ("POST", "/v1beta/models/gemini-2.5-flash:generateText", {"prompt": {"text": "hi"}, "temperature": 9}),
+        ("POST", "/v1beta/tunedModels/missing/permissions", {"role": "GOD"}),
+    ]
+    for method, path, body in cases:
+        status, _, data = conn.request(method, path, json.dumps(body).encode() if body is not None else b"")
         assert 400 <= status < 500, (method, path, status, data[:300])
         google_error(status, data)
     assert_still_serves(conn)

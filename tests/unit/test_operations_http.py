@@ -13,9 +13,8 @@ from tests.server import RunningServer
 
 KEY = {"x-goog-api-key": API_KEY}
 REQUEST = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 2}}
-#: The collections that hold no operations here (tuning, File Search, Veo, generated files are not served).
+#: Operation collections where a batch's id names nothing (Veo and generated files are not served).
 OTHER_GETS = (
-    "tunedModels/t1/operations/{id}",
     "generatedFiles/g1/operations/{id}",
     "models/gemini-2.5-flash/operations/{id}",
     "corpora/c1/operations/{id}",
@@ -24,7 +23,9 @@ OTHER_GETS = (
     "ragStores/s1/operations/{id}",
     "ragStores/s1/upload/operations/{id}",
 )
-OTHER_LISTS = ("tunedModels/t1/operations", "models/gemini-2.5-flash/operations", "operations")
+OTHER_LISTS = ("models/gemini-2.5-flash/operations", "operations")
+#: A tuned model's operations are its own: a model that does not exist has none.
+NO_TUNED_MODEL = "Tuned model tunedModels/t1 does not exist."
 
 
 def a_batch(server: RunningServer, requests: int = 2) -> str:
@@ -58,10 +59,12 @@ def test_a_batch_is_an_operation_under_its_name_and_nowhere_else(fake_server: Ru
     for path in OTHER_LISTS:
         listed = httpx.get(f"{url}/{path}", headers=KEY, params={"pageSize": 10})
         assert listed.status_code == 200 and listed.json() == {"operations": []}, (path, listed.text)
-    not_found(
+    for response in (
+        httpx.get(f"{url}/tunedModels/t1/operations/{batch_id}", headers=KEY),
+        httpx.get(f"{url}/tunedModels/t1/operations", headers=KEY),
         httpx.post(f"{url}/tunedModels/t1/operations/{batch_id}:cancel", headers=KEY),
-        f"Operation tunedModels/t1/operations/{batch_id} not found.",
-    )
+    ):
+        not_found(response, NO_TUNED_MODEL)
     for path in (f"operations/{batch_id}", f"operations/a/{batch_id}"):
         not_found(httpx.delete(f"{url}/{path}", headers=KEY), f"Operation {path} not found.")
 

@@ -28,6 +28,7 @@ from localgem.models.service import ModelService
 from localgem.operations.service import OperationService
 from localgem.speech.hearing import Hearing
 from localgem.speech.speaking import Speaking
+from localgem.tuning.service import TuningService
 from localgem.types.json_input import decode_json
 from localgem.types.wire import WireModel, parse_message
 
@@ -54,6 +55,7 @@ class Services:
     file_search: FileSearchService | None = None
     corpora: CorpusService | None = None
     document_uploads: DocumentUploads | None = None
+    tuning: TuningService | None = None
 
 
 def services(request: Request) -> Services:
@@ -157,3 +159,10 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def model_name(request: Request, model: str) -> str:
+    """The model a ``/{version}/models/{id}:…`` or ``/{version}/tunedModels/{id}:…`` URL names: a tuned model's
+    full name (``tunedModels/{id}``), a model's id as the URL gives it."""
+    collection = request.url.path.rsplit("/", 2)[-2]
+    return f"tunedModels/{model}" if collection == "tunedModels" else model

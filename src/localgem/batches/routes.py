@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from localgem.api.context import json_response, project, read_message, require_api_key, services
+from localgem.api.context import json_response, model_name, project, read_message, require_api_key, services
 from localgem.batches.wire import (
     AsyncBatchEmbedContentRequest,
     BatchGenerateContentRequest,
@@ -30,7 +30,9 @@ async def async_batch_embed_content(request: Request, model: str) -> Response:
 
 
 @router.post("/models/{model}:batchGenerateContent")
+@router.post("/tunedModels/{model}:batchGenerateContent")
 async def batch_generate_content(request: Request, model: str) -> Response:
+    model = model_name(request, model)
     body = await read_message(request, BatchGenerateContentRequest, INLINE_HINT)
     created = await services(request).batches.create_generate_batch(model, body, project=project(request))
     return json_response(orjson.dumps(created.to_wire()))

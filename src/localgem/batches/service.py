@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Protocol
 
 from localgem import errors, names
 from localgem.batches import batch_files
@@ -47,6 +48,10 @@ SETTLE_GROUP = 100
 Clock = Callable[[], datetime]
 
 
+class TunedModels(Protocol):
+    async def target(self, project: str, name: str, method: str) -> object: ...
+
+
 class BatchService:
     def __init__(
         self,
@@ -58,7 +63,9 @@ class BatchService:
         clock: Clock,
         *,
         webhooks: WebhookService | None = None,
+        tuned: TunedModels | None = None,
     ) -> None:
+        self._tuned = tuned
         self._repo = repository
         self._registry = registry
         self._files = files
@@ -76,7 +83,12 @@ class BatchService:
     async def create_generate_batch(
         self, model: str, body: BatchGenerateContentRequest, *, project: str
     ) -> BatchOperation:
-        self._registry.resolve(model, "generateContent")
+        if model.startswith("tunedModels/"):
+            if self._tuned is None:
+                raise errors.NotFound(f"{model} is not found: this server serves no tuned models.")
+            await self._tuned.target(project, model, "generateContent")
+        else:
+            self._registry.resolve(model, "generateContent")
         return await self._create("generate", model, body.batch, project)
 
     async def _create(
@@ -84,7 +96,7 @@ class BatchService:
     ) -> BatchOperation:
         if batch is None:
             raise errors.invalid_field("batch", "batch is required.")
-        if batch.model and batch.model.removeprefix("models/") != model.removeprefix("models/"):
+        if batch.model and _full_name(batch.model) != _full_name(model):
             raise errors.invalid_field(
                 "batch.model", f"batch.model ({batch.model}) does not match the model in the URL."
             )
@@ -106,7 +118,7 @@ class BatchService:
             project=project,
             id=names.new_id(),
             kind=kind,
-            model=f"models/{model.removeprefix('models/')}",
+            model=_full_name(model),
             display_name=batch.display_name,
             state="BATCH_STATE_PENDING",
             priority=batch.priority or 0,
@@ -270,3 +282,8 @@ async def _inline_requests(inlined: list) -> AsyncIterator[list[BatchItem]]:
         metadata = json.dumps(item.metadata) if item.metadata is not None else None
         items.append(BatchItem(position=i, request=json.dumps(item.request.to_wire()), metadata=metadata))
     yield items
+
+
+def _full_name(model: str) -> str:
+    """``models/x`` for a model named ``x`` or ``models/x``; a tuned model's name as it is."""
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"

@@ -15,9 +15,9 @@ from localgem.corpora.wire import (
     Chunk,
     Corpus,
     CorpusDocument,
-    Permission,
     QueryRequest,
 )
+from localgem.types.permissions import Permission
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 CORPUS = "/corpora/{corpus}"

@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from localgem import errors, names
+from localgem.auth.grants import Grants
 from localgem.corpora.wire import (
     BatchCreateChunksRequest,
     BatchDeleteChunksRequest,
@@ -29,8 +30,6 @@ from localgem.corpora.wire import (
     ListChunksResponse,
     ListCorporaResponse,
     ListCorpusDocumentsResponse,
-    ListPermissionsResponse,
-    Permission,
     QueryRequest,
     QueryResponse,
     RelevantChunk,
@@ -42,15 +41,14 @@ from localgem.retrieval.conditions import to_filter
 from localgem.retrieval.custom_metadata import loaded, metadata, stored
 from localgem.retrieval.index import ChunkIndex, IndexedChunk
 from localgem.storage.corpora import CorpusRepository, Exists
-from localgem.storage.records import ChunkRecord, CorpusDocumentRecord, CorpusRecord, PermissionRecord
+from localgem.storage.records import ChunkRecord, CorpusDocumentRecord, CorpusRecord
 from localgem.types.field_mask import update_paths
 from localgem.types.paging import paginate
+from localgem.types.permissions import ListPermissionsResponse, Permission
 from localgem.types.wire import rfc3339
 
 Clock = Callable[[], datetime]
 
-RANK = {"READER": 1, "WRITER": 2, "OWNER": 3}
-GRANTEE_TYPES = ("USER", "GROUP", "EVERYONE")
 MAX_BATCH = 100
 MAX_CHUNK_TOKENS = 2043
 MAX_RESULTS = 100
@@ -73,6 +71,7 @@ class CorpusService:
         self._embedders = embedders
         self._clock = clock
         self._embedding_model = embedding_model
+        self._grants = Grants(repository, "corpora", clock)
 
     # Corpora.
 
@@ -293,77 +292,41 @@ class CorpusService:
     # Permissions.
 
     async def create_permission(self, project: str, corpus: str, body: Permission) -> Permission:
-        record = await self._corpus(project, corpus, "WRITER")
-        role = _role(body.role)
-        granter = await self._role(project, record)
-        if RANK[role] > RANK[granter]:
-            raise errors.PermissionDenied(f"A {granter} cannot grant the role {role}.")
-        grantee_type = body.grantee_type or "USER"
-        if grantee_type not in GRANTEE_TYPES:
-            raise errors.invalid_field("grantee_type", f"grantee_type must be one of {', '.join(GRANTEE_TYPES)}.")
-        if grantee_type == "EVERYONE":
-            if body.email_address:
-                raise errors.invalid_field("email_address", "email_address is not set for the grantee EVERYONE.")
-            if role != "READER":
-                raise errors.invalid_field("role", "EVERYONE can only be granted the role READER.")
-            grantee = None
-        else:
-            if not body.email_address:
-                raise errors.invalid_field("email_address", f"email_address is required for a {grantee_type} grantee.")
-            grantee = _project_of(body.email_address)
-        permission = PermissionRecord(
-            record.id, names.new_id(), grantee_type, body.email_address, grantee, role, self._clock()
-        )
-        await self._repo.add_permission(permission)
-        return _permission(permission)
+        record, role = await self._corpus_role(project, corpus, "WRITER")
+        return await self._grants.create(role, record.id, body)
 
     async def get_permission(self, project: str, corpus: str, permission: str) -> Permission:
-        return _permission((await self._permission(project, corpus, permission, "READER"))[1])
+        record = await self._corpus(project, corpus, "READER")
+        return await self._grants.get(record.id, permission)
 
     async def list_permissions(
         self, project: str, corpus: str, page_size: int | None, page_token: str | None
     ) -> ListPermissionsResponse:
         record = await self._corpus(project, corpus, "READER")
-        permissions = await self._repo.permissions(record.id)
-        page, token = paginate(permissions, page_size, page_token, default_size=10, max_size=100)
-        return ListPermissionsResponse(permissions=[_permission(p) for p in page] or None, next_page_token=token)
+        return await self._grants.list(record.id, page_size, page_token)
 
     async def update_permission(
         self, project: str, corpus: str, permission: str, body: Permission, update_mask: str | None
     ) -> Permission:
-        record, found = await self._permission(project, corpus, permission, "OWNER")
-        update_paths(update_mask, body, ("role",), "Only the role of a Permission can be updated.")
-        role = _role(body.role)
-        if found.grantee_type == "EVERYONE" and role != "READER":
-            raise errors.invalid_field("role", "EVERYONE can only be granted the role READER.")
-        await self._repo.set_role(record.id, found.id, role)
-        return _permission(replace(found, role=role))
+        record = await self._corpus(project, corpus, "OWNER")
+        return await self._grants.update(record.id, permission, body, update_mask)
 
     async def delete_permission(self, project: str, corpus: str, permission: str) -> None:
-        record, found = await self._permission(project, corpus, permission, "WRITER")
-        if RANK[found.role] > RANK[await self._role(project, record)]:
-            raise errors.PermissionDenied(f"Only an OWNER can remove an {found.role} permission.")
-        await self._repo.remove_permission(record.id, found.id)
+        record, role = await self._corpus_role(project, corpus, "WRITER")
+        await self._grants.delete(role, record.id, permission)
 
     # Access and lookups.
 
-    async def _role(self, project: str, record: CorpusRecord) -> str:
-        if record.project == project:
-            return "OWNER"
-        roles = await self._repo.roles(record.id, project)
-        return max(roles, key=RANK.__getitem__) if roles else ""
-
     async def _corpus(self, project: str, name: str, need: str) -> CorpusRecord:
+        return (await self._corpus_role(project, name, need))[0]
+
+    async def _corpus_role(self, project: str, name: str, need: str) -> tuple[CorpusRecord, str]:
         corpus_id = names.lookup_id(name, "corpora", _corpus_not_found)
         record = await self._repo.corpus(corpus_id)
-        role = await self._role(project, record) if record is not None else ""
-        if record is None or not role:
-            raise _corpus_not_found(corpus_id)
-        if RANK[role] < RANK[need]:
-            raise errors.PermissionDenied(
-                f"Permission denied: this project is a {role} of corpora/{corpus_id}; the call needs {need}."
-            )
-        return record
+        owner = record.project if record is not None else None
+        role = await self._grants.require(project, owner, corpus_id, need, _corpus_not_found(corpus_id))
+        assert record is not None
+        return record, role
 
     async def _document(self, project: str, corpus: str, document: str, need: str) -> CorpusDocumentRecord:
         record = await self._corpus(project, corpus, need)
@@ -381,16 +344,6 @@ class CorpusService:
         found = await self._repo.chunk(record.corpus_id, record.id, chunk_id)
         if found is None:
             raise errors.NotFound(f"Chunk {_document_name(record)}/chunks/{chunk_id} not found.")
-        return record, found
-
-    async def _permission(
-        self, project: str, corpus: str, permission: str, need: str
-    ) -> tuple[CorpusRecord, PermissionRecord]:
-        record = await self._corpus(project, corpus, need)
-        permission_id = names.lookup_id(permission, "permissions")
-        found = await self._repo.permission(record.id, permission_id)
-        if found is None:
-            raise errors.NotFound(f"Permission corpora/{record.id}/permissions/{permission_id} not found.")
         return record, found
 
     # Embedding and search.
@@ -491,20 +444,6 @@ def _chunk_text(chunk: Chunk, where: str) -> None:
         raise errors.invalid_field(f"{where}.data.string_value", f"{where}.data.string_value is required.")
 
 
-def _role(value: str | None) -> str:
-    if value not in RANK:
-        raise errors.invalid_field("role", "role must be READER, WRITER or OWNER.")
-    return value
-
-
-def _project_of(email: str) -> str:
-    """The localgem project an email address names: the address itself, or what comes before its ``@``."""
-    project = email.split("@", 1)[0].strip()
-    if not project:
-        raise errors.invalid_field("email_address", f"{email!r} names no project.")
-    return project[:40]
-
-
 def _corpus_not_found(corpus_id: str) -> errors.NotFound:
     return errors.NotFound(f"Corpus corpora/{corpus_id[:100]} not found.")
 
@@ -540,13 +479,4 @@ def _chunk(record: ChunkRecord) -> Chunk:
         create_time=rfc3339(record.create_time),
         update_time=rfc3339(record.update_time),
         state=record.state,
-    )
-
-
-def _permission(record: PermissionRecord) -> Permission:
-    return Permission(
-        name=f"corpora/{record.corpus_id}/permissions/{record.id}",
-        grantee_type=record.grantee_type,
-        email_address=record.email_address,
-        role=record.role,
     )

@@ -98,15 +98,3 @@ class RelevantChunk(WireModel):
 
 class QueryResponse(WireModel):
     relevant_chunks: list[RelevantChunk] | None = None
-
-
-class Permission(WireModel):
-    name: str | None = None
-    grantee_type: str | None = None
-    email_address: str | None = None
-    role: str | None = None
-
-
-class ListPermissionsResponse(WireModel):
-    permissions: list[Permission] | None = None
-    next_page_token: str | None = None

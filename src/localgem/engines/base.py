@@ -120,6 +120,9 @@ class GenerationRequest:
     keep_as: str | None = None
     #: Batch work: waits while online requests are queued.
     background: bool = False
+    #: A LoRA adapter (a file the engine reads; a tuned model's) applied over the base weights for this request.
+    #: Engines without ``adapters`` refuse it.
+    adapter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,8 @@ class EngineCapabilities:
     logprobs: bool = False
     #: Sees images: ``tokenize`` takes ``pictures`` (a vision model with its projector).
     images: bool = False
+    #: Applies LoRA adapters per request (``GenerationRequest.adapter``): tuned models run on it.
+    adapters: bool = False
 
 
 @dataclass(frozen=True)

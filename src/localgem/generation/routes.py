@@ -1,4 +1,4 @@
-"""models.generateContent, models.streamGenerateContent and models.countTokens."""
+"""generateContent, streamGenerateContent and countTokens of models and tuned models (``tunedModels/{id}:…``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from fastapi.responses import StreamingResponse
 
 from localgem import errors
 from localgem.api.context import (
+    model_name,
     project,
     read_message,
     require_api_key,
@@ -21,7 +22,9 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
 @router.post("/models/{model}:generateContent")
+@router.post("/tunedModels/{model}:generateContent")
 async def generate_content(request: Request, model: str) -> dict:
+    model = model_name(request, model)
     body = await read_message(request, GenerateContentRequest)
     found = services(request)
     plan = await found.generation.plan(model, body, project=project(request), timeout=server_timeout(request))
@@ -30,7 +33,9 @@ async def generate_content(request: Request, model: str) -> dict:
 
 
 @router.post("/models/{model}:streamGenerateContent")
+@router.post("/tunedModels/{model}:streamGenerateContent")
 async def stream_generate_content(request: Request, model: str) -> StreamingResponse:
+    model = model_name(request, model)
     body = await read_message(request, GenerateContentRequest)
     found = services(request)
     plan = await found.generation.plan(model, body, project=project(request), timeout=server_timeout(request))
@@ -43,10 +48,12 @@ async def stream_generate_content(request: Request, model: str) -> StreamingResp
 
 
 @router.post("/models/{model}:countTokens")
+@router.post("/tunedModels/{model}:countTokens")
 async def count_tokens(request: Request, model: str) -> dict:
+    model = model_name(request, model)
     body = await read_message(request, CountTokensRequest)
     found = services(request)
-    if found.embeddings.embeds(model):
+    if not model.startswith("tunedModels/") and found.embeddings.embeds(model):
         if body.generate_content_request is not None:
             raise errors.invalid_field(
                 "generate_content_request", "An embedding model counts the tokens of contents, not of a request."

@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from localgem import errors
 from localgem.caching.service import CacheUse
@@ -30,10 +30,13 @@ from localgem.generation.responses import ResponseShape, StreamChunker, UnaryRes
 from localgem.generation.speech_output import speech_plan, spoken_response, spoken_stream
 from localgem.generation.token_counts import token_breakdown
 from localgem.generation.tools import ServerTools, ground
-from localgem.models.registry import ModelRegistry
+from localgem.models.registry import ModelEntry, ModelRegistry
 from localgem.speech.speaking import Speaking
 from localgem.types.content import Content, Part
 from localgem.types.generation import CountTokensRequest, GenerateContentRequest
+
+if TYPE_CHECKING:
+    from localgem.tuning.service import TunedTarget
 from localgem.types.responses import Candidate, CountTokensResponse, GenerateContentResponse
 
 
@@ -41,6 +44,12 @@ class CachedContents(Protocol):
     """cachedContents, as generation uses them (``caching.CacheService``)."""
 
     async def apply(self, project: str, model: str, body: GenerateContentRequest, prefix: str = "") -> CacheUse: ...
+
+
+class TunedModels(Protocol):
+    """Tuned models, as generation serves them (``tuning.TuningService``)."""
+
+    async def target(self, project: str, name: str, method: str) -> TunedTarget: ...
 
 
 class GenerationService:
@@ -58,8 +67,10 @@ class GenerationService:
         default_max_output_tokens: int = 0,
         served_tools: ServerTools | None = None,
         speaking: Speaking | None = None,
+        tuned: TunedModels | None = None,
     ) -> None:
         self._registry = registry
+        self._tuned = tuned
         self._prompts = prompts
         self._caches = caches
         self._json_limits = json_limits
@@ -78,10 +89,12 @@ class GenerationService:
         background: bool = False,
     ) -> GenerationPlan:
         """``timeout``: seconds the caller waits; ``background``: batch work, behind online requests."""
+        if body.cached_content and model.startswith("tunedModels/"):
+            raise errors.invalid_field("cached_content", "Cached contents cannot be used with a tuned model.")
         cache = await self._apply_cache(project, model, body)
         if cache is not None:
             body = cache.request
-        entry = self._registry.resolve(model, "generateContent")
+        entry, adapter, model_version = await self._resolve(project, model, "generateContent")
         refuse_unsupported_request(body)
         options = generation_options(
             body.generation_config,
@@ -125,10 +138,11 @@ class GenerationService:
             constraint=constraint,
             prefix_key=cache.cache_id if cache is not None and loaded.engine.capabilities.kept_prefixes else None,
             background=background,
+            adapter=adapter,
         )
         shape = ResponseShape(
             response_id=secrets.token_urlsafe(16),
-            model_version=entry.id,
+            model_version=model_version,
             prompt_tokens=len(prompt),
             logprobs=options.logprobs is not None,
             function_calling=plan is not None and plan.calls_possible,
@@ -138,6 +152,16 @@ class GenerationService:
             tool_prompt_tokens=await builder.count_text(grounding.context) if grounding and grounding.context else 0,
         )
         return GenerationPlan(loaded, request, shape, plan.server_tools if plan is not None else (), speech)
+
+    async def _resolve(self, project: str, model: str, method: str) -> tuple[ModelEntry, str | None, str]:
+        """The model a request names, the LoRA adapter it runs with (a tuned model's), and its version."""
+        if not model.startswith("tunedModels/"):
+            entry = self._registry.resolve(model, method)
+            return entry, None, entry.id
+        if self._tuned is None:
+            raise errors.NotFound(f"{model} is not found: this server serves no tuned models.")
+        target = await self._tuned.target(project, model, method)
+        return target.entry, target.adapter, target.name
 
     async def _apply_cache(
         self, project: str, model: str, body: GenerateContentRequest | None, prefix: str = ""
@@ -195,8 +219,13 @@ class GenerationService:
 
     async def count_tokens(self, model: str, body: CountTokensRequest, *, project: str) -> CountTokensResponse:
         """The tokens of ``contents``, or of a ``generateContentRequest`` (with its cached contents in front)."""
+        if body.generate_content_request is not None and model.startswith("tunedModels/"):
+            if body.generate_content_request.cached_content:
+                raise errors.invalid_field(
+                    "generate_content_request.cached_content", "Cached contents cannot be used with a tuned model."
+                )
         cache = await self._apply_cache(project, model, body.generate_content_request, "generate_content_request.")
-        entry = self._registry.resolve(model, "countTokens")
+        entry = (await self._resolve(project, model, "countTokens"))[0]
         inner = cache.request if cache is not None else body.generate_content_request
         if inner is not None and body.contents:
             raise errors.InvalidArgument("Set either contents or generateContentRequest, not both.")

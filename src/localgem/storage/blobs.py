@@ -74,6 +74,10 @@ class BlobStore(Protocol):
         """Remove a blob; nothing happens if there is none."""
         ...
 
+    def local_path(self, sha256: str) -> Path:
+        """A local file with the blob's bytes, for readers that take a path (llama.cpp's LoRA adapter loader)."""
+        ...
+
     async def stale_blobs(self, older_than_s: float) -> list[str]:
         """Blobs stored (or last published) more than ``older_than_s`` seconds ago."""
         ...
@@ -197,6 +201,9 @@ class LocalBlobStore:
 
     async def delete(self, sha256: str) -> None:
         await asyncio.to_thread(self._blob_path(sha256).unlink, missing_ok=True)
+
+    def local_path(self, sha256: str) -> Path:
+        return self._blob_path(sha256)
 
     async def stale_blobs(self, older_than_s: float) -> list[str]:
         return await asyncio.to_thread(self._stale_blobs, time.time() - older_than_s)

@@ -13,7 +13,8 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from localgem.storage.database import Database
-from localgem.storage.records import ChunkRecord, CorpusDocumentRecord, CorpusRecord, PermissionRecord
+from localgem.storage.permissions import PermissionRepository, SqlPermissions
+from localgem.storage.records import ChunkRecord, CorpusDocumentRecord, CorpusRecord
 from localgem.storage.tables import corpora, corpus_chunks, corpus_documents, corpus_permissions
 
 
@@ -21,7 +22,7 @@ class Exists(Exception):
     """A resource of that name exists already."""
 
 
-class CorpusRepository(Protocol):
+class CorpusRepository(PermissionRepository, Protocol):
     async def add_corpus(self, record: CorpusRecord) -> None: ...
     async def corpus(self, corpus_id: str) -> CorpusRecord | None: ...
     async def corpora(self, project: str) -> list[CorpusRecord]: ...
@@ -42,16 +43,11 @@ class CorpusRepository(Protocol):
     async def chunks_named(self, corpus_id: str, keys: Sequence[tuple[str, str]]) -> list[ChunkRecord]: ...
     async def replace_chunks(self, records: Sequence[ChunkRecord]) -> None: ...
     async def remove_chunks(self, corpus_id: str, keys: Sequence[tuple[str, str]]) -> None: ...
-    async def add_permission(self, record: PermissionRecord) -> None: ...
-    async def permission(self, corpus_id: str, permission_id: str) -> PermissionRecord | None: ...
-    async def permissions(self, corpus_id: str) -> list[PermissionRecord]: ...
-    async def set_role(self, corpus_id: str, permission_id: str, role: str) -> None: ...
-    async def remove_permission(self, corpus_id: str, permission_id: str) -> None: ...
-    async def roles(self, corpus_id: str, project: str) -> list[str]: ...
 
 
-class SqlCorpusRepository:
+class SqlCorpusRepository(SqlPermissions):
     def __init__(self, db: Database) -> None:
+        super().__init__(db, corpus_permissions, "corpus_id")
         self._db = db
 
     async def add_corpus(self, record: CorpusRecord) -> None:
@@ -152,30 +148,6 @@ class SqlCorpusRepository:
         wanted = or_(*(and_(c.document_id == d, c.id == k) for d, k in keys))
         await self._run(delete(corpus_chunks).where(c.corpus_id == corpus_id, wanted))
 
-    async def add_permission(self, record: PermissionRecord) -> None:
-        await self._insert(corpus_permissions, [asdict(record)])
-
-    async def permission(self, corpus_id: str, permission_id: str) -> PermissionRecord | None:
-        row = await self._first(select(corpus_permissions).where(_permission(corpus_id, permission_id)))
-        return PermissionRecord(**row._mapping) if row else None
-
-    async def permissions(self, corpus_id: str) -> list[PermissionRecord]:
-        c = corpus_permissions.c
-        query = select(corpus_permissions).where(c.corpus_id == corpus_id).order_by(c.create_time, c.id)
-        return [PermissionRecord(**row._mapping) for row in await self._all(query)]
-
-    async def set_role(self, corpus_id: str, permission_id: str, role: str) -> None:
-        await self._run(update(corpus_permissions).where(_permission(corpus_id, permission_id)).values(role=role))
-
-    async def remove_permission(self, corpus_id: str, permission_id: str) -> None:
-        await self._run(delete(corpus_permissions).where(_permission(corpus_id, permission_id)))
-
-    async def roles(self, corpus_id: str, project: str) -> list[str]:
-        """The roles permissions grant ``project`` on the corpus (its own, or everyone's)."""
-        c = corpus_permissions.c
-        query = select(c.role).where(c.corpus_id == corpus_id, or_(c.grantee == project, c.grantee_type == "EVERYONE"))
-        return [row[0] for row in await self._all(query)]
-
     async def _insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
         try:
             async with self._db.begin() as conn:
@@ -198,7 +170,3 @@ class SqlCorpusRepository:
 
 def _document(corpus_id: str, document_id: str) -> Any:
     return and_(corpus_documents.c.corpus_id == corpus_id, corpus_documents.c.id == document_id)
-
-
-def _permission(corpus_id: str, permission_id: str) -> Any:
-    return and_(corpus_permissions.c.corpus_id == corpus_id, corpus_permissions.c.id == permission_id)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from localgem.storage.database import Database
 from localgem.storage.records import FileRecord, PageCursor
-from localgem.storage.tables import blobs, file_search_documents, files, uploads
+from localgem.storage.tables import blobs, file_search_documents, files, tuned_models, uploads
 
 StoreBytes = Callable[[], Awaitable[None]]
 DropBytes = Callable[[str], Awaitable[None]]
@@ -175,7 +175,7 @@ async def lock_blob(conn: AsyncConnection, sha256: str, size: int, now: datetime
 
 
 async def release_blob(conn: AsyncConnection, sha256: str, drop_bytes: DropBytes) -> None:
-    """Drops a blob once no file and no File Search document uses it (call after removing a user)."""
+    """Drops a blob once no file, File Search document or tuned model uses it (call after removing a user)."""
     locked = await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256).with_for_update())
     file_users = await conn.scalar(
         select(func.count()).select_from(files).where(or_(files.c.sha256 == sha256, files.c.text_sha256 == sha256))
@@ -183,7 +183,10 @@ async def release_blob(conn: AsyncConnection, sha256: str, drop_bytes: DropBytes
     document_users = await conn.scalar(
         select(func.count()).select_from(file_search_documents).where(file_search_documents.c.sha256 == sha256)
     )
-    if locked is not None and file_users == 0 and document_users == 0:
+    model_users = await conn.scalar(
+        select(func.count()).select_from(tuned_models).where(tuned_models.c.adapter == sha256)
+    )
+    if locked is not None and file_users == 0 and document_users == 0 and model_users == 0:
         await drop_bytes(sha256)
         await conn.execute(delete(blobs).where(blobs.c.sha256 == sha256))
 

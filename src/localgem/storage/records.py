@@ -237,10 +237,40 @@ class ChunkRecord:
 
 @dataclass(frozen=True)
 class PermissionRecord:
-    corpus_id: str
+    resource_id: str  # the corpus or tuned model
     id: str
     grantee_type: str
     email_address: str | None
     grantee: str | None
     role: str
     create_time: datetime
+
+
+@dataclass(frozen=True)
+class TunedModelRecord:
+    id: str
+    project: str
+    display_name: str | None
+    description: str | None
+    base_model: str
+    source_model: str | None
+    defaults: str
+    hyperparameters: str
+    examples: str
+    state: str
+    operation_id: str
+    total_steps: int
+    create_time: datetime
+    update_time: datetime
+    snapshots: str = "[]"
+    error: str | None = None
+    start_time: datetime | None = None
+    complete_time: datetime | None = None
+    adapter: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+    @property
+    def kind(self) -> str:
+        """The operations runner's kind for a tuning job."""
+        return "tune"

@@ -296,3 +296,43 @@ corpus_permissions = Table(
     Column("role", String(16), nullable=False),  # READER | WRITER | OWNER
     Column("create_time", UtcTime, nullable=False),
 )
+
+tuned_models = Table(
+    "tuned_models",
+    metadata,
+    Column("id", String(40), primary_key=True),  # tunedModels/<id>: shared by name across projects (permissions)
+    Column("project", String(40), nullable=False),  # the owner
+    Column("display_name", Text),
+    Column("description", Text),
+    Column("base_model", Text, nullable=False),  # models/<id>: whose weights the adapter applies over
+    Column("source_model", Text),  # tunedModels/<id> it started from (tunedModelSource), if any
+    Column("defaults", Text, nullable=False),  # JSON {"temperature", "top_p", "top_k"}: the request's when unset
+    Column("hyperparameters", Text, nullable=False),  # JSON {"epoch_count", "batch_size", "learning_rate"}
+    Column("examples", Text, nullable=False),  # JSON [[text_input, output]], input only
+    Column("state", String(16), nullable=False),  # CREATING | ACTIVE | FAILED
+    Column("error", Text),  # why it failed
+    Column("operation_id", String(40), nullable=False),  # tunedModels/<id>/operations/<operation_id>
+    Column("total_steps", BigInteger, nullable=False),
+    Column("snapshots", Text, nullable=False),  # JSON [{"step", "epoch", "mean_loss", "compute_time"}]
+    Column("start_time", UtcTime),
+    Column("complete_time", UtcTime),
+    Column("adapter", String(64)),  # the sha256 of the LoRA adapter (GGUF) in the blob store, once trained
+    Column("lease_owner", String(40)),  # the server training it, while its lease holds
+    Column("lease_until", UtcTime),
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+    Index("ix_tuned_models_project", "project", "create_time"),
+    Index("ix_tuned_models_state", "state"),
+)
+
+tuned_model_permissions = Table(
+    "tuned_model_permissions",
+    metadata,
+    Column("tuned_model_id", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),
+    Column("grantee_type", String(16), nullable=False),  # USER | GROUP | EVERYONE
+    Column("email_address", Text),
+    Column("grantee", String(40)),  # the localgem project it names (null: everyone)
+    Column("role", String(16), nullable=False),  # READER | WRITER | OWNER
+    Column("create_time", UtcTime, nullable=False),
+)

@@ -216,7 +216,13 @@ class Admission:
     def _start(self, job: Job, free: list[Slot]) -> None:
         request = job.request
         prompt = request.prompt_tokens
-        first, reused = self._reuse.choose(free, prompt, request.prefix_key)
+        if request.adapter is not None:
+            try:
+                self._decoder.load_adapter(request.adapter)
+            except errors.ApiError as exc:  # this request fails alone
+                job.fail(exc)
+                return
+        first, reused = self._reuse.choose(free, prompt, request.prefix_key, request.adapter)
         others = sorted((slot for slot in free if slot is not first), key=spare_first)
         slots = [first] + others[: request.candidates - 1]
         self._stats.requests_started += 1
@@ -227,6 +233,7 @@ class Admission:
             kept = reused if leader is None else 0
             self._decoder.forget(slot.seq_id, kept)
             slot.cached = slot.cached[:kept]
+            slot.adapter = request.adapter
             seed = None if request.sampling.seed is None else request.sampling.seed + index
             sequence = Sequence(
                 job=job,

@@ -63,6 +63,15 @@ class Decoder(Protocol):
         """Decode one batch; False when the KV cache has no room for it (nothing was changed)."""
         ...
 
+    def load_adapter(self, adapter: str) -> None:
+        """Makes a LoRA adapter (a file) ready for ``use_adapter``; FailedPrecondition if it cannot be read."""
+        ...
+
+    def use_adapter(self, adapter: str | None) -> None:
+        """The decodes from now on apply this adapter (loaded by ``load_adapter``) over the base weights; None:
+        the base weights alone. The whole context shares it, so one decode call serves one adapter."""
+        ...
+
     def decode_embeddings(self, sequence: int, position: int, embeddings: Any, non_causal: bool) -> bool:
         """Decode rows of input embeddings (a picture's: n_tokens x n_embd floats) at ``position`` on, in
         one pass (``non_causal``: they attend to each other); False when the KV cache has no room."""

@@ -63,7 +63,11 @@ class LlamaCppEngine:
         self.info: ModelInfo = self._native.info
         self.stats = EngineStats()
         self.capabilities = EngineCapabilities(
-            constrained_output=True, kept_prefixes=True, logprobs=True, images=self._native.vision is not None
+            constrained_output=True,
+            kept_prefixes=True,
+            logprobs=True,
+            images=self._native.vision is not None,
+            adapters=True,
         )
         self._scheduler = Scheduler(
             self._native,

@@ -100,6 +100,8 @@ class Slot:
     seq_id: int
     #: Tokens whose KV cells this slot's stream holds, computed as prompt (so reusable as such).
     cached: list[int] = field(default_factory=list)
+    #: The LoRA adapter ``cached`` was computed under (cells of another adapter are not reusable).
+    adapter: str | None = None
     sequence: Sequence | None = None
     last_used: float = 0.0
 

@@ -11,6 +11,7 @@ import ctypes
 import logging
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ _backend_lock = threading.Lock()
 _backend_state: dict[str, object] = {}
 _NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
 _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off, 1 on
+#: LoRA adapters kept loaded per model (the least recently used beyond this is freed; loading one again is a
+#: read of a few MB).
+MAX_ADAPTERS = 16
 
 
 def _llama() -> Any:  # imported lazily: loading the shared library is work, not for import time
@@ -133,6 +137,8 @@ class NativeModel:
             eos_token=self.token_text(lc.llama_vocab_eos(self.vocab)),
             add_bos=bool(lc.llama_vocab_get_add_bos(self.vocab)),
         )
+        self._adapters: OrderedDict[str, Any] = OrderedDict()  # path → llama_adapter_lora *
+        self._adapter: str | None = None  # the one the context applies now
         self.vision: Vision | None = None
         if mmproj is not None:
             try:
@@ -144,6 +150,11 @@ class NativeModel:
     def close(self) -> None:
         if getattr(self, "vision", None) is not None:
             self.vision.close()
+        if getattr(self, "_adapters", None):
+            self.use_adapter(None)
+            for handle in self._adapters.values():
+                self.lc.llama_adapter_lora_free(handle)
+            self._adapters.clear()
         self.lc.llama_batch_free(self._batch)
         self.lc.llama_free(self.ctx)
         self.lc.llama_model_free(self.model)
@@ -201,6 +212,35 @@ class NativeModel:
         if status != 0:
             raise errors.Internal(f"llama.cpp decode failed with status {status}")
         return True
+
+    def load_adapter(self, adapter: str) -> None:
+        """Loads a LoRA adapter file for ``use_adapter`` (kept: see MAX_ADAPTERS)."""
+        if adapter in self._adapters:
+            self._adapters.move_to_end(adapter)
+            return
+        handle = self.lc.llama_adapter_lora_init(self.model, adapter.encode())
+        if not handle:
+            raise errors.FailedPrecondition(f"llama.cpp could not load the LoRA adapter {adapter} over this model.")
+        self._adapters[adapter] = handle
+        while len(self._adapters) > MAX_ADAPTERS:
+            oldest = next(path for path in self._adapters if path != self._adapter)
+            self.lc.llama_adapter_lora_free(self._adapters.pop(oldest))
+
+    def use_adapter(self, adapter: str | None) -> None:
+        """The decodes from now on apply this adapter over the base weights (None: none). Changing it costs
+        llama.cpp a new compute graph (a few ms), so the scheduler groups decodes by adapter."""
+        if adapter == self._adapter:
+            return
+        if adapter is None:
+            status = self.lc.llama_set_adapters_lora(self.ctx, None, 0, None)
+        else:
+            self.load_adapter(adapter)
+            handles = (self.lc.llama_adapter_lora_p_ctypes * 1)(self._adapters[adapter])
+            scales = (ctypes.c_float * 1)(1.0)
+            status = self.lc.llama_set_adapters_lora(self.ctx, handles, 1, scales)
+        if status != 0:
+            raise errors.Internal(f"llama.cpp could not apply the LoRA adapter {adapter}")
+        self._adapter = adapter
 
     def decode_embeddings(self, sequence: int, position: int, embeddings: np.ndarray, non_causal: bool) -> bool:
         """Decode rows of input embeddings (a picture's, from ``vision``) in one pass; False when the KV

@@ -50,16 +50,21 @@ def reusable(cached: Tokens[int], prompt: list[int], chunk: int) -> int:
     return n
 
 
-def best_slot(free: list[Slot], prompt: list[int], chunk: int, reuse: bool = True) -> tuple[Slot, int]:
+def best_slot(
+    free: list[Slot], prompt: list[int], chunk: int, reuse: bool = True, adapter: str | None = None
+) -> tuple[Slot, int]:
     """The free slot that already holds the longest start of ``prompt``, and how much of it is reused;
     else an empty one, else the one used longest ago (so useful caches live longest).
 
     A slot is taken for what it shares only if that is at least half of what it holds (as
     llama-server's slot similarity): a prompt that merely starts like a long cached one (the
-    same chat template, another document) goes elsewhere and leaves that cache alone.
+    same chat template, another document) goes elsewhere and leaves that cache alone. Only cells computed
+    under the same LoRA ``adapter`` (or none) are reused.
     """
     best, reused = min(free, key=spare_first), 0
     for slot in free if reuse else ():
+        if slot.adapter != adapter:
+            continue
         n = reusable(slot.cached, prompt, chunk)
         if n > reused and 2 * common_prefix(slot.cached, prompt, len(prompt)) >= len(slot.cached):
             best, reused = slot, n
@@ -92,11 +97,14 @@ class PrefixReuse:
         self._prefixes = prefixes
         self._reuse = reuse
 
-    def choose(self, free: list[Slot], prompt: list[int], prefix_key: str | None) -> tuple[Slot, int]:
+    def choose(
+        self, free: list[Slot], prompt: list[int], prefix_key: str | None, adapter: str | None = None
+    ) -> tuple[Slot, int]:
         """The slot a prompt starts in, and how many of its cells it starts from (see ``best_slot``); a
-        kept prefix is loaded into a free slot when it covers more of the prompt than any slot holds."""
-        first, reused = best_slot(free, prompt, self._chunk, self._reuse)
-        if prefix_key is not None and self._reuse:
+        kept prefix (the base model's) is loaded into a free slot when it covers more of the prompt than any
+        slot holds."""
+        first, reused = best_slot(free, prompt, self._chunk, self._reuse, adapter)
+        if prefix_key is not None and self._reuse and adapter is None:
             first, reused = self._restore(prefix_key, free, prompt, first, reused)
         return first, reused
 
@@ -106,7 +114,7 @@ class PrefixReuse:
         if kept is None or (n := reusable(kept.tokens, prompt, self._chunk)) <= reused:
             return first, reused
         slot = min(free, key=spare_first)
-        slot.cached = []
+        slot.cached, slot.adapter = [], None
         if not self._decoder.load_sequence(slot.seq_id, kept.state):
             log.warning("the kept state of %s did not load; computing its prompt instead", key)
             return best_slot(free, prompt, self._chunk, self._reuse)
@@ -120,6 +128,7 @@ class PrefixReuse:
         kept = min(sequence.decoded, len(sequence.job.request.prompt_tokens) - 1)
         self._decoder.forget(sequence.slot.seq_id, kept)
         sequence.slot.cached = sequence.tokens[:kept]
+        sequence.slot.adapter = sequence.job.request.adapter
         sequence.slot.sequence = None
         sequence.slot.last_used = time.monotonic()
 

@@ -84,6 +84,7 @@ class Scheduler:
         )
         self._running = self._admission.running  # the same list: Admission adds and removes, the loop decodes
         self._touched: set[Job] = set()  # jobs with events to flush at the end of the turn
+        self._adapter: str | None = None  # the LoRA adapter the decoder applies now
         self._thread = threading.Thread(target=self._loop, name="localgem scheduler", daemon=True)
         self._thread.start()
 
@@ -186,16 +187,21 @@ class Scheduler:
             (s for s in self._running if s.pending == 1 and not (online_only and s.job.request.background)),
             key=lambda s: s.slot.seq_id,
         )
-        if not ready:
-            return
-        # In slot order: llama.cpp decodes each run of neighbouring streams in one pass.
-        if not self._decoder.decode([BatchItem(s.slot.seq_id, s.tokens[-1], s.decoded, True) for s in ready]):
-            raise errors.ResourceExhausted("The KV cache of this model is full.")
-        self.stats.decode_steps += 1
-        self.stats.decode_rows += len(ready)
-        for row, sequence in enumerate(ready):
-            sequence.decoded += 1
-            self._sample(sequence, row)
+        # One decode call per LoRA adapter (the context applies one at a time), the one applied now first:
+        # changing it costs llama.cpp a new graph, so base and tuned traffic together change it once a step.
+        by_adapter: dict[str | None, list[Sequence]] = {}
+        for sequence in ready:
+            by_adapter.setdefault(sequence.job.request.adapter, []).append(sequence)
+        for adapter, group in sorted(by_adapter.items(), key=lambda item: (item[0] != self._adapter, item[0] or "")):
+            self._use_adapter(adapter)
+            # In slot order: llama.cpp decodes each run of neighbouring streams in one pass.
+            if not self._decoder.decode([BatchItem(s.slot.seq_id, s.tokens[-1], s.decoded, True) for s in group]):
+                raise errors.ResourceExhausted("The KV cache of this model is full.")
+            self.stats.decode_steps += 1
+            self.stats.decode_rows += len(group)
+            for row, sequence in enumerate(group):
+                sequence.decoded += 1
+                self._sample(sequence, row)
 
     def _prefill(self, budget: int, *, background: bool, arrivals: int = 0) -> int:
         """Prompt chunks of online or of batch sequences, one sequence per decode call, within a
@@ -216,6 +222,7 @@ class Scheduler:
                     if span is not None:
                         stop = min(stop, span.start)
                 chunk = sequence.tokens[sequence.decoded : stop]
+                self._use_adapter(sequence.job.request.adapter)
                 items = [
                     BatchItem(sequence.slot.seq_id, token, sequence.decoded + i, False) for i, token in enumerate(chunk)
                 ]
@@ -233,11 +240,16 @@ class Scheduler:
         if sequence.decoded > span.start:
             self._decoder.forget(seq_id, span.start)
             sequence.decoded = span.start
+        self._use_adapter(sequence.job.request.adapter)
         if not self._decoder.decode_embeddings(seq_id, span.start, span.embeddings, span.non_causal):
             raise errors.ResourceExhausted("The KV cache of this model is full.")
         sequence.decoded = span.end
         self.stats.prompt_tokens_evaluated += span.end - span.start
         return span.end - span.start
+
+    def _use_adapter(self, adapter: str | None) -> None:
+        self._decoder.use_adapter(adapter)
+        self._adapter = adapter
 
     def _sample(self, sequence: Sequence, row: int) -> None:
         request = sequence.job.request

@@ -1,0 +1,1 @@
+"""The PaLM-era methods that Gemini's reference keeps (``generateText``), served over the same generation."""

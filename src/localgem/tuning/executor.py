@@ -1,0 +1,197 @@
+"""The tuning executor, registered with the tuning runner under the kind ``tune``: it turns a tuned model's examples
+into tokens, trains in a child process (``trainer``) niced and bounded in threads, records its progress (snapshots)
+as it renews its lease, and stores the adapter in the blob store.
+
+Durability: the training folder (``<data_dir>/tuning/<model>-<operation>``) keeps the trainer's checkpoint. A server
+that dies mid-way (its child dies with it) leaves the model CREATING under a lease that lapses; the next claim,
+here or on a server sharing the data dir, resumes from the checkpoint (else starts over), and the snapshots after
+the checkpoint's step are trained and recorded again. A cancelled or deleted job loses its lease at the next
+renewal: the child is killed at once and the folder removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localgem import errors, names
+from localgem.generation.prompts import Prompts
+from localgem.models.registry import ModelRegistry
+from localgem.operations.runner import Lease
+from localgem.storage.blobs import BlobStore
+from localgem.storage.records import TunedModelRecord
+from localgem.storage.tuned_models import ACTIVE, FAILED, TunedModelRepository
+from localgem.tuning.dataset import tokenized
+from localgem.tuning.trainer import TrainingSpec
+from localgem.types.wire import rfc3339
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_MAX_ADAPTER_BYTES = 2 << 30
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    data_dir: Path
+    threads: int
+    niceness: int
+    checkpoint_seconds: float
+    max_example_tokens: int
+
+
+class TuningExecutor:
+    def __init__(
+        self,
+        repository: TunedModelRepository,
+        registry: ModelRegistry,
+        prompts: Prompts,
+        blobs: BlobStore,
+        options: TrainingOptions,
+        clock: Any,
+    ) -> None:
+        self._repo = repository
+        self._registry = registry
+        self._prompts = prompts
+        self._blobs = blobs
+        self._options = options
+        self._clock = clock
+
+    async def run(self, record: TunedModelRecord, lease: Lease) -> str | None:
+        folder = self._options.data_dir / "tuning" / f"{record.id}-{record.operation_id}"
+        try:
+            spec = await self._spec(record, folder)
+        except (errors.ApiError, OSError, ValueError) as exc:
+            message = exc.message if isinstance(exc, errors.ApiError) else str(exc)
+            return await self._fail(lease, record, f"FAILED_PRECONDITION: {message}")
+        if record.start_time is None and not await self._repo.note(lease.owner, record, start_time=self._clock()):
+            return None
+        outcome = await self._train(record, spec, folder, lease)
+        if outcome == ACTIVE and not await self._store_adapter(record, Path(spec.output), lease):
+            outcome = None
+        if outcome is not None or not await self._still_creating(record):
+            # Ended, cancelled or deleted: nothing to resume. (A run that raised, or whose lease lapsed, keeps its
+            # checkpoint for the next.)
+            shutil.rmtree(folder, ignore_errors=True)
+        return outcome
+
+    async def _spec(self, record: TunedModelRecord, folder: Path) -> TrainingSpec:
+        entry = self._registry.resolve(record.base_model, "generateContent")
+        examples = [(text_input, output) for text_input, output in json.loads(record.examples)]
+        tokens = await tokenized(self._prompts, record.project, entry, examples, self._options.max_example_tokens)
+        hyper = json.loads(record.hyperparameters)
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = TrainingSpec(
+            gguf=str(entry.weights(self._options.data_dir)),
+            examples=[(t.prompt, t.output) for t in tokens],
+            epochs=hyper["epoch_count"],
+            batch_size=hyper["batch_size"],
+            learning_rate=hyper["learning_rate"],
+            output=str(folder / "adapter.gguf"),
+            threads=self._options.threads,
+            checkpoint_seconds=self._options.checkpoint_seconds,
+        )
+        spec.save(folder / "spec.json")
+        return spec
+
+    async def _train(self, record: TunedModelRecord, spec: TrainingSpec, folder: Path, lease: Lease) -> str | None:
+        snapshots = json.loads(record.snapshots)
+        stderr = (folder / "trainer.log").open("ab")
+        niceness = self._options.niceness
+
+        def detach() -> None:  # in the child, before exec: nice, and die with the server (Linux)
+            os.nice(niceness)
+            prctl = getattr(ctypes.CDLL(None), "prctl", None)
+            if prctl is not None:
+                prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "localgem.tuning.trainer",
+            str(folder / "spec.json"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            preexec_fn=detach,
+        )
+        stderr.close()
+        try:
+            written = time.monotonic()
+            pending: list[dict[str, Any]] = []
+            assert process.stdout is not None
+            async for event in _events(process.stdout):
+                if event["event"] == "started":
+                    # A resumed run trains again the steps after its checkpoint.
+                    snapshots = [s for s in snapshots if s["step"] <= event["resumed_from"]]
+                    pending.append({"snapshots": json.dumps(snapshots)})
+                elif event["event"] == "step":
+                    snapshots.append(
+                        {
+                            "step": event["step"],
+                            "epoch": event["epoch"],
+                            "mean_loss": event["mean_loss"],
+                            "compute_time": rfc3339(self._clock()),
+                        }
+                    )
+                    pending.append({"snapshots": json.dumps(snapshots)})
+                if pending and time.monotonic() - written >= 1.0:
+                    if not await lease.renew(pending):
+                        return None
+                    pending, written = [], time.monotonic()
+            code = await process.wait()
+            if pending and not await lease.renew(pending):
+                return None
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        if code != 0:
+            tail = (folder / "trainer.log").read_text(errors="replace").strip().splitlines()[-3:]
+            log.warning("tuning tunedModels/%s failed (exit %s): %s", record.id, code, " | ".join(tail))
+            return await self._fail(lease, record, f"INTERNAL: training stopped (exit {code}): {' '.join(tail)[-500:]}")
+        return ACTIVE
+
+    async def _store_adapter(self, record: TunedModelRecord, path: Path, lease: Lease) -> bool:
+        upload_id = names.new_id(24)
+        try:
+            await self._blobs.write_partial(upload_id, 0, _read(path), _MAX_ADAPTER_BYTES)
+            sealed = await self._blobs.seal_partial(upload_id)
+            await self._blobs.publish(upload_id, sealed.sha256)
+        finally:
+            await self._blobs.discard_partial(upload_id)
+        return await self._repo.attach(lease.owner, record, sealed.sha256, sealed.size_bytes, self._clock())
+
+    async def _fail(self, lease: Lease, record: TunedModelRecord, reason: str) -> str | None:
+        return FAILED if await self._repo.note(lease.owner, record, error=reason[:2000]) else None
+
+    async def _still_creating(self, record: TunedModelRecord) -> bool:
+        """Kept for a resume: the lease was lost to a lapse, not to a cancel or a delete."""
+        found = await self._repo.get(record.id)
+        return found is not None and found.operation_id == record.operation_id and found.state == "CREATING"
+
+
+async def _events(stream: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    while line := await stream.readline():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a library printing to stdout
+        if isinstance(event, dict) and "event" in event:
+            yield event
+
+
+async def _read(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := await asyncio.to_thread(handle.read, 1 << 20):
+            yield chunk
