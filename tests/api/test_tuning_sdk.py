@@ -227,6 +227,17 @@ def test_rest_get_list_patch_operations_and_no_training_data_echoed(tuned, real_
     )
     refused = rest(real_server, "PATCH", job.name, params={"updateMask": "baseModel"}, json={"baseModel": "models/x"})
     assert refused.status_code == 400
+    contents = [{"parts": [{"text": "hi"}]}]
+    cached = rest(
+        real_server,
+        "POST",
+        f"{job.name}:generateContent",
+        json={"contents": contents, "cachedContent": "cachedContents/x"},
+    )
+    assert cached.status_code == 400 and "cached_content" in cached.text
+    inner = {"generateContentRequest": {"model": job.name, "contents": contents, "cachedContent": "cachedContents/x"}}
+    cached = rest(real_server, "POST", f"{job.name}:countTokens", json=inner)
+    assert cached.status_code == 400 and "generate_content_request.cached_content" in cached.text
 
 
 @pytest.mark.parametrize(

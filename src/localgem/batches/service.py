@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Protocol
 
 from localgem import errors, names
 from localgem.batches import batch_files
@@ -27,6 +26,7 @@ from localgem.batches.wire import (
 )
 from localgem.embeddings.wire import EmbedContentRequest
 from localgem.files.service import FileService
+from localgem.generation.service import TunedModels
 from localgem.models.registry import ModelRegistry
 from localgem.operations.model import ListOperationsResponse
 from localgem.operations.runner import Runner
@@ -46,10 +46,6 @@ _REQUEST_TYPES = {"generate": GenerateContentRequest, "embed": EmbedContentReque
 #: Ended batches settled (results file, webhooks) per round of ``settle``.
 SETTLE_GROUP = 100
 Clock = Callable[[], datetime]
-
-
-class TunedModels(Protocol):
-    async def target(self, project: str, name: str, method: str) -> object: ...
 
 
 class BatchService:

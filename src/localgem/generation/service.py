@@ -89,8 +89,6 @@ class GenerationService:
         background: bool = False,
     ) -> GenerationPlan:
         """``timeout``: seconds the caller waits; ``background``: batch work, behind online requests."""
-        if body.cached_content and model.startswith("tunedModels/"):
-            raise errors.invalid_field("cached_content", "Cached contents cannot be used with a tuned model.")
         cache = await self._apply_cache(project, model, body)
         if cache is not None:
             body = cache.request
@@ -168,6 +166,8 @@ class GenerationService:
     ) -> CacheUse | None:
         if body is None or not body.cached_content:
             return None
+        if model.startswith("tunedModels/"):
+            raise errors.invalid_field(f"{prefix}cached_content", "Cached contents cannot be used with a tuned model.")
         if self._caches is None:
             raise errors.not_supported(f"{prefix}cached_content", "Cached contents")
         return await self._caches.apply(project, model, body, prefix=prefix)
@@ -219,11 +219,6 @@ class GenerationService:
 
     async def count_tokens(self, model: str, body: CountTokensRequest, *, project: str) -> CountTokensResponse:
         """The tokens of ``contents``, or of a ``generateContentRequest`` (with its cached contents in front)."""
-        if body.generate_content_request is not None and model.startswith("tunedModels/"):
-            if body.generate_content_request.cached_content:
-                raise errors.invalid_field(
-                    "generate_content_request.cached_content", "Cached contents cannot be used with a tuned model."
-                )
         cache = await self._apply_cache(project, model, body.generate_content_request, "generate_content_request.")
         entry = (await self._resolve(project, model, "countTokens"))[0]
         inner = cache.request if cache is not None else body.generate_content_request

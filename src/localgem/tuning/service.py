@@ -52,6 +52,7 @@ MAX_EPOCHS, MAX_BATCH_SIZE = 100, 64
 MAX_DISPLAY_NAME = 40
 UPDATABLE = ("display_name", "description", "temperature", "top_p", "top_k")
 _CODE = re.compile(r"^([A-Z_]+): ")
+_LEADING_NON_LETTERS = re.compile(r"^[^A-Za-z]+")
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,9 @@ def _not_found(model_id: str) -> errors.NotFound:
 
 def _model_id(given: str | None, display_name: str | None) -> str:
     if given is None:
-        model_id = names.id_from(display_name)
+        # A tuned model's id starts with a letter: the name's slug from its first letter on, else a random id
+        # whose first (random) character becomes one.
+        model_id = names.id_from(_LEADING_NON_LETTERS.sub("", display_name or ""))
         return model_id if model_id[0].isalpha() else f"m{model_id[1:]}"
     if not TUNED_MODEL_ID.fullmatch(given):
         raise errors.invalid_field(
