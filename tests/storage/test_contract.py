@@ -654,7 +654,10 @@ async def test_tuned_models_lease_progress_adapter_sharing_and_removal(db: Datab
     assert not await repo.renew("server-b", claimed, T0, later)  # not its lease
     assert (await repo.get("m1")).snapshots == '[{"step": 1}]'
     assert await repo.note("server-a", claimed, start_time=T0)
-    assert await repo.attach("server-a", claimed, "c" * 64, 100, T0)
+    assert not await repo.attach("server-b", claimed, "c" * 64, 100, T0, stored.storer("c" * 64))  # not its lease
+    assert "c" * 64 not in stored.stored
+    assert await repo.attach("server-a", claimed, "c" * 64, 100, T0, stored.storer("c" * 64))
+    assert "c" * 64 in stored.stored
     assert await repo.finish("server-a", claimed, "ACTIVE", later)
     done = await repo.get("m1")
     assert (done.state, done.adapter, done.complete_time, done.lease_owner) == ("ACTIVE", "c" * 64, later, None)
@@ -669,7 +672,6 @@ async def test_tuned_models_lease_progress_adapter_sharing_and_removal(db: Datab
     assert await repo.readers() == {"m1": ["p3"], "m2": ["*"]}
     await repo.transfer("m1", "p3", later)  # p3 owns it now; its own grant goes
     assert (await repo.get("m1")).project == "p3" and await repo.permissions("m1") == []
-    stored.stored.add("c" * 64)
     assert await repo.remove("m1", stored.drop)
     assert await repo.get("m1") is None and "c" * 64 not in stored.stored
     assert await repo.expire(T0 + timedelta(days=3), later) == 0  # none left CREATING

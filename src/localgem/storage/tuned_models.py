@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from localgem.storage.corpora import Exists
 from localgem.storage.database import Database
-from localgem.storage.files import DropBytes, lock_blob, release_blob
+from localgem.storage.files import DropBytes, StoreBytes, lock_blob, release_blob
 from localgem.storage.permissions import PermissionRepository, SqlPermissions
 from localgem.storage.records import TunedModelRecord
 from localgem.storage.tables import tuned_model_permissions as permissions
@@ -33,7 +33,9 @@ class TunedModelRepository(PermissionRepository, Protocol):
     async def transfer(self, model_id: str, project: str, now: datetime) -> None: ...
     async def remove(self, model_id: str, drop_bytes: DropBytes) -> bool: ...
     async def note(self, owner: str, record: TunedModelRecord, **changes: Any) -> bool: ...
-    async def attach(self, owner: str, record: TunedModelRecord, sha256: str, size: int, now: datetime) -> bool: ...
+    async def attach(
+        self, owner: str, record: TunedModelRecord, sha256: str, size: int, now: datetime, store_bytes: StoreBytes
+    ) -> bool: ...
     async def claim(
         self, owner: str, now: datetime, until: datetime, kinds: Collection[str] | None = None
     ) -> TunedModelRecord | None: ...
@@ -99,12 +101,18 @@ class SqlTunedModelRepository(SqlPermissions):
         async with self._db.begin() as conn:
             return (await conn.execute(update(models).where(_held(owner, record)).values(**changes))).rowcount == 1
 
-    async def attach(self, owner: str, record: TunedModelRecord, sha256: str, size: int, now: datetime) -> bool:
-        """The trained adapter (stored as a blob) becomes the model's, if ``owner`` still holds the lease."""
+    async def attach(
+        self, owner: str, record: TunedModelRecord, sha256: str, size: int, now: datetime, store_bytes: StoreBytes
+    ) -> bool:
+        """The trained adapter becomes the model's, its bytes stored while the blob's row is held (see
+        ``lock_blob``), if ``owner`` still holds the lease; else nothing is stored."""
         async with self._db.begin() as conn:
+            if (await conn.execute(select(models.c.id).where(_held(owner, record)).with_for_update())).first() is None:
+                return False
             await lock_blob(conn, sha256, size, now)
-            done = await conn.execute(update(models).where(_held(owner, record)).values(adapter=sha256))
-            return done.rowcount == 1
+            await store_bytes()
+            await conn.execute(update(models).where(_held(owner, record)).values(adapter=sha256))
+        return True
 
     # The operations runner's lease protocol (see operations.runner.OperationStore).
 

@@ -128,13 +128,13 @@ class TuningExecutor:
         stderr.close()
         try:
             written = time.monotonic()
-            pending: list[dict[str, Any]] = []
+            changed = False  # snapshots not recorded yet (written together, with a lease renewal)
             assert process.stdout is not None
             async for event in _events(process.stdout):
                 if event["event"] == "started":
                     # A resumed run trains again the steps after its checkpoint.
                     snapshots = [s for s in snapshots if s["step"] <= event["resumed_from"]]
-                    pending.append({"snapshots": json.dumps(snapshots)})
+                    changed = True
                 elif event["event"] == "step":
                     snapshots.append(
                         {
@@ -144,13 +144,13 @@ class TuningExecutor:
                             "compute_time": rfc3339(self._clock()),
                         }
                     )
-                    pending.append({"snapshots": json.dumps(snapshots)})
-                if pending and time.monotonic() - written >= 1.0:
-                    if not await lease.renew(pending):
+                    changed = True
+                if changed and time.monotonic() - written >= 1.0:
+                    if not await lease.renew([{"snapshots": json.dumps(snapshots)}]):
                         return None
-                    pending, written = [], time.monotonic()
+                    changed, written = False, time.monotonic()
             code = await process.wait()
-            if pending and not await lease.renew(pending):
+            if changed and not await lease.renew([{"snapshots": json.dumps(snapshots)}]):
                 return None
         finally:
             if process.returncode is None:
@@ -167,10 +167,16 @@ class TuningExecutor:
         try:
             await self._blobs.write_partial(upload_id, 0, _read(path), _MAX_ADAPTER_BYTES)
             sealed = await self._blobs.seal_partial(upload_id)
-            await self._blobs.publish(upload_id, sealed.sha256)
+            return await self._repo.attach(
+                lease.owner,
+                record,
+                sealed.sha256,
+                sealed.size_bytes,
+                self._clock(),
+                lambda: self._blobs.publish(upload_id, sealed.sha256),
+            )
         finally:
-            await self._blobs.discard_partial(upload_id)
-        return await self._repo.attach(lease.owner, record, sealed.sha256, sealed.size_bytes, self._clock())
+            await self._blobs.discard_partial(upload_id)  # nothing, once published
 
     async def _fail(self, lease: Lease, record: TunedModelRecord, reason: str) -> str | None:
         return FAILED if await self._repo.note(lease.owner, record, error=reason[:2000]) else None

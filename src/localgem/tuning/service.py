@@ -232,11 +232,7 @@ class TuningService:
     # -- operations (``tunedModels/*/operations``, see operations.service.OperationSource) ----------
 
     async def operation(self, project: str, name: str) -> Operation:
-        model, _, operation_id = name.partition("/operations/")
-        record, _ = await self._model(project, model, "READER")
-        if operation_id != record.operation_id:
-            raise errors.NotFound(f"Operation {name} not found.")
-        return self._operation(record)
+        return self._operation(await self._operation_of(project, name, "READER"))
 
     async def operations(
         self, project: str, parent: str, page_size: int | None, page_token: str | None
@@ -246,10 +242,7 @@ class TuningService:
         return ListOperationsResponse(operations=[self._operation(r) for r in page], next_page_token=token)
 
     async def cancel(self, project: str, name: str) -> None:
-        model, _, operation_id = name.partition("/operations/")
-        record, _ = await self._model(project, model, "OWNER")
-        if operation_id != record.operation_id:
-            raise errors.NotFound(f"Operation {name} not found.")
+        record = await self._operation_of(project, name, "OWNER")
         if record.state != CREATING:
             raise errors.FailedPrecondition(f"Operation {name} has ended already ({record.state}).")
         await self._runner.cancel("tune", record.project, record.operation_id)
@@ -264,6 +257,14 @@ class TuningService:
         )
         assert record is not None
         return record, role
+
+    async def _operation_of(self, project: str, name: str, need: str) -> TunedModelRecord:
+        """The tuned model whose tuning operation ``name`` (``tunedModels/{id}/operations/{op}``) is."""
+        model, _, operation_id = name.partition("/operations/")
+        record, _ = await self._model(project, model, need)
+        if operation_id != record.operation_id:
+            raise errors.NotFound(f"Operation {name} not found.")
+        return record
 
     async def _check_base(self, entry: ModelEntry) -> None:
         if entry.embeds or entry.config.engine != "llama.cpp":
