@@ -49,9 +49,9 @@ class Ignored:
 #: Google's key paths a replay does not require, each for a reason that has nothing to do with the
 #: response's shape: what the model chose to say, or a feature another issue builds.
 IGNORED = (
-    Ignored("candidates[].content.parts[].thoughtSignature", "thinking (another issue): Gemini 2.5 signs its parts"),
-    Ignored("candidates[].content.parts[].thought", "thinking (another issue): thought summaries"),
-    Ignored("usageMetadata.thoughtsTokenCount", "thinking (another issue): thinking tokens"),
+    Ignored("candidates[].content.parts[].thoughtSignature", "content: which part Gemini signs depends on its answer"),
+    Ignored("candidates[].content.parts[].thought", "content: whether the thought is still going when tokens run out"),
+    Ignored("usageMetadata.thoughtsTokenCount", "content: a model that closes its thought at once spends none"),
     Ignored(
         "candidates[].content.parts[].functionCall.args.*",
         "content: which arguments (and which optional ones) the model filled in",
@@ -107,14 +107,8 @@ def choices(segments: list[Any]) -> set[str]:
     return made
 
 
-_THINKING = (
-    "thinking (another issue): thinkingConfig on a model that cannot think is a 400 until localgem implements thinking"
-)
 _MCP = "MCP servers (another issue): tools[].mcpServers is a 400 until localgem calls MCP servers itself"
 KNOWN_DIFFERENCES: dict[str, str] = {
-    "Client_Tests_generateContent_ML_Dev_should_generate_content_with_specified_parameters": _THINKING,
-    "Client_Tests_generateContentStream_ML_Dev_should_stream_generate_content_with_specified_parameters": _THINKING,
-    "Client_Tests_test_thinking_generate_content_should_return_thought_field": _THINKING,
     "Chats_Tests_sendMessage_multiple_messages_with_server_side_MCP_tools": _MCP,
     "Chats_Tests_sendMessage_multiple_messages_with_server_side_MCP_tools_stream": _MCP,
     "Client_Tests_server_side_MCP_server_ML_Dev_should_call_server_side_MCP_server": _MCP,

@@ -39,3 +39,12 @@ For each function call, return a json object with function name and arguments wi
 {%- if add_generation_prompt %}
 <|im_start|>assistant
 {% endif %}"""
+
+
+#: A ChatML template that thinks as Qwen3 and DeepSeek-R1 distills do: the answer starts inside ``<think>``.
+THINKING_TEMPLATE = """{%- for message in messages %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+<think>
+{% endif %}"""

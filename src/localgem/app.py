@@ -39,6 +39,7 @@ from localgem.files.compose import Files
 from localgem.files.service import Clock, FileLimits
 from localgem.files.sweeper import FileSweeper
 from localgem.generation import routes as generation_api
+from localgem.generation.code_execution import CodeExecutionTool
 from localgem.generation.loaded import EngineFactory, EnginePool, KeptPrefixes
 from localgem.generation.media import MediaReader
 from localgem.generation.prompts import Prompts
@@ -60,6 +61,7 @@ from localgem.perception import Senses
 from localgem.retrieval.index import GuardedIndex
 from localgem.retrieval.pg_index import PgChunkIndex
 from localgem.retrieval.sqlite_index import SqliteChunkIndex
+from localgem.sandbox.runner import Sandbox, SandboxLimits
 from localgem.settings import Settings
 from localgem.speech.hearing import Hearing
 from localgem.speech.loaders import transcriber_loader, voice_loader
@@ -122,7 +124,8 @@ def create_app(
     )
     media = MediaReader(files.text, senses)
     speaking = Speaking(settings.voices, voice_loader(settings))
-    prompts = Prompts(engines, media)
+    code_execution = _code_execution(settings)
+    prompts = Prompts(engines, media, {code_execution.field: code_execution})
     caches = CacheService(
         SqlCacheRepository(database),
         registry,
@@ -174,8 +177,10 @@ def create_app(
         json_limits=JsonLimits(settings.json_string_max_chars, settings.json_array_max_items),
         default_max_output_tokens=settings.default_max_output_tokens,
         speaking=speaking,
-        served_tools={file_search.tool.field: file_search.tool},
+        served_tools={file_search.tool.field: file_search.tool, code_execution.field: code_execution},
         tuned=tuning.service,
+        dynamic_thinking_budget=settings.thinking_dynamic_budget,
+        thinking_by_prompt=settings.thinking_by_prompt,
     )
     embeddings = EmbeddingService(registry, embedders, media)
     live_states = LiveStates(
@@ -254,7 +259,11 @@ def create_app(
         for model_id in preload:
             entry = registry.resolve(model_id, "load")
             await (embedders.get(entry) if entry.embeds else engines.get(entry))
+        if code_execution.sandbox is not None:
+            await code_execution.sandbox.start()
         yield
+        if code_execution.sandbox is not None:
+            await code_execution.sandbox.close()
         sweeper.cancel()
         refresher.cancel()
         background.cancel()
@@ -351,6 +360,23 @@ def _chunk_index(settings: Settings, database: Database) -> GuardedIndex:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _code_execution(settings: Settings) -> CodeExecutionTool:
+    """The codeExecution tool, if bubblewrap runs here: the server says at start why not, and the tool answers 400."""
+    if not settings.code_execution:
+        return CodeExecutionTool(None, "it is turned off (code_execution: false)")
+    limits = SandboxLimits(
+        cpu_seconds=settings.code_execution_seconds,
+        wall_seconds=float(settings.code_execution_seconds),
+        memory_bytes=settings.code_execution_memory_mb << 20,
+    )
+    sandbox = Sandbox(limits, warm=settings.code_execution_warm, concurrency=settings.code_execution_concurrency)
+    reason = sandbox.probe()
+    if reason is not None:
+        log.warning("code execution is unavailable: %s", reason)
+        return CodeExecutionTool(None, reason)
+    return CodeExecutionTool(sandbox)
 
 
 async def _sweep_forever(

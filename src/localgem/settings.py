@@ -44,6 +44,12 @@ class ModelConfig(BaseModel):
     input_token_limit: int | None = Field(None, gt=0, description="Default: the context length.")
     output_token_limit: int | None = Field(None, gt=0, description="Default: half the context length.")
     chat_template: str | None = Field(None, description="Jinja chat template; default: the one in the GGUF file.")
+    thinking: bool | None = Field(
+        None,
+        description="The model reasons inside thinking tags before it answers (Qwen3, DeepSeek-R1 distills, "
+        "SmolLM3). Default: if its chat template writes the opening tag.",
+    )
+    thinking_tags: tuple[str, str] = Field(("<think>", "</think>"), description="Where a thought opens and closes.")
     mmproj: Path | None = Field(
         None,
         description="A vision model's projector (the mmproj GGUF beside its weights, as llama.cpp's converters "
@@ -164,6 +170,25 @@ class Settings(BaseModel):
         description="Structured output and function arguments: arrays whose schema sets no maxItems (and objects "
         "open to any properties) get at most this many items, so a model repeating items still ends. 0: unbounded.",
     )
+    thinking_dynamic_budget: int = Field(
+        1024,
+        ge=1,
+        description="Tokens a model that thinks may think for when the request sets no budget, or -1 (dynamic).",
+    )
+    thinking_by_prompt: bool = Field(
+        True,
+        description="Models that do not think natively think when a request asks (a positive thinkingBudget or "
+        "level, or includeThoughts), prompted to reason inside <think> tags first. Off: such requests get a 400.",
+    )
+    code_execution: bool = Field(
+        True, description="Serve the codeExecution tool (Python in a bubblewrap sandbox; never without one)."
+    )
+    code_execution_warm: int = Field(
+        1, ge=0, le=32, description="Sandboxes kept started, libraries imported, for the next code to run at once."
+    )
+    code_execution_concurrency: int = Field(2, ge=1, le=64, description="Code runs at once; more wait.")
+    code_execution_seconds: int = Field(30, ge=1, le=600, description="CPU and wall time of one run (Google: 30 s).")
+    code_execution_memory_mb: int = Field(2048, ge=256, description="Address space of one run.")
     log_level: str = "info"
 
     projects: dict[str, list[str]] = Field(

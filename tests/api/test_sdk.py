@@ -211,7 +211,7 @@ def test_errors_surface_as_sdk_errors(client: genai.Client) -> None:
         client.models.generate_content(
             model=MODEL,
             contents="x",
-            config=types.GenerateContentConfig(tools=[types.Tool(code_execution=types.ToolCodeExecution())]),
+            config=types.GenerateContentConfig(tools=[types.Tool(url_context=types.UrlContext())]),
         )
 
 

@@ -122,10 +122,10 @@ def test_count_tokens_with_a_whole_request_equals_prompt_token_count(http: httpx
         (
             {
                 "contents": [{"parts": [{"text": "x"}]}],
-                "generationConfig": {"thinkingConfig": {"thinkingBudget": 1024}},
+                "generationConfig": {"thinkingConfig": {"thinkingBudget": -5}},
             },
             400,
-            "Thinking",
+            "thinking budget -5 is invalid",
         ),
         ({"contents": [{"parts": [{"text": "x " * 9000}]}]}, 400, "exceeds the maximum number of tokens"),
         ({"contents": [{"parts": [{"text": "x"}]}], "continuationToken": "abc"}, 400, "not supported"),

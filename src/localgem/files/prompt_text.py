@@ -55,6 +55,15 @@ class FileText:
             return (await self._senses.perceive(data, mime, f"{where}.file_data", inline=False)).text, mime
         return documents.document_text(data, mime, f"{where}.file_data"), mime
 
+    async def data(self, project: str, file_uri: str, mime_type: str | None, where: str) -> tuple[bytes, str]:
+        """A stored file's bytes and MIME type (code execution puts them in its working directory)."""
+        record, mime = await self._active(project, file_uri, mime_type, where)
+        if record.size_bytes > _MAX_PROMPT_FILE_BYTES:
+            raise errors.invalid_field(
+                f"{where}.file_data", f"File {record.id} ({record.size_bytes} bytes) is too large."
+            )
+        return await self._blobs.read_all(record.sha256), mime
+
     async def _active(self, project: str, file_uri: str, mime_type: str | None, where: str) -> tuple[FileRecord, str]:
         match = _FILE_URI.search(file_uri.strip())
         if match is None:

@@ -8,6 +8,7 @@ from localgem import errors
 from localgem.files.documents import base_type, document_text
 from localgem.generation import tool_prompt as tools
 from localgem.generation.chat_template import Message
+from localgem.generation.code_blocks import history_text
 from localgem.types.content import Content, Part
 
 _ROLES = {"user": "user", "model": "assistant", "function": "user"}  # "function": function results, older docs
@@ -149,6 +150,8 @@ def _part_text(part: Part, kind: str, where: str) -> str:
         return _inline_text(part, where)
     if kind == "file_data":
         raise errors.not_supported(f"{where}.file_data", "fileData parts outside contents")
+    if (code := history_text(part)) is not None:
+        return code
     raise errors.not_supported(f"{where}.{kind}", f"{kind} parts")
 
 

@@ -21,6 +21,12 @@ class LoadedModel:
     template: ChatTemplate
 
     @property
+    def thinks(self) -> bool:
+        """It reasons inside ``thinking_tags`` before it answers (see ``generation.thinking``)."""
+        config = self.entry.config
+        return config.thinking if config.thinking is not None else config.thinking_tags[0] in self.template.source
+
+    @property
     def context_length(self) -> int:
         return min(self.entry.context_length, self.engine.info.context_length)
 

@@ -39,6 +39,16 @@ class MediaReader:
             read.append(content.model_copy(update={"parts": new_parts}))
         return read, media
 
+    async def data(self, project: str, part: Part, where: str) -> tuple[bytes, str] | None:
+        """The bytes and MIME type of an inlineData or fileData part (None: a part of another kind)."""
+        if part.inline_data is not None:
+            return part.inline_data.data or b"", part.inline_data.mime_type or "application/octet-stream"
+        if part.file_data is None or not part.file_data.file_uri:
+            return None
+        if self._files is None:
+            raise errors.not_supported(f"{where}.file_data", "Files")
+        return await self._files.data(project, part.file_data.file_uri, part.file_data.mime_type, where)
+
     @staticmethod
     def _replaced(part: Part) -> bool:
         if _other_data(part):

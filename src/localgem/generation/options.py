@@ -67,13 +67,7 @@ def _refuse_unsupported_config(config: GenerationConfig, where: str, model: str)
                 f"{where}.response_modalities",
                 f"{model} can only produce TEXT and AUDIO; the response modality {modality} is not supported.",
             )
-    thinking = config.thinking_config
-    if thinking is not None and (
-        thinking.include_thoughts
-        or thinking.thinking_budget not in (None, 0)
-        or thinking.thinking_level not in (None, "THINKING_LEVEL_UNSPECIFIED")
-    ):
-        raise errors.invalid_field(f"{where}.thinking_config", f"Thinking is not supported by {model}.")
+    # thinkingConfig: see generation.thinking.
 
 
 def _check_range(where: str, value: float | int, low: float, high: float, *, high_inclusive: bool = True) -> None:

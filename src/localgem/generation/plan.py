@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from localgem.engines.base import GenerationRequest
+from localgem.generation.code_execution import CodePlan
 from localgem.generation.loaded import LoadedModel
 from localgem.generation.responses import ResponseShape
 from localgem.generation.speech_output import SpeechPlan
+from localgem.generation.thinking import ThinkingPlan
 from localgem.generation.tools import ServerTool
 
 
@@ -21,7 +23,11 @@ class GenerationPlan:
     request: GenerationRequest
     #: How engine events become responses (response id, model version, usage).
     shape: ResponseShape
-    #: The server-side tools the request uses (see ``generation.tools``); none today.
+    #: The server-side tools the request uses (see ``generation.tools``).
     server_tools: tuple[ServerTool, ...] = ()
     #: responseModalities AUDIO: how the answer is spoken (None: text only).
     speech: SpeechPlan | None = None
+    #: How long the model thinks first (None: a model that does not think).
+    thinking: ThinkingPlan | None = None
+    #: The codeExecution tool: the sandbox and the request's files (None: not used).
+    code: CodePlan | None = None

@@ -6,19 +6,31 @@ the requests that use it count the same prompt."""
 from __future__ import annotations
 
 from localgem import errors
+from localgem.generation.code_execution import code_plan, with_text
 from localgem.generation.function_calling import ToolPlan, tool_plan
-from localgem.generation.loaded import EnginePool
+from localgem.generation.loaded import EnginePool, LoadedModel
 from localgem.generation.media import MediaReader
 from localgem.generation.prompt_builder import PromptBuilder
+from localgem.generation.tools import ServerTools
 from localgem.models.registry import ModelEntry
 from localgem.types.content import Content
 from localgem.types.generation import GenerateContentRequest
 
 
 class Prompts:
-    def __init__(self, engines: EnginePool, media: MediaReader | None = None) -> None:
+    def __init__(
+        self, engines: EnginePool, media: MediaReader | None = None, served_tools: ServerTools | None = None
+    ) -> None:
         self._engines = engines
         self._media = media or MediaReader()
+        self._served = served_tools or {}  # server tools a cached content may hold (code execution)
+
+    @property
+    def media(self) -> MediaReader:
+        return self._media
+
+    async def loaded(self, entry: ModelEntry) -> LoadedModel:
+        return await self._engines.get(entry)
 
     async def build(
         self,
@@ -46,7 +58,12 @@ class Prompts:
         return builder, prompt
 
     async def tokens(self, project: str, entry: ModelEntry, body: GenerateContentRequest) -> list[int]:
-        """The prompt a request's contents, system instruction and tools make (what a cache holds)."""
-        plan = tool_plan(body, engine=entry.config.engine)
-        _, prompt = await self.build(project, entry, body.contents, body.system_instruction, plan=plan)
+        """The prompt a request's contents, system instruction and tools make (what a cache holds), as
+        generation renders it (with how to run code, if the tools include code execution)."""
+        plan = tool_plan(body, served=self._served, engine=entry.config.engine)
+        system = body.system_instruction
+        code = await code_plan(plan.server_tools if plan else (), project, body.contents, self._media)
+        if code is not None:
+            system = with_text(system, code.instructions())
+        _, prompt = await self.build(project, entry, body.contents, system, plan=plan)
         return prompt

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from localgem.engines.base import CandidateFinished, FinishReason, StepLogprobs, TextDelta, TokenLogprob
 from localgem.generation import tool_prompt as tools
 from localgem.generation.function_calling import call_parts
+from localgem.generation.rounds import PartReady, RoundEvent, ThoughtDelta, ThoughtEnded
 from localgem.generation.tools import Grounding
 from localgem.types.content import Content, Part
 from localgem.types.responses import (
@@ -121,11 +122,12 @@ class ResponseShape:
         calls = any(part.function_call is not None for part in parts)
         return parts, Ending(reason, FUNCTION_CALLS_MESSAGE if calls and reason == "STOP" else message)
 
-    def usage(self, output_tokens: int | None = None) -> UsageMetadata:
+    def usage(self, output_tokens: int | None = None, thought_tokens: int = 0) -> UsageMetadata:
         usage = UsageMetadata(
             prompt_token_count=self.prompt_tokens - self.tool_prompt_tokens,
             tool_use_prompt_token_count=self.tool_prompt_tokens or None,
-            total_token_count=self.prompt_tokens + (output_tokens or 0),
+            total_token_count=self.prompt_tokens + (output_tokens or 0) + thought_tokens,
+            thoughts_token_count=thought_tokens or None,
             prompt_tokens_details=[
                 ModalityTokenCount(
                     modality=d.modality,
@@ -158,9 +160,31 @@ class ResponseShape:
 
 @dataclass
 class _CandidateText:
-    parts: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)  # the text since the last whole part
     steps: list[StepLogprobs] = field(default_factory=list)
     finish: CandidateFinished | None = None
+    done: list[Part] = field(default_factory=list)  # thought, earlier text, code and its results, in order
+    thought: list[str] = field(default_factory=list)
+    signature: bytes | None = None
+    thought_tokens: int = 0
+
+    def close_text(self) -> None:
+        if "".join(self.parts):
+            self.done.append(Part(text="".join(self.parts)))
+        self.parts.clear()
+
+
+def _signed(parts: list[Part], signature: bytes | None) -> list[Part]:
+    """The thought's signature rides on the first part of the answer, as Google's does."""
+    for part in parts:
+        if signature is not None and not part.thought:
+            part.thought_signature = signature
+            break
+    return parts
+
+
+def _answer_text(parts: list[Part]) -> str:
+    return "".join(part.text or "" for part in parts if not part.thought)
 
 
 @dataclass
@@ -168,11 +192,20 @@ class UnaryResponseBuilder:
     shape: ResponseShape
     _candidates: dict[int, _CandidateText] = field(default_factory=dict)
 
-    def add(self, event: TextDelta | CandidateFinished) -> None:
+    def add(self, event: RoundEvent) -> None:
         state = self._candidates.setdefault(event.index, _CandidateText())
         if isinstance(event, TextDelta):
             state.parts.append(event.text)
             state.steps.extend(event.logprobs)
+        elif isinstance(event, ThoughtDelta):
+            state.thought.append(event.text)
+        elif isinstance(event, ThoughtEnded):
+            if thought := "".join(state.thought).strip():
+                state.done.append(Part(text=thought, thought=True))
+            state.signature, state.thought_tokens = event.signature, event.tokens
+        elif isinstance(event, PartReady):
+            state.close_text()
+            state.done.append(event.part)
         else:
             state.finish = event
 
@@ -181,10 +214,14 @@ class UnaryResponseBuilder:
         for index, state in sorted(self._candidates.items()):
             text = "".join(state.parts)
             parts, ending = self.shape.final_parts(index, text, state.finish)
+            if not text and any(not part.thought for part in state.done):
+                parts = [part for part in parts if part.text is None]  # no empty text after code
+            parts = _signed(state.done + parts, state.signature)
             candidate = _candidate(index, parts, state.steps if self.shape.logprobs else None, ending)
-            candidates.append(self.shape.grounded(candidate, text))
+            candidates.append(self.shape.grounded(candidate, _answer_text(parts)))
         output = sum(s.finish.output_tokens for s in self._candidates.values() if s.finish)
-        return self.shape.response(candidates, self.shape.usage(output))
+        thoughts = sum(s.thought_tokens for s in self._candidates.values())
+        return self.shape.response(candidates, self.shape.usage(output, thoughts))
 
 
 @dataclass
@@ -192,7 +229,8 @@ class StreamChunker:
     """Holds each candidate's latest text back by one event, so the finish reason rides on its last chunk.
 
     When the output may call functions, text that is (or may become) a call block is held until the
-    candidate finishes: a function call arrives whole, in the last chunk, as Google sends it.
+    candidate finishes: a function call arrives whole, in the last chunk, as Google sends it. Thoughts
+    go out as they come, before the answer; code, its results and figures each as a whole part.
     """
 
     shape: ResponseShape
@@ -201,10 +239,21 @@ class StreamChunker:
     _pending_calls: dict[int, str] = field(default_factory=dict)
     _finished: int = 0
     _output_tokens: int = 0
+    _thought_tokens: int = 0
+    _signatures: dict[int, bytes] = field(default_factory=dict)  # a thought's, until the answer's first part
     _texts: dict[int, list[str]] = field(default_factory=dict)  # each candidate's text so far, if grounded
 
-    def add(self, event: TextDelta | CandidateFinished) -> GenerateContentResponse | None:
+    def add(self, event: RoundEvent) -> GenerateContentResponse | None:
+        if isinstance(event, ThoughtDelta):
+            part = Part(text=event.text, thought=True)
+            return self.shape.response([_candidate(event.index, [part], None, Ending())], self.shape.usage())
+        if isinstance(event, ThoughtEnded):
+            self._thought_tokens += event.tokens
+            self._signatures[event.index] = event.signature
+            return None
         previous = self._held.pop(event.index, None)
+        if isinstance(event, PartReady):
+            return self._chunk(previous or TextDelta(event.index, ""), None, event.part)
         if isinstance(event, TextDelta):
             self._held[event.index] = self._visible(event) if self.shape.function_calling else event
             if previous is None or (not previous.text and not previous.logprobs):
@@ -222,16 +271,22 @@ class StreamChunker:
             self._pending_calls[delta.index] = text[cut:]
         return TextDelta(delta.index, text[:cut], delta.logprobs)
 
-    def _chunk(self, delta: TextDelta, finish: CandidateFinished | None) -> GenerateContentResponse:
+    def _chunk(
+        self, delta: TextDelta, finish: CandidateFinished | None, whole: Part | None = None
+    ) -> GenerateContentResponse:
         steps = list(delta.logprobs) if self.shape.logprobs else None
         last = finish is not None and self._finished == self.candidates
-        usage = self.shape.usage(self._output_tokens if last else None)
+        usage = self.shape.usage(self._output_tokens if last else None, self._thought_tokens if last else 0)
         if finish is None:
-            parts, ending = [Part(text=delta.text)], Ending()
-            text = delta.text
+            text = delta.text + (self._pending_calls.pop(delta.index, "") if whole is not None else "")
+            parts, ending = [Part(text=text)], Ending()
+            if whole is not None:
+                parts = [*([Part(text=text)] if text else []), whole]
         else:
             text = delta.text + self._pending_calls.pop(delta.index, "")
             parts, ending = self.shape.final_parts(delta.index, text, finish)
+        if delta.index in self._signatures and any(part.text or part.text is None for part in parts):
+            parts = _signed(parts, self._signatures.pop(delta.index))
         candidate = _candidate(delta.index, parts, steps, ending)
         if self.shape.grounding is not None:
             self._texts.setdefault(delta.index, []).append(text)

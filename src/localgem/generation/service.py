@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,18 +23,21 @@ from localgem.engines.base import (
     OutputConstraint,
     TextDelta,
 )
+from localgem.generation.code_execution import code_plan, with_text
 from localgem.generation.function_calling import tool_plan
 from localgem.generation.loaded import LoadedModel
 from localgem.generation.options import generation_options, refuse_unsupported_request
 from localgem.generation.plan import GenerationPlan
 from localgem.generation.prompts import Prompts
 from localgem.generation.responses import ResponseShape, StreamChunker, UnaryResponseBuilder
+from localgem.generation.rounds import RoundEvent, Rounds
 from localgem.generation.speech_output import speech_plan, spoken_response, spoken_stream
+from localgem.generation.thinking import thinking_plan
 from localgem.generation.token_counts import token_breakdown
 from localgem.generation.tools import ServerTools, ground
 from localgem.models.registry import ModelEntry, ModelRegistry
 from localgem.speech.speaking import Speaking
-from localgem.types.content import Content, Part
+from localgem.types.content import Content
 from localgem.types.generation import CountTokensRequest, GenerateContentRequest
 
 if TYPE_CHECKING:
@@ -68,6 +73,8 @@ class GenerationService:
         served_tools: ServerTools | None = None,
         speaking: Speaking | None = None,
         tuned: TunedModels | None = None,
+        dynamic_thinking_budget: int = 1024,
+        thinking_by_prompt: bool = True,
     ) -> None:
         self._registry = registry
         self._tuned = tuned
@@ -78,6 +85,8 @@ class GenerationService:
         self._clock = clock
         self._served_tools = served_tools or {}
         self._speaking = speaking
+        self._dynamic_thinking_budget = dynamic_thinking_budget
+        self._thinking_by_prompt = thinking_by_prompt
 
     async def plan(
         self,
@@ -110,9 +119,31 @@ class GenerationService:
         grounding = await ground(body, self._served_tools, project) if plan is not None and plan.server_tools else None
         system = body.system_instruction
         if grounding is not None and grounding.context:
-            system = _with_context(system, grounding.context)
+            system = with_text(system, grounding.context)
+        code = await code_plan(plan.server_tools if plan else (), project, body.contents, self._prompts.media)
+        if code is not None:
+            _one_candidate(options.candidate_count, "Code execution")
+            if options.constraint is not None:
+                raise errors.invalid_field(
+                    "generation_config.response_mime_type",
+                    "Code execution with a response schema or JSON mode is not supported: use one or the other.",
+                )
+            system = with_text(system, code.instructions())
+        thinking = thinking_plan(
+            body.generation_config,
+            await self._prompts.loaded(entry),
+            "generation_config",
+            dynamic_budget=self._dynamic_thinking_budget,
+            by_prompt=self._thinking_by_prompt,
+        )
+        if thinking is not None and thinking.budget > 0:
+            _one_candidate(options.candidate_count, "Thinking")
+        if thinking is not None and thinking.prompted and thinking.budget > 0:
+            system = with_text(system, thinking.prompt)
         builder, prompt = await self._prompts.build(project, entry, body.contents, system, plan=plan)
         loaded = builder.loaded
+        if thinking is not None and not thinking.prompted:
+            thinking = dataclasses.replace(thinking, opened=builder.render().rstrip().endswith(thinking.open_tag))
         constraint = options.constraint
         if plan is not None and plan.calls_possible:
             constraint = plan.constraint("arguments" if loaded.template.supports_tools else "args", self._json_limits)
@@ -149,7 +180,8 @@ class GenerationService:
             grounding=grounding,
             tool_prompt_tokens=await builder.count_text(grounding.context) if grounding and grounding.context else 0,
         )
-        return GenerationPlan(loaded, request, shape, plan.server_tools if plan is not None else (), speech)
+        server_tools = plan.server_tools if plan is not None else ()
+        return GenerationPlan(loaded, request, shape, server_tools, speech, thinking, code)
 
     async def _resolve(self, project: str, model: str, method: str) -> tuple[ModelEntry, str | None, str]:
         """The model a request names, the LoRA adapter it runs with (a tuned model's), and its version."""
@@ -204,16 +236,32 @@ class GenerationService:
                 if (chunk := chunker.add(event)) is not None:
                     yield chunk
 
-    async def _events(self, plan: GenerationPlan) -> AsyncIterator[TextDelta | CandidateFinished]:
+    async def _events(self, plan: GenerationPlan) -> AsyncIterator[RoundEvent]:
+        if plan.thinking is None and plan.code is None:
+            source: AsyncIterator[RoundEvent] = self._engine_events(plan, plan.request)
+        else:
+            rounds = itertools.count()
+            # Only the first round's prompt is the request's: later rounds reuse what the first computed.
+            run = lambda request: self._engine_events(plan, request, first=next(rounds) == 0)  # noqa: E731
+            source = Rounds(plan.model, plan.request, run, plan.shape.response_id, plan.thinking, plan.code).events()
         # aclosing: a consumer that stops early (a client that left) aborts the generation at once.
-        async with aclosing(plan.model.engine.generate(plan.request)) as events:
+        async with aclosing(source) as events:
+            async for event in events:
+                yield event
+
+    async def _engine_events(
+        self, plan: GenerationPlan, request: GenerationRequest, first: bool = True
+    ) -> AsyncIterator[TextDelta | CandidateFinished]:
+        async with aclosing(plan.model.engine.generate(request)) as events:
             async for event in events:
                 if isinstance(event, DeadlineReached):
                     raise errors.DeadlineExceeded(
                         "The request deadline (X-Server-Timeout) passed before generation finished."
                     )
                 if isinstance(event, Admitted):
-                    plan.shape.cached_tokens = max(plan.shape.cached_tokens, event.cached_tokens)
+                    if first:
+                        cached = min(event.cached_tokens, plan.shape.prompt_tokens)
+                        plan.shape.cached_tokens = max(plan.shape.cached_tokens, cached)
                     continue
                 yield event
 
@@ -248,10 +296,11 @@ class GenerationService:
         )
 
 
-def _with_context(system: Content | None, context: str) -> Content:
-    """The system instruction with what tools retrieved after it."""
-    parts = list(system.parts or []) if system is not None else []
-    return Content(parts=[*parts, Part(text=context)])
+def _one_candidate(count: int, feature: str) -> None:
+    if count > 1:
+        raise errors.invalid_field(
+            "generation_config.candidate_count", f"{feature} generates one candidate: candidateCount must be 1."
+        )
 
 
 def _read_aloud(plan: GenerationPlan) -> GenerateContentResponse:

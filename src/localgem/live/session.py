@@ -407,6 +407,7 @@ class LiveSession:
         self._partial = []
         talker = self._speech.talker() if self._speech is not None else None
         calls: list[FunctionCall] = []
+        answer: list[Part] = []  # in order: text, code and its results (thoughts are not kept)
         grounded: dict | None = None
         used = wire.usage(plan.shape.prompt_tokens, 0)
         # aclosing: a turn cancelled mid-stream ends its engine request at once, not when collected.
@@ -414,10 +415,18 @@ class LiveSession:
             async for chunk in chunks:
                 candidate = (chunk.candidates or [None])[0]
                 parts = candidate.content.parts if candidate is not None and candidate.content is not None else []
-                text = [p for p in parts or [] if p.text]
+                text = [p for p in parts or [] if p.text and not p.thought]
+                shown = [p for p in parts or [] if p.thought or _whole(p)]  # thoughts, code, results, figures
                 calls.extend(p.function_call for p in parts or [] if p.function_call is not None)
                 if candidate is not None and candidate.grounding_metadata:
                     grounded = candidate.grounding_metadata
+                for part in parts or []:
+                    if part.text and not part.thought and answer and answer[-1].text is not None:
+                        answer[-1] = Part(text=answer[-1].text + part.text)
+                    elif (part.text and not part.thought) or _whole(part):
+                        answer.append(Part(text=part.text) if part.text else part)
+                if shown:
+                    await self._send(wire.model_turn(Content(role="model", parts=shown)))
                 if text:
                     self._partial.extend(p.text or "" for p in text)
                     if talker is None:
@@ -432,7 +441,7 @@ class LiveSession:
                     )
         for line in talker.finish() if talker is not None else []:
             await self._say(line)
-        parts = [Part(text="".join(self._partial))] if self._partial or not calls else []
+        parts = answer if answer or calls else [Part(text="")]
         parts += [Part(function_call=call) for call in calls]
         # From here the answer is whole: new input no longer interrupts it, it waits for these last steps.
         self.history.append(Content(role="model", parts=parts))
@@ -497,6 +506,11 @@ async def _quietly(work: list[Awaitable[Any]]) -> None:
 
 def _audio(pcm: bytes) -> Part:
     return Part(inline_data=Blob(data=pcm, mime_type=LIVE_OUTPUT_MIME))
+
+
+def _whole(part: Part) -> bool:
+    """A part that is not streamed text: the code the model ran, its result, a figure."""
+    return part.executable_code is not None or part.code_execution_result is not None or part.inline_data is not None
 
 
 def _answers_calls(content: Content) -> bool:

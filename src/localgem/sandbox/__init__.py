@@ -1,0 +1,1 @@
+"""Untrusted code, run in a real sandbox (bubblewrap): the codeExecution tool's runtime."""
