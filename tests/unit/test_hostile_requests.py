@@ -381,3 +381,35 @@ def test_hostile_tuning_values_are_4xx(conn: Connection) -> None:
         assert 400 <= status < 500, (method, path, status, data[:300])
         google_error(status, data)
     assert_still_serves(conn)
+
+
+def test_hostile_code_execution_and_thinking_values_are_4xx(conn: Connection) -> None:
+    """Bodies that parse, with values no code execution or thinking request may have: every one a 4xx."""
+    path = "/v1beta/models/gemini-2.5-flash:generateContent"
+    code = {"tools": [{"codeExecution": {}}]}
+    history = [{"role": "user", "parts": [{"text": "hi"}]}]
+    cases = [
+        {**GOOD, **code, "generationConfig": {"candidateCount": 3}},
+        {**GOOD, **code, "generationConfig": {"responseMimeType": "application/json"}},
+        {**GOOD, "tools": [{"codeExecution": {"x": 1}}]},
+        {**GOOD, "tools": [{"codeExecution": []}]},
+        {"contents": [*history, {"role": "model", "parts": [{"executableCode": {"language": "COBOL"}}]}]},
+        {"contents": [*history, {"role": "model", "parts": [{"codeExecutionResult": {"outcome": "MAYBE"}}]}]},
+        {"contents": [*history, {"role": "model", "parts": [{"executableCode": {}, "text": "x"}]}]},
+        {"contents": [{"parts": [{"inlineData": {"mimeType": "text/csv", "data": "%%%"}}]}], **code},
+        {"contents": [{"parts": [{"fileData": {"fileUri": "files/missing"}}]}], **code},
+        {**GOOD, "generationConfig": {"thinkingConfig": {"thinkingBudget": -2}}},
+        {**GOOD, "generationConfig": {"thinkingConfig": {"thinkingBudget": 2**31}}},
+        {**GOOD, "generationConfig": {"thinkingConfig": {"thinkingBudget": "lots"}}},
+        {**GOOD, "generationConfig": {"thinkingConfig": {"thinkingLevel": "EXTREME"}}},
+        {**GOOD, "generationConfig": {"thinkingConfig": {"thinkingLevel": "LOW", "thinkingBudget": 5}}},
+        {**GOOD, "generationConfig": {"thinkingConfig": {"thinkingBudget": 4}, "candidateCount": 2}},
+        {"contents": [{"parts": [{"text": "x", "thoughtSignature": "not base64!"}]}]},
+    ]
+    for body in cases:
+        status, _, data = conn.request("POST", path, json.dumps(body).encode())
+        assert 400 <= status < 500, (body, status, data[:300])
+        google_error(status, data)
+    status, _, data = conn.request("POST", path, json.dumps({**GOOD, **code}).encode())
+    assert status == 200, data[:300]  # the fake engine writes no code block: an answer without code
+    assert_still_serves(conn)

@@ -12,6 +12,9 @@ import resource
 import sys
 import traceback
 
+#: Written to stdout when the sandbox is ready for its code (the imports of the warm pool done).
+READY = b"\x00localgem-sandbox-ready\n"
+
 
 def _drop_privileges() -> None:
     uid = int(os.environ.pop("SANDBOX_UID", "0") or 0)
@@ -89,6 +92,8 @@ def main() -> int:
     _preimport()
     figures = _Figures(os.environ.pop("SANDBOX_FIGURES", "/tmp"))
     figures.patch()
+    sys.stdout.buffer.write(READY)
+    sys.stdout.flush()
     source = sys.stdin.read()
     sys.stdin.close()
     if "matplotlib" in source and "matplotlib.pyplot" not in sys.modules:  # a cold sandbox imports lazily

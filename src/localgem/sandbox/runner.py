@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HARNESS = Path(__file__).with_name("harness.py")
+READY = b"\x00localgem-sandbox-ready\n"  # as harness.READY (the harness imports nothing of localgem)
 #: Where things are inside the sandbox.
 WORKDIR = "/workspace"
 FIGURES = "/sandbox/figures"
@@ -99,6 +100,15 @@ class _Process:
     process: asyncio.subprocess.Process
     folder: Path
     uid: int | None
+    ready: bool = False  # it said it waits for code (see harness.READY)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        if not self.ready:
+            assert self.process.stdout is not None
+            with contextlib.suppress(asyncio.IncompleteReadError, TimeoutError):
+                said = await asyncio.wait_for(self.process.stdout.readexactly(len(READY)), timeout)
+                self.ready = said == READY
+        return self.ready
 
     @property
     def workdir(self) -> Path:
@@ -125,6 +135,7 @@ class Sandbox:
         self._slots = asyncio.Semaphore(self.concurrency)
         self._filling: asyncio.Task | None = None
         self._closed = False
+        self._active = 0
 
     # -- availability ---------------------------------------------------------------------------------
 
@@ -147,7 +158,7 @@ class Sandbox:
             return f"bubblewrap cannot run here: {exc}"
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        if result.returncode != 0 or result.stdout.strip() != b"42":
+        if result.returncode != 0 or result.stdout.removeprefix(READY).strip() != b"42":
             return (
                 "bubblewrap cannot run here: " + (result.stderr.decode(errors="replace").strip() or "no output")[-300:]
             )
@@ -157,12 +168,15 @@ class Sandbox:
 
     async def run(self, code: str, files: Sequence[InputFile] = ()) -> Execution:
         async with self._slots:
+            self._active += 1
             started = self._pool.popleft() if self._pool else await self._start(())  # cold: imports on demand
-            self._refill()
             try:
                 return await self._execute(started, code, files)
             finally:
                 await self._dispose(started)
+                self._active -= 1
+                if self._active == 0:
+                    self._refill()  # only when idle: warming (imports) never competes with code running
 
     async def start(self) -> None:
         """Fill the warm pool (in the background)."""
@@ -185,9 +199,13 @@ class Sandbox:
     async def _fill(self) -> None:
         while not self._closed and len(self._pool) < self.warm and self._uids:
             try:
-                self._pool.append(await self._start(PREIMPORT))
+                started = await self._start(PREIMPORT)
             except OSError:
                 return
+            if not await started.wait_ready(60) or self._closed:
+                await self._dispose(started)
+                return
+            self._pool.append(started)
 
     async def _start(self, preimport: Sequence[str]) -> _Process:
         uid = self._uids.popleft() if self._root else None
@@ -217,6 +235,10 @@ class Sandbox:
             path.chmod(0o644)
             before.add(file.name)
         process = started.process
+        if not await started.wait_ready(self.limits.wall_seconds):
+            _kill(process)
+            stderr = (await process.stderr.read()).decode(errors="replace") if process.stderr else ""
+            return Execution(FAILED, "", stderr, note="[The sandbox did not start.]")
         output = _Output(self.limits.output_bytes)
         assert process.stdin is not None and process.stdout is not None and process.stderr is not None
         readers = [
