@@ -95,7 +95,10 @@ def main() -> None:
     report("pandas: sandbox, cold", asyncio.run(sandboxed(PANDAS, max(5, args.runs // 3), warm=0)), baseline)
     report("pandas: sandbox, warm", asyncio.run(sandboxed(PANDAS, max(5, args.runs // 3), warm=1)), baseline)
     rate = asyncio.run(sustained(args.runs * 2, args.concurrency))
-    print(f"sustained: {rate:.1f} sandboxes/s ({args.concurrency} at once; plain: {1 / baseline:.1f} runs/s one at a time)")
+    print(
+        f"sustained: {rate:.1f} sandboxes/s ({args.concurrency} at once; "
+        f"plain: {1 / baseline:.1f} runs/s one at a time)"
+    )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ def test_the_budget_bounds_the_thought_and_the_answer_follows(thinking_client: g
     assert answer.strip() and parts[1].thought_signature
     assert 0 < response.usage_metadata.thoughts_token_count <= 12
     usage = response.usage_metadata
-    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count + usage.thoughts_token_count
+    assert (
+        usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count + usage.thoughts_token_count
+    )
 
     hidden = thinking_client.models.generate_content(model=THINKER, contents=QUESTION, config=config(12, include=False))
     assert not any(p.thought for p in hidden.candidates[0].content.parts)

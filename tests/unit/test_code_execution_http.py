@@ -4,8 +4,6 @@ order, streamed whole, files in, figures out, in batches, cached contents and Li
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Iterator
 
@@ -55,7 +53,14 @@ def client(server: RunningServer, engine: FakeEngine) -> genai.Client:
 
 
 def kinds(parts: list[types.Part]) -> list[str]:
-    return [next(k for k in ("text", "executable_code", "code_execution_result", "inline_data", "function_call") if getattr(p, k)) for p in parts]
+    return [
+        next(
+            k
+            for k in ("text", "executable_code", "code_execution_result", "inline_data", "function_call")
+            if getattr(p, k)
+        )
+        for p in parts
+    ]
 
 
 def test_the_code_runs_and_the_model_reads_its_output(client: genai.Client, engine: FakeEngine) -> None:
@@ -79,10 +84,14 @@ def test_the_code_runs_and_the_model_reads_its_output(client: genai.Client, engi
     assert code_round == first + "Let me add them up.\n```python\n"
     assert last.startswith(code_round) and last.endswith("```\n```output\n10\n```\n")
     # The answer goes back as history: its code and output are read in the same form.
-    history = [types.Content(role="user", parts=[CSV, types.Part(text="Add up the numbers.")]), response.candidates[0].content]
+    history = [
+        types.Content(role="user", parts=[CSV, types.Part(text="Add up the numbers.")]),
+        response.candidates[0].content,
+    ]
     engine.script[:] = ["Done."]
     client.models.generate_content(
-        model=MODEL, contents=[*history, types.Content(role="user", parts=[types.Part(text="Thanks")])],
+        model=MODEL,
+        contents=[*history, types.Content(role="user", parts=[types.Part(text="Thanks")])],
         config=types.GenerateContentConfig(tools=CODE_EXECUTION),
     )
     assert "```python\nimport pandas" in engine.prompts[-1] and "```output\n10\n```" in engine.prompts[-1]
@@ -119,7 +128,13 @@ def test_figures_come_back_as_images_and_failures_as_outcomes(client: genai.Clie
     )
     parts = response.candidates[0].content.parts
     assert kinds(parts) == [
-        "executable_code", "code_execution_result", "inline_data", "text", "executable_code", "code_execution_result", "text",
+        "executable_code",
+        "code_execution_result",
+        "inline_data",
+        "text",
+        "executable_code",
+        "code_execution_result",
+        "text",
     ]
     assert parts[2].inline_data.mime_type == "image/png" and parts[2].inline_data.data.startswith(b"\x89PNG")
     failed = parts[5].code_execution_result

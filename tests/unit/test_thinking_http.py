@@ -13,8 +13,8 @@ from google.genai import types
 
 from localgem.generation.thinking import LEVEL_BUDGETS
 from tests.conftest import API_KEY, start_fake_server
-from tests.live import open_session, read_turn, send, user_turn
 from tests.fakes import FakeEngine
+from tests.live import open_session, read_turn, send, user_turn
 from tests.server import RunningServer
 from tests.tool_templates import THINKING_TEMPLATE
 
@@ -102,7 +102,10 @@ def test_streaming_sends_thoughts_first(client: genai.Client, engine: FakeEngine
 def test_a_model_that_does_not_think_thinks_when_asked(client: genai.Client, engine: FakeEngine) -> None:
     engine.script[:] = ["let me see", "Answer."]
     response = client.models.generate_content(model=PLAIN, contents="Q?", config=thinking(16))
-    assert [(p.thought, p.text) for p in response.candidates[0].content.parts] == [(True, "let me see"), (None, "Answer.")]
+    assert [(p.thought, p.text) for p in response.candidates[0].content.parts] == [
+        (True, "let me see"),
+        (None, "Answer."),
+    ]
     first, second = engine.prompts
     assert "reason step by step between <think> and </think>" in first and first.endswith("<think>\n")
     engine.script[:] = ["Plain."]
@@ -110,13 +113,17 @@ def test_a_model_that_does_not_think_thinks_when_asked(client: genai.Client, eng
     assert "<think>" not in engine.prompts[-1]  # dynamic, not asked to show thoughts: no thinking
 
 
-def test_thoughts_and_signatures_sent_back_are_accepted_and_not_reread(client: genai.Client, engine: FakeEngine) -> None:
+def test_thoughts_and_signatures_sent_back_are_accepted_and_not_reread(
+    client: genai.Client, engine: FakeEngine
+) -> None:
     engine.script[:] = ["secret musing", "First answer."]
     first = client.models.generate_content(model=THINKER, contents="Q?", config=thinking(32))
     engine.script[:] = ["more", "Second answer."]
     history = [types.Content(role="user", parts=[types.Part(text="Q?")]), first.candidates[0].content]
     client.models.generate_content(
-        model=THINKER, contents=[*history, types.Content(role="user", parts=[types.Part(text="And?")])], config=thinking(32)
+        model=THINKER,
+        contents=[*history, types.Content(role="user", parts=[types.Part(text="And?")])],
+        config=thinking(32),
     )
     assert "First answer." in engine.prompts[-2] and "secret musing" not in engine.prompts[-2]
 
@@ -125,7 +132,9 @@ def test_bad_thinking_configs_are_400s(client: genai.Client, server: RunningServ
     def refused(model: str, **config) -> str:
         with pytest.raises(genai_errors.ClientError) as caught:
             client.models.generate_content(
-                model=model, contents="x", config=types.GenerateContentConfig(thinking_config=types.ThinkingConfig(**config))
+                model=model,
+                contents="x",
+                config=types.GenerateContentConfig(thinking_config=types.ThinkingConfig(**config)),
             )
         assert caught.value.code == 400
         return caught.value.message
@@ -151,7 +160,9 @@ def test_levels_are_budgets(client: genai.Client, engine: FakeEngine) -> None:
     response = client.models.generate_content(
         model=THINKER,
         contents="Q?",
-        config=types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_level=types.ThinkingLevel.MINIMAL)),
+        config=types.GenerateContentConfig(
+            thinking_config=types.ThinkingConfig(thinking_level=types.ThinkingLevel.MINIMAL)
+        ),
     )
     assert response.usage_metadata.thoughts_token_count == LEVEL_BUDGETS["MINIMAL"]
 
