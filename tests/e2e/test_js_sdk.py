@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_KEY
+from tests.sandboxes import requires_sandbox
 from tests.server import RunningServer
 
 SCRIPT = Path(__file__).parent.parent / "js" / "sdk_check.mjs"
@@ -31,6 +32,7 @@ def js_sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@requires_sandbox  # it runs code too
 def test_the_js_sdk_works_unchanged(js_sdk: Path, real_server: RunningServer, tmp_path: Path) -> None:
     run = subprocess.run(
         ["node", str(js_sdk / SCRIPT.name), real_server.url, API_KEY, str(tmp_path)],
@@ -55,6 +57,11 @@ def test_the_js_sdk_works_unchanged(js_sdk: Path, real_server: RunningServer, tm
     assert found["documents"] == ["kettle", "story2"] and found["groundingTitle"] == "kettle"
     assert found["documentState"] == "STATE_ACTIVE" and found["activeAfterDelete"] == "1"
     assert found["deletedStore"] not in found["stores"]
+    code = seen["codeExecution"]
+    assert code["code"]["language"] == "PYTHON" and code["result"]["outcome"] == "OUTCOME_OK"
+    assert code["result"]["id"] == code["code"]["id"] and str(12345 * 6789) in code["result"]["output"]
+    thinking = seen["thinking"]
+    assert thinking["firstIsThought"] and 0 < thinking["thoughts"] <= 16 and thinking["text"]
 
 
 @pytest.mark.parametrize("scheme", ["ws", "wss"])

@@ -106,4 +106,25 @@ seen.fileSearch = {
 for await (const s of await ai.fileSearchStores.list()) seen.fileSearch.stores.push(s.name);
 seen.fileSearch.deletedStore = store.name;
 
+const coded = await ai.models.generateContent({
+  model: "gemini-2.5-flash",
+  contents: "Calculate 12345 * 6789 with Python code.",
+  config: { tools: [{ codeExecution: {} }], temperature: 0, maxOutputTokens: 200 },
+});
+const codedParts = coded.candidates[0].content.parts;
+seen.codeExecution = {
+  code: codedParts.find((p) => p.executableCode)?.executableCode,
+  result: codedParts.find((p) => p.codeExecutionResult)?.codeExecutionResult,
+};
+const thought = await ai.models.generateContent({
+  model: "gemini-2.5-flash",
+  contents: "Why is the sky blue?",
+  config: { thinkingConfig: { thinkingBudget: 16, includeThoughts: true }, temperature: 0, maxOutputTokens: 64 },
+});
+seen.thinking = {
+  firstIsThought: thought.candidates[0].content.parts[0].thought === true,
+  thoughts: thought.usageMetadata.thoughtsTokenCount,
+  text: thought.text,
+};
+
 console.log(JSON.stringify(seen));

@@ -214,8 +214,8 @@ class UnaryResponseBuilder:
         for index, state in sorted(self._candidates.items()):
             text = "".join(state.parts)
             parts, ending = self.shape.final_parts(index, text, state.finish)
-            if not text and any(not part.thought for part in state.done):
-                parts = [part for part in parts if part.text is None]  # no empty text after code
+            if not text and state.done:
+                parts = [part for part in parts if part.text is None]  # no empty text after a thought or code
             parts = _signed(state.done + parts, state.signature)
             candidate = _candidate(index, parts, state.steps if self.shape.logprobs else None, ending)
             candidates.append(self.shape.grounded(candidate, _answer_text(parts)))

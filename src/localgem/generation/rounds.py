@@ -84,7 +84,8 @@ class Rounds:
             async for event in self._think(thought):
                 yield event
             thought_tokens = thought.tokens
-            yield ThoughtEnded(0, thought_tokens, signature(self._response_id, 0, thought.text))
+            if self._thinking.budget > 0:
+                yield ThoughtEnded(0, thought_tokens, signature(self._response_id, 0, thought.text))
             if thought.finish is not None and self._spent >= self._request.max_tokens:
                 yield CandidateFinished(0, FinishReason.MAX_TOKENS, 0)
                 return

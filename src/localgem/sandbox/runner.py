@@ -51,6 +51,7 @@ class SandboxLimits:
     file_bytes: int = 64 << 20  # the largest file the code may write
     tmp_bytes: int = 256 << 20  # the private /tmp
     figures: int = 8
+    image_bytes: int = 8 << 20  # a larger image file is not sent back
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,18 @@ class Execution:
 
 class SandboxUnavailable(RuntimeError):
     pass
+
+
+_next_uid = FIRST_UID
+
+
+def _uid_block(size: int) -> int:
+    """The first of ``size`` uids no other sandbox object of this process uses (they wrap after 4000)."""
+    global _next_uid
+    if _next_uid + size > FIRST_UID + 4000:
+        _next_uid = FIRST_UID
+    first, _next_uid = _next_uid, _next_uid + size
+    return first
 
 
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
@@ -130,7 +143,11 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self._root = os.geteuid() == 0
-        self._uids: deque[int] = deque(range(FIRST_UID, FIRST_UID + self.warm + self.concurrency + 1))
+        # Each sandbox object its own uids (a server may run several), as many as can be live at once.
+        size = self.warm + self.concurrency + 1
+        first = _uid_block(size)
+        self._uids: deque[int] = deque(range(first, first + size))
+        self._probe_uid = first + size - 1
         self._pool: deque[_Process] = deque()
         self._slots = asyncio.Semaphore(self.concurrency)
         self._filling: asyncio.Task | None = None
@@ -144,7 +161,7 @@ class Sandbox:
         if shutil.which("bwrap") is None:
             return "bubblewrap (bwrap) is not installed: install Debian's bubblewrap package"
         folder = Path(tempfile.mkdtemp(prefix="localgem-sandbox-"))
-        uid = FIRST_UID + self.warm + self.concurrency + 1 if self._root else None
+        uid = self._probe_uid if self._root else None
         try:
             self._prepare(folder, uid)
             result = subprocess.run(
@@ -202,7 +219,12 @@ class Sandbox:
                 started = await self._start(PREIMPORT)
             except OSError:
                 return
-            if not await started.wait_ready(60) or self._closed:
+            try:
+                ready = await started.wait_ready(60)
+            except asyncio.CancelledError:  # closing: the process goes with it
+                await asyncio.shield(self._dispose(started))
+                raise
+            if not ready or self._closed:
                 await self._dispose(started)
                 return
             self._pool.append(started)
@@ -283,9 +305,10 @@ class Sandbox:
             if p.is_file() and not p.is_symlink() and p.suffix.lower() in _IMAGE_TYPES and p.name not in inputs
         )
         images = []
-        for path in found[: self.limits.figures]:
+        for path in found:
             with contextlib.suppress(OSError):
-                images.append(Image(path.name, _IMAGE_TYPES[path.suffix.lower()], path.read_bytes()))
+                if len(images) < self.limits.figures and path.stat().st_size <= self.limits.image_bytes:
+                    images.append(Image(path.name, _IMAGE_TYPES[path.suffix.lower()], path.read_bytes()))
         return images
 
     async def _dispose(self, started: _Process) -> None:
@@ -330,6 +353,8 @@ class Sandbox:
                 args += ["--ro-bind", system, system]
         if os.path.isdir("/etc/fonts"):  # fontconfig's settings, for matplotlib's text
             args += [*_parents("/etc/fonts"), "--ro-bind", "/etc/fonts", "/etc/fonts"]
+        # /tmp first: a Python installed under /tmp (a virtual environment there) is bound on top of it.
+        args += ["--perms", "1777", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
         for tree in _python_trees(self.python):
             args += _parents(tree) + ["--ro-bind", tree, tree]
         args += [
@@ -337,12 +362,6 @@ class Sandbox:
             "/proc",
             "--dev",
             "/dev",
-            "--perms",
-            "1777",
-            "--size",
-            str(self.limits.tmp_bytes),
-            "--tmpfs",
-            "/tmp",
             "--perms",
             "0755",
             "--dir",
@@ -443,7 +462,8 @@ def _parents(tree: str) -> list[str]:
     args: list[str] = []
     path = Path(tree)
     for parent in reversed(path.parents[:-1]):
-        args += ["--perms", "0755", "--dir", str(parent)]
+        if str(parent) != "/tmp":  # the sandbox's own, already there (and open to all)
+            args += ["--perms", "0755", "--dir", str(parent)]
     return args
 
 
