@@ -259,8 +259,6 @@ def create_app(
         for model_id in preload:
             entry = registry.resolve(model_id, "load")
             await (embedders.get(entry) if entry.embeds else engines.get(entry))
-        if code_execution.sandbox is not None:
-            await code_execution.sandbox.start()
         yield
         if code_execution.sandbox is not None:
             await code_execution.sandbox.close()

@@ -196,7 +196,8 @@ class Sandbox:
                     self._refill()  # only when idle: warming (imports) never competes with code running
 
     async def start(self) -> None:
-        """Fill the warm pool (in the background)."""
+        """Fill the warm pool now (in the background). A server does not: its pool fills after the first
+        run, so that a server whose requests never run code never spends the imports."""
         self._refill()
 
     async def close(self) -> None:
