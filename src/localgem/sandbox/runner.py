@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -160,6 +159,8 @@ class Sandbox:
         """None if sandboxes run here; otherwise why not (in words, for the log and for 400s)."""
         if shutil.which("bwrap") is None:
             return "bubblewrap (bwrap) is not installed: install Debian's bubblewrap package"
+        if shutil.which("prlimit") is None or shutil.which("nice") is None:
+            return "prlimit and nice (util-linux, coreutils) are needed to limit a sandbox's resources"
         folder = Path(tempfile.mkdtemp(prefix="localgem-sandbox-"))
         uid = self._probe_uid if self._root else None
         try:
@@ -169,7 +170,6 @@ class Sandbox:
                 input=b"print(6 * 7)",
                 capture_output=True,
                 timeout=30,
-                preexec_fn=self._limit_process,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             return f"bubblewrap cannot run here: {exc}"
@@ -240,7 +240,6 @@ class Sandbox:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                preexec_fn=self._limit_process,
                 start_new_session=True,
             )
         except BaseException:
@@ -331,6 +330,7 @@ class Sandbox:
 
     def _command(self, folder: Path, uid: int | None, preimport: Sequence[str]) -> list[str]:
         args = [
+            *self._limits(),
             "bwrap",
             "--unshare-net",
             "--unshare-pid",
@@ -400,21 +400,25 @@ class Sandbox:
             args += ["--setenv", name, value]
         return [*args, self.python, "-I", "-B", "-u", INNER_HARNESS]
 
-    def _limit_process(self) -> None:
-        """In the child, before bwrap: limits the sandbox inherits (the harness lowers the CPU limit further)."""
+    def _limits(self) -> list[str]:
+        """prlimit and nice before bwrap: limits the sandbox inherits (the harness lowers the CPU limit
+        further). Set by a program, not in a ``preexec_fn``, which is not safe in a server with threads."""
         limits = self.limits
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         # The imports of the warm pool, then the code's own CPU time: past this the kernel kills it.
         cpu = limits.cpu_seconds * 2 + 30
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        if self._root:
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
-        else:  # the user's own processes count too
-            mine = _processes_of(os.getuid())
-            resource.setrlimit(resource.RLIMIT_NPROC, (mine + limits.processes, mine + limits.processes))
-        os.nice(5)
+        processes = limits.processes if self._root else _processes_of(os.getuid()) + limits.processes
+        return [
+            "prlimit",
+            f"--as={limits.memory_bytes}",
+            f"--fsize={limits.file_bytes}",
+            "--core=0",
+            f"--cpu={cpu}",
+            f"--nproc={processes}",  # not root: the user's own processes count too
+            "--",
+            "nice",
+            "-n",
+            "5",
+        ]
 
 
 @dataclass
