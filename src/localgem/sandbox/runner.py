@@ -33,8 +33,10 @@ FIGURES = "/sandbox/figures"
 INNER_HARNESS = "/sandbox/harness.py"
 #: The libraries imported while a process waits in the warm pool (each optional).
 PREIMPORT = ("numpy", "pandas", "scipy", "sympy", "matplotlib", "matplotlib.pyplot")
-#: A uid range no distribution hands out to people or services.
-FIRST_UID = 61000
+#: Sandbox uids: above any a distribution hands out to people or services; each server process takes a
+#: window of its own in it (by its pid), so that two servers on one host never share a process limit.
+FIRST_UID = 1_000_000
+UIDS_PER_PROCESS = 256
 OK = "OUTCOME_OK"
 FAILED = "OUTCOME_FAILED"
 DEADLINE = "OUTCOME_DEADLINE_EXCEEDED"
@@ -90,15 +92,17 @@ class SandboxUnavailable(RuntimeError):
     pass
 
 
-_next_uid = FIRST_UID
+_taken = 0  # uids of this process's window given to sandbox objects
 
 
 def _uid_block(size: int) -> int:
-    """The first of ``size`` uids no other sandbox object of this process uses (they wrap after 4000)."""
-    global _next_uid
-    if _next_uid + size > FIRST_UID + 4000:
-        _next_uid = FIRST_UID
-    first, _next_uid = _next_uid, _next_uid + size
+    """The first of ``size`` uids no other sandbox object of this process (or, by its pid, of another
+    process) uses; the window wraps around when a process makes very many sandbox objects."""
+    global _taken
+    if _taken + size > UIDS_PER_PROCESS:
+        _taken = 0
+    window = FIRST_UID + (os.getpid() % 16384) * UIDS_PER_PROCESS
+    first, _taken = window + _taken, _taken + size
     return first
 
 
