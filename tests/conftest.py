@@ -15,6 +15,7 @@ from tests.fakes import FakeEngine
 from tests.pgvector_server import pgvector_server
 from tests.postgres import create_database, postgres_cluster
 from tests.server import RunningServer, start_server
+from tests.tiny_diffusion import media_models
 
 API_KEY = "test-key"
 #: A key of a second project, to prove that projects never see each other's resources.
@@ -105,9 +106,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
     return create_database(request.getfixturevalue("postgres_server"))
 
 
+@pytest.fixture(scope="session")
+def tiny_pipelines(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """Model entries of tiny random-weight image and video pipelines (tiny-image, tiny-video), made once."""
+    return media_models(tmp_path_factory.mktemp("pipelines"))
+
+
 @pytest.fixture
 def fake_engine() -> FakeEngine:
     return FakeEngine()
+
+
+def start_real_server(data_dir: Path, **overrides) -> RunningServer:
+    """localgem with its real models and the test key, with settings of its own (``overrides``)."""
+    return start_server(create_app(load_settings(environ={}, data_dir=data_dir, api_keys=[API_KEY], **overrides)))
 
 
 def start_fake_server(data_dir: Path, engine: FakeEngine, clock=None, **overrides) -> RunningServer:

@@ -61,7 +61,6 @@ IGNORED = (
     Ignored(
         "usageMetadata.toolUsePromptTokensDetails*", "MCP servers (another issue): tokens of server-side tool results"
     ),
-    Ignored("candidates[].content.parts[].inlineData*", "image output (another issue)"),
     Ignored(
         "candidates[].avgLogprobs",
         "Gemini 2.0 models send it unasked, 2.5 and later do not; localgem sends it with responseLogprobs, "
@@ -113,9 +112,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "Chats_Tests_sendMessage_multiple_messages_with_server_side_MCP_tools_stream": _MCP,
     "Client_Tests_server_side_MCP_server_ML_Dev_should_call_server_side_MCP_server": _MCP,
     "Client_Tests_server_side_MCP_server_ML_Dev_should_call_server_side_MCP_server,_stream": _MCP,
-    "Client_Tests_generateContentStream_ML_Dev_should_stream_generate_content_with_image_output": (
-        "image output (another issue): responseModalities IMAGE is a 400 on a text-only model"
-    ),
 }
 
 

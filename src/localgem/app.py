@@ -49,6 +49,10 @@ from localgem.live import routes as live_api
 from localgem.live.hub import LiveHub, LiveLimits
 from localgem.live.resumption import LiveStates
 from localgem.live.tokens import AuthTokens
+from localgem.media import routes as media_api
+from localgem.media import vertex_routes as vertex_media_api
+from localgem.media.compose import Media
+from localgem.media.painter import ChatPainter
 from localgem.models import routes as models
 from localgem.models.catalogue import REFRESH_SECONDS, ModelCatalogue, RefreshOnMiss
 from localgem.models.registry import ModelRegistry
@@ -73,6 +77,7 @@ from localgem.storage.corpora import SqlCorpusRepository
 from localgem.storage.database import Database
 from localgem.storage.file_search import SqlFileSearchRepository
 from localgem.storage.files import SqlFileRepository
+from localgem.storage.generated_files import SqlGeneratedFileRepository
 from localgem.storage.keys import SqlKeyRepository
 from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
 from localgem.storage.models import SqlModelRepository
@@ -170,6 +175,7 @@ def create_app(
         lease=timedelta(seconds=settings.batch_lease_seconds),
         deadline=timedelta(seconds=settings.batch_deadline_seconds),
     )
+    drawing = Media.build(settings, SqlGeneratedFileRepository(database), registry, files.service, clock or utc_now)
     generation = GenerationService(
         registry,
         prompts,
@@ -181,6 +187,7 @@ def create_app(
         tuned=tuning.service,
         dynamic_thinking_budget=settings.thinking_dynamic_budget,
         thinking_by_prompt=settings.thinking_by_prompt,
+        painter=ChatPainter(registry, drawing.studio),
     )
     embeddings = EmbeddingService(registry, embedders, media)
     live_states = LiveStates(
@@ -234,6 +241,10 @@ def create_app(
         if collection.startswith(("fileSearchStores/", "ragStores/")):
             operations.serve(collection, file_search.service)
     operations.serve("tunedModels/*/operations", tuning.operations)
+    operations.serve("models/*/operations", drawing.videos)
+    operations.serve("generatedFiles/*/operations", drawing.videos)
+    worker.add("videos", drawing.step)
+    drawing.runner.when_added(lambda: worker.wake("videos"))
     if settings.run_tuning:
         worker.add("tuning", tuning.runner.step)
         tuning.runner.when_added(lambda: worker.wake("tuning"))
@@ -258,7 +269,10 @@ def create_app(
         background = asyncio.create_task(worker.run_forever() if settings.run_batches else asyncio.sleep(0))
         for model_id in preload:
             entry = registry.resolve(model_id, "load")
-            await (embedders.get(entry) if entry.embeds else engines.get(entry))
+            if entry.draws:
+                await drawing.images.loaded(entry)
+            else:
+                await (embedders.get(entry) if entry.embeds else engines.get(entry))
         yield
         if code_execution.sandbox is not None:
             await code_execution.sandbox.close()
@@ -267,6 +281,7 @@ def create_app(
         background.cancel()
         await asyncio.gather(background, refresher, return_exceptions=True)
         webhooks.close()
+        drawing.studio.close()
         await files.processing.close()
         await embedders.close()
         await engines.close()
@@ -295,6 +310,7 @@ def create_app(
         corpora=corpora,
         document_uploads=file_search.uploads,
         tuning=tuning.service,
+        media=drawing,
     )
     app.state.database = database
     app.state.live = live
@@ -302,6 +318,7 @@ def create_app(
     app.state.webhooks = webhooks
     app.state.runner = runner
     app.state.tuning_runner = tuning.runner
+    app.state.media = drawing
     app.state.engines = engines
     app.state.hearing = hearing
     app.state.reading = reading
@@ -329,6 +346,7 @@ def create_app(
     app.add_middleware(CollapseSlashes)
     for version in API_VERSIONS:
         for module in (
+            media_api,  # before operations_api: video operations carry their file's URL, as this client sees it
             models,
             generation_api,
             embeddings_api,
@@ -344,6 +362,7 @@ def create_app(
             app.include_router(module.router, prefix=f"/{version}")
         app.include_router(live_api.tokens_router, prefix=f"/{version}")
     app.include_router(live_api.router)
+    app.include_router(vertex_media_api.router)
     app.include_router(uploads.router)
     app.include_router(health.router)
     return app

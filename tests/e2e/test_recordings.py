@@ -8,11 +8,13 @@ prints the totals.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
 from tests import recordings
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, start_real_server
 from tests.server import RunningServer
 
 pytestmark = pytest.mark.skipif(
@@ -37,8 +39,18 @@ def _params() -> list:
 
 
 @pytest.fixture(scope="module")
-def http(real_server: RunningServer):
-    with httpx.Client(base_url=real_server.url, headers={"x-goog-api-key": API_KEY}, timeout=300) as client:
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_pipelines: list[dict]) -> Iterator[RunningServer]:
+    """The real default model, with an image model (a tiny random diffusers pipeline) for Gemini's IMAGE output."""
+    running = start_real_server(
+        tmp_path_factory.mktemp("data"), models=tiny_pipelines[:1], default_image_model="tiny-image"
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def http(server: RunningServer):
+    with httpx.Client(base_url=server.url, headers={"x-goog-api-key": API_KEY}, timeout=300) as client:
         yield client
 
 

@@ -18,6 +18,7 @@ from localgem.storage.corpora import Exists, SqlCorpusRepository
 from localgem.storage.database import Database
 from localgem.storage.file_search import SqlFileSearchRepository
 from localgem.storage.files import FileExists, SqlFileRepository
+from localgem.storage.generated_files import SqlGeneratedFileRepository
 from localgem.storage.keys import SqlKeyRepository
 from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
 from localgem.storage.models import SqlModelRepository
@@ -34,6 +35,7 @@ from localgem.storage.records import (
     DocumentRecord,
     FileRecord,
     FileSearchStoreRecord,
+    GeneratedFileRecord,
     KeyRecord,
     LiveStateRecord,
     ModelRecord,
@@ -675,3 +677,48 @@ async def test_tuned_models_lease_progress_adapter_sharing_and_removal(db: Datab
     assert await repo.remove("m1", stored.drop)
     assert await repo.get("m1") is None and "c" * 64 not in stored.stored
     assert await repo.expire(T0 + timedelta(days=3), later) == 0  # none left CREATING
+
+
+def a_video_job(file_id: str, project: str = "p1", at: datetime = T0, **changes) -> GeneratedFileRecord:
+    record = GeneratedFileRecord(
+        project=project,
+        id=file_id,
+        operation_id=f"op{file_id}",
+        model="models/veo-3.0-generate-001",
+        model_id="t2v",
+        request='{"prompt": "waves"}',
+        mime_type="video/mp4",
+        state="GENERATING",
+        create_time=at,
+        update_time=at,
+        expire_time=at + timedelta(days=2),
+    )
+    return replace(record, **changes)
+
+
+async def test_video_jobs_run_under_a_lease_and_end_once(db: Database) -> None:
+    repo = SqlGeneratedFileRepository(db)
+    await repo.add(a_video_job("v1"))
+    await repo.add(a_video_job("v2", project="p2", at=T0 + timedelta(seconds=1)))
+    await repo.add(a_video_job("v1", project="p2", at=T0 + timedelta(seconds=2), operation_id="opother"))
+    later = T0 + timedelta(minutes=1)
+    claimed = await repo.claim("server-a", T0, later, ["video"])
+    assert claimed is not None and (claimed.project, claimed.id, claimed.kind) == ("p1", "v1", "video")
+    assert await repo.claim("server-b", T0, later, ["tune"]) is None
+    assert (await repo.claim("server-b", T0, later, ["video"])).project == "p2"
+    assert await repo.renew("server-a", claimed, T0, later, [{"progress": 3}])
+    assert not await repo.renew("server-b", claimed, T0, later)  # not its lease
+    assert (await repo.get("p1", "v1")).progress == 3 and (await repo.get("p2", "v1")).progress == 0
+    assert await repo.note("server-a", claimed, file_id="f1")
+    assert await repo.finish("server-a", claimed, "GENERATED", later)
+    done = await repo.by_operation("p1", "opv1")
+    assert (done.state, done.file_id, done.lease_owner, done.update_time) == ("GENERATED", "f1", None, later)
+    assert await repo.by_operation("p2", "opv1") is None  # projects never see each other's
+    assert not await repo.cancel("p1", "opv1", later)  # ended already
+    assert await repo.cancel("p2", "opv2", later)
+    cancelled = await repo.get("p2", "v2")
+    assert cancelled.state == "FAILED" and cancelled.error.startswith("CANCELLED")
+    assert await repo.expire(T0 + timedelta(seconds=3), later) == 1  # p2/v1, still GENERATING
+    assert [r.id for r in await repo.of_project("p2")] == ["v2", "v1"]
+    assert await repo.remove_expired(T0 + timedelta(days=3)) == 3
+    assert await repo.of_project("p1") == []

@@ -26,7 +26,8 @@ def test_models_get_their_tasks_engine_unless_they_name_one() -> None:
     assert ModelConfig(id="chat", path="m.gguf").engine == "llama.cpp"
     assert ModelConfig(id="vectors", path="folder", task="embed").engine == "embedding"
     assert ModelConfig(id="chat", path="m.gguf", engine="llama.cpp").engine == "llama.cpp"
-    assert {kind.task for kind in ENGINES.values()} == {"generate", "embed"}
+    assert {task for kind in ENGINES.values() for task in kind.tasks} == {"generate", "embed", "image", "video"}
+    assert ModelConfig(id="pictures", path="folder", task="image").engine == "diffusers"
 
 
 def test_an_unknown_engine_or_one_for_another_task_is_a_settings_error() -> None:

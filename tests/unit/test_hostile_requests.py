@@ -198,6 +198,13 @@ ROUTES = [
     ("POST", "/v1beta/tunedModels/abc:batchGenerateContent", "batch"),
     ("POST", "/v1beta/tunedModels/abc:generateText", "prompt"),
     ("POST", "/v1beta/models/gemini-2.5-flash:generateText", "prompt"),
+    ("POST", "/v1beta/models/gemini-2.5-flash:countTextTokens", "prompt"),
+    ("POST", "/v1beta/models/gemini-2.5-flash:generateMessage", "prompt"),
+    ("POST", "/v1beta/models/gemini-2.5-flash:countMessageTokens", "prompt"),
+    ("POST", "/v1beta/models/gemini-2.5-flash:generateAnswer", "inlinePassages"),
+    ("POST", "/v1beta/dynamic/gemini-2.5-flash:generateContent", "contents"),
+    ("POST", "/v1beta/models/imagen-4.0-generate-001:predict", "instances"),
+    ("POST", "/v1beta/models/veo-3.0-generate-001:predictLongRunning", "parameters"),
     ("POST", "/v1beta/tunedModels/abc:transferOwnership", "emailAddress"),
     ("POST", "/v1beta/tunedModels/abc/permissions", "role"),
 ]

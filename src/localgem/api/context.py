@@ -24,6 +24,7 @@ from localgem.files.compose import Files
 from localgem.generation.service import GenerationService
 from localgem.live.resumption import LiveStates
 from localgem.live.tokens import AuthTokens
+from localgem.media.compose import Media
 from localgem.models.service import ModelService
 from localgem.operations.service import OperationService
 from localgem.speech.hearing import Hearing
@@ -56,6 +57,7 @@ class Services:
     corpora: CorpusService | None = None
     document_uploads: DocumentUploads | None = None
     tuning: TuningService | None = None
+    media: Media | None = None
 
 
 def services(request: Request) -> Services:

@@ -70,8 +70,8 @@ class CacheService:
         if not body.model:
             raise errors.invalid_field("cached_content.model", "* CachedContent.model: model is required.")
         entry = self._registry.resolve(body.model, "createCachedContent")
-        if entry.embeds:
-            raise errors.InvalidArgument(f"{entry.name} is an embedding model: it cannot cache contents.")
+        if not entry.chats:
+            raise errors.InvalidArgument(f"{entry.name} is {entry.kind}: it cannot cache contents.")
         for field in ("name", "create_time", "update_time", "usage_metadata"):
             if getattr(body, field) is not None:
                 raise errors.invalid_field(field, f"{field} is output only.")

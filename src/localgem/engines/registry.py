@@ -20,13 +20,13 @@ if TYPE_CHECKING:  # typing only: engines know settings and models by their type
     from localgem.models.registry import ModelEntry
     from localgem.settings import Settings
 
-Task = Literal["generate", "embed"]
+Task = Literal["generate", "embed", "image", "video"]
 
 
 @dataclass(frozen=True)
 class EngineKind:
-    #: What its models do: generate text (an ``engines.base.Engine``), or embed it.
-    task: Task
+    #: What its models do: generate text (an ``engines.base.Engine``), embed it, draw images or videos.
+    tasks: tuple[Task, ...]
     #: ``module:function``; ``function(settings)`` returns the loader of its models (``ModelEntry`` → engine).
     factory: str
     #: ``module:function``; ``function(constraint)`` raises ``UnenforceableSchema`` if the engine cannot
@@ -41,31 +41,39 @@ class EngineKind:
 ENGINES: Mapping[str, EngineKind] = MappingProxyType(
     {
         "llama.cpp": EngineKind(
-            "generate",
+            ("generate",),
             "localgem.engines.llama.factory:llama_cpp_factory",
             "localgem.engines.llama.constraints:check_constraint",
             "localgem.engines.llama.factory:forget_kept_prefix",
             "GGUF models on llama.cpp, CPU, continuous batching, grammar-constrained output",
         ),
         "embedding": EngineKind(
-            "embed",
+            ("embed",),
             "localgem.engines.embedding.factory:embedder_factory",
             description="sentence-transformers model folders (PyTorch), or embedding GGUF files (llama.cpp)",
+        ),
+        "diffusers": EngineKind(
+            ("image", "video"),
+            "localgem.engines.diffusion.factory:diffusion_factory",
+            description="diffusers pipeline folders (PyTorch, CPU): Stable Diffusion 1.x/2.x/XL, SD-Turbo, "
+            "text-to-video pipelines",
         ),
     }
 )
 #: The engine of a model whose config names none, by task.
-DEFAULT_ENGINES: Mapping[Task, str] = MappingProxyType({"generate": "llama.cpp", "embed": "embedding"})
+DEFAULT_ENGINES: Mapping[Task, str] = MappingProxyType(
+    {"generate": "llama.cpp", "embed": "embedding", "image": "diffusers", "video": "diffusers"}
+)
 
 
 def engine_kind(name: str, task: Task) -> EngineKind:
     """The engine called ``name``; ValueError, naming the known ones, if there is none for ``task``."""
     kind = ENGINES.get(name)
     if kind is None:
-        known = ", ".join(f"{engine!r} ({kind.task})" for engine, kind in ENGINES.items())
+        known = ", ".join(f"{engine!r} ({'/'.join(kind.tasks)})" for engine, kind in ENGINES.items())
         raise ValueError(f"unknown engine {name!r}; the engines are {known}")
-    if kind.task != task:
-        raise ValueError(f"engine {name!r} runs {kind.task} models, not {task} models")
+    if task not in kind.tasks:
+        raise ValueError(f"engine {name!r} runs {'/'.join(kind.tasks)} models, not {task} models")
     return kind
 
 

@@ -51,7 +51,6 @@ def refuse_unsupported_request(body: GenerateContentRequest, prefix: str = "") -
 
 def _refuse_unsupported_config(config: GenerationConfig, where: str, model: str) -> None:
     for field in (
-        "image_config",
         "response_format",
         "audio_transcription_config",
         "translation_config",
@@ -62,10 +61,10 @@ def _refuse_unsupported_config(config: GenerationConfig, where: str, model: str)
         if getattr(config, field):
             raise errors.not_supported(f"{where}.{field}")
     for modality in config.response_modalities or []:
-        if modality not in ("TEXT", "AUDIO", "MODALITY_UNSPECIFIED"):
+        if modality not in ("TEXT", "AUDIO", "IMAGE", "MODALITY_UNSPECIFIED"):
             raise errors.invalid_field(
                 f"{where}.response_modalities",
-                f"{model} can only produce TEXT and AUDIO; the response modality {modality} is not supported.",
+                f"{model} can only produce TEXT, AUDIO and IMAGE; the response modality {modality} is not supported.",
             )
     # thinkingConfig: see generation.thinking.
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from localgem.engines.base import GenerationRequest
 from localgem.generation.code_execution import CodePlan
+from localgem.generation.image_output import ImagePlan
 from localgem.generation.loaded import LoadedModel
 from localgem.generation.responses import ResponseShape
 from localgem.generation.speech_output import SpeechPlan
@@ -31,3 +32,5 @@ class GenerationPlan:
     thinking: ThinkingPlan | None = None
     #: The codeExecution tool: the sandbox and the request's files (None: not used).
     code: CodePlan | None = None
+    #: responseModalities IMAGE: what is drawn, and by which image model (None: no image).
+    image: ImagePlan | None = None

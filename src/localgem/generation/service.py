@@ -25,6 +25,7 @@ from localgem.engines.base import (
 )
 from localgem.generation.code_execution import code_plan, with_text
 from localgem.generation.function_calling import tool_plan
+from localgem.generation.image_output import Painter, image_plan, streamed_with_image, with_image
 from localgem.generation.loaded import LoadedModel
 from localgem.generation.options import generation_options, refuse_unsupported_request
 from localgem.generation.plan import GenerationPlan
@@ -75,6 +76,7 @@ class GenerationService:
         tuned: TunedModels | None = None,
         dynamic_thinking_budget: int = 1024,
         thinking_by_prompt: bool = True,
+        painter: Painter | None = None,
     ) -> None:
         self._registry = registry
         self._tuned = tuned
@@ -87,6 +89,7 @@ class GenerationService:
         self._speaking = speaking
         self._dynamic_thinking_budget = dynamic_thinking_budget
         self._thinking_by_prompt = thinking_by_prompt
+        self._painter = painter
 
     async def plan(
         self,
@@ -110,6 +113,7 @@ class GenerationService:
             default_max_output_tokens=self._default_max_output_tokens,
         )
         speech = await speech_plan(body.generation_config, model, body.contents, self._speaking)
+        image = image_plan(body.generation_config, entry, body.contents, self._painter)
         plan = tool_plan(body, served=self._served_tools, engine=entry.config.engine)
         if plan is not None and plan.calls_possible and options.constraint is not None:
             raise errors.invalid_field(
@@ -181,7 +185,7 @@ class GenerationService:
             tool_prompt_tokens=await builder.count_text(grounding.context) if grounding and grounding.context else 0,
         )
         server_tools = plan.server_tools if plan is not None else ()
-        return GenerationPlan(loaded, request, shape, server_tools, speech, thinking, code)
+        return GenerationPlan(loaded, request, shape, server_tools, speech, thinking, code, image)
 
     async def _resolve(self, project: str, model: str, method: str) -> tuple[ModelEntry, str | None, str]:
         """The model a request names, the LoRA adapter it runs with (a tuned model's), and its version."""
@@ -205,7 +209,7 @@ class GenerationService:
         return await self._caches.apply(project, model, body, prefix=prefix)
 
     async def generate(self, plan: GenerationPlan) -> GenerateContentResponse:
-        if plan.speech is not None and plan.speech.read_aloud is not None:
+        if _draws_only(plan) or (plan.speech is not None and plan.speech.read_aloud is not None):
             response = _read_aloud(plan)
         else:
             builder = UnaryResponseBuilder(plan.shape)
@@ -215,6 +219,9 @@ class GenerationService:
         if plan.speech is not None:
             assert self._speaking is not None
             response = await spoken_response(response, plan.speech, self._speaking)
+        if plan.image is not None:
+            assert self._painter is not None
+            response = await with_image(response, plan.image, self._painter)
         return response
 
     async def stream(self, plan: GenerationPlan) -> AsyncIterator[GenerateContentResponse]:
@@ -222,12 +229,15 @@ class GenerationService:
         if plan.speech is not None:
             assert self._speaking is not None
             chunks = spoken_stream(chunks, plan.speech, self._speaking)
+        if plan.image is not None:
+            assert self._painter is not None
+            chunks = streamed_with_image(chunks, plan.image, self._painter)
         async with aclosing(chunks) as chunks:
             async for chunk in chunks:
                 yield chunk
 
     async def _text_chunks(self, plan: GenerationPlan) -> AsyncIterator[GenerateContentResponse]:
-        if plan.speech is not None and plan.speech.read_aloud is not None:
+        if _draws_only(plan) or (plan.speech is not None and plan.speech.read_aloud is not None):
             yield _read_aloud(plan)
             return
         chunker = StreamChunker(plan.shape, plan.request.candidates)
@@ -303,8 +313,13 @@ def _one_candidate(count: int, feature: str) -> None:
         )
 
 
+def _draws_only(plan: GenerationPlan) -> bool:
+    """IMAGE alone was asked for: the image is the answer; the chat model writes nothing."""
+    return plan.image is not None and not plan.image.text_too
+
+
 def _read_aloud(plan: GenerationPlan) -> GenerateContentResponse:
-    """A TTS model's answer before it is spoken: nothing generated, the text is the request's."""
+    """A TTS model's answer before it is spoken, or an image's before it is drawn: nothing generated."""
     candidate = Candidate(index=0, content=Content(role="model", parts=[]), finish_reason="STOP")
     return plan.shape.response([candidate], plan.shape.usage(0))
 

@@ -1,1 +1,2 @@
-"""The PaLM-era methods that Gemini's reference keeps (``generateText``), served over the same generation."""
+"""The PaLM-era methods Gemini's reference keeps (generateText, generateMessage, countTextTokens,
+countMessageTokens), generateAnswer (AQA) and the ``dynamic/{id}`` endpoints, served over the same generation."""

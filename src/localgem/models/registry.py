@@ -30,7 +30,16 @@ EMBEDDING_METHODS = (
     "embedText",
     "batchEmbedText",
 )
-MODEL_METHODS = frozenset(GENERATION_METHODS + EMBEDDING_METHODS)
+IMAGE_METHODS = ("predict",)
+VIDEO_METHODS = ("predictLongRunning",)
+MODEL_METHODS = frozenset(GENERATION_METHODS + EMBEDDING_METHODS + IMAGE_METHODS + VIDEO_METHODS)
+_METHODS = {"generate": GENERATION_METHODS, "embed": EMBEDDING_METHODS, "image": IMAGE_METHODS, "video": VIDEO_METHODS}
+_KINDS = {
+    "generate": "a generative model",
+    "embed": "an embedding model",
+    "image": "an image model",
+    "video": "a video model",
+}
 
 
 @dataclass(frozen=True)
@@ -53,13 +62,28 @@ class ModelEntry:
         return self.config.task == "embed"
 
     @property
+    def chats(self) -> bool:
+        """A language model that generates content (not an embedder or an image/video generator)."""
+        return self.config.task == "generate"
+
+    @property
+    def kind(self) -> str:
+        """What the model is, for messages: "a generative model", "an image model"..."""
+        return _KINDS[self.config.task]
+
+    @property
+    def draws(self) -> bool:
+        """An image or video generator (a diffusers pipeline folder), not a language model."""
+        return self.config.task in ("image", "video")
+
+    @property
     def methods(self) -> tuple[str, ...]:
-        return EMBEDDING_METHODS if self.embeds else GENERATION_METHODS
+        return _METHODS[self.config.task]
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> ModelEntry:
         context = config.context_length or DEFAULT_CONTEXT
-        embeds = config.task == "embed"
+        embeds = config.task != "generate"
         return cls(
             config=config,
             context_length=context,
@@ -85,9 +109,9 @@ class ModelEntry:
     def checked_path(self) -> Path:
         """The ``path`` the model names, if its weights are there."""
         assert self.config.path is not None
-        found = self.config.path.exists() if self.embeds else self.config.path.is_file()
+        found = self.config.path.exists() if self.embeds or self.draws else self.config.path.is_file()
         if not found:
-            what = "model" if self.embeds else "GGUF file"
+            what = "pipeline folder" if self.draws else "model" if self.embeds else "GGUF file"
             raise errors.FailedPrecondition(f"The {what} of {self.name} does not exist: {self.config.path}")
         return self.config.path
 
@@ -106,7 +130,16 @@ class ModelRegistry:
         self._embedding_patterns = list(settings.embedding_alias_patterns)
         self.default_id = settings.default_model
         self.embedding_id = settings.default_embedding_model
+        self._drawing = [
+            (settings.default_image_model, "image", settings.image_alias_patterns),
+            (settings.default_video_model, "video", settings.video_alias_patterns),
+        ]
+        self.image_id = settings.default_image_model
         named = {self.default_id, *self._aliases.values()}
+        for config in configs.values():
+            if config.image_model is not None:
+                named.add(config.image_model)
+        named.update(model_id for model_id, _task, _patterns in self._drawing if model_id is not None)
         if "default_embedding_model" in settings.model_fields_set and self.embedding_id:
             named.add(self.embedding_id)
         elif self.embedding_id not in self._entries:
@@ -114,10 +147,18 @@ class ModelRegistry:
         missing = named - self._entries.keys()
         if missing:
             raise ValueError(f"settings name models that are not configured: {', '.join(sorted(missing))}")
-        if self._entries[self.default_id].embeds:
-            raise ValueError(f"default_model {self.default_id!r} is an embedding model")
-        if self.embedding_id is not None and not self._entries[self.embedding_id].embeds:
+        if self._entries[self.default_id].config.task != "generate":
+            raise ValueError(
+                f"default_model {self.default_id!r} is {self._entries[self.default_id].kind}, not a chat model"
+            )
+        if self.embedding_id is not None and self._entries[self.embedding_id].config.task != "embed":
             raise ValueError(f"default_embedding_model {self.embedding_id!r} is not an embedding model")
+        for model_id, task, _patterns in self._drawing:
+            if model_id is not None and self._entries[model_id].config.task != task:
+                raise ValueError(f"default_{task}_model {model_id!r} is not a model of task {task!r}")
+        for config in configs.values():
+            if config.image_model is not None and self._entries[config.image_model].config.task != "image":
+                raise ValueError(f"model {config.id!r}: image_model {config.image_model!r} is not an image model")
 
     def entries(self) -> list[ModelEntry]:
         """The base models in settings order, then the catalogue's by id."""
@@ -152,6 +193,9 @@ class ModelRegistry:
         model_id = name.removeprefix("models/")
         if any(fnmatch.fnmatchcase(model_id, p) for p in self._embedding_patterns):
             return self._entries[self.embedding_id] if self.embedding_id is not None else None
+        for drawer, _task, patterns in self._drawing:
+            if any(fnmatch.fnmatchcase(model_id, p) for p in patterns):
+                return self._entries[drawer] if drawer is not None else None
         if any(fnmatch.fnmatchcase(model_id, p) for p in self._patterns):
             return self._entries[self.default_id]
         return None
@@ -159,14 +203,30 @@ class ModelRegistry:
     def resolve(self, name: str, method: str) -> ModelEntry:
         entry = self.find(name)
         if entry is None:
+            self._refuse_unconfigured_drawer(name)
             full = name if name.startswith("models/") else f"models/{name}"
             raise errors.NotFound(
                 f"{full} is not found, or is not supported for {method}. "
                 "Call ListModels to see the list of available models and their supported methods."
             )
         if method in MODEL_METHODS and method not in entry.methods:
-            kind = "an embedding model" if entry.embeds else "a generative model"
             raise errors.InvalidArgument(
-                f"{entry.name} is {kind} and does not support {method}. It supports: {', '.join(entry.methods)}."
+                f"{entry.name} is {entry.kind} and does not support {method}. It supports: {', '.join(entry.methods)}."
             )
         return entry
+
+    def _refuse_unconfigured_drawer(self, name: str) -> None:
+        """Imagen and Veo names when no image or video model is configured: a 400 that says how to serve them."""
+        model_id = name.removeprefix("models/")
+        for drawer, task, patterns in self._drawing:
+            if drawer is None and any(fnmatch.fnmatchcase(model_id, p) for p in patterns):
+                raise errors.InvalidArgument(
+                    f"models/{model_id} is {task} generation, and this server has no {task} model: configure one "
+                    f'(a diffusers pipeline folder, task = "{task}") and name it in the setting default_{task}_model '
+                    f"(LOCALGEM_DEFAULT_{task.upper()}_MODEL)."
+                )
+
+    def image_model_of(self, entry: ModelEntry) -> ModelEntry | None:
+        """The image model that draws a chat model's IMAGE output: its own, else the default one."""
+        model_id = entry.config.image_model or self.image_id
+        return self._entries.get(model_id) if model_id is not None else None

@@ -20,7 +20,7 @@ def to_model(entry: ModelEntry) -> Model:
         output_token_limit=entry.output_token_limit,
         supported_generation_methods=list(entry.methods),
     )
-    if entry.embeds:
+    if not entry.chats:
         return model
     return model.model_copy(
         update={

@@ -274,3 +274,30 @@ class TunedModelRecord:
     def kind(self) -> str:
         """The operations runner's kind for a tuning job."""
         return "tune"
+
+
+@dataclass(frozen=True)
+class GeneratedFileRecord:
+    """A video generation job and the file it makes (``generatedFiles/<id>``)."""
+
+    project: str
+    id: str
+    operation_id: str
+    model: str
+    model_id: str
+    request: str
+    mime_type: str
+    state: str
+    create_time: datetime
+    update_time: datetime
+    expire_time: datetime
+    progress: int = 0
+    error: str | None = None
+    file_id: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+    @property
+    def kind(self) -> str:
+        """The operations runner's kind for a video job."""
+        return "video"

@@ -336,3 +336,26 @@ tuned_model_permissions = Table(
     Column("role", String(16), nullable=False),  # READER | WRITER | OWNER
     Column("create_time", UtcTime, nullable=False),
 )
+
+generated_files = Table(
+    "generated_files",
+    metadata,
+    Column("project", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),  # generatedFiles/<id>
+    Column("operation_id", String(40), nullable=False, unique=True),  # models/<model>/operations/<operation_id>
+    Column("model", Text, nullable=False),  # models/<id> as the request named it
+    Column("model_id", String(63), nullable=False),  # the local video model that runs it
+    Column("request", Text, nullable=False),  # JSON: the validated job (prompt, frames, size, seed...)
+    Column("mime_type", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # GENERATING | GENERATED | FAILED
+    Column("error", Text),  # "CODE: message", once FAILED
+    Column("file_id", String(40)),  # files/<id>: the video, once GENERATED
+    Column("progress", BigInteger, nullable=False),  # denoising steps done
+    Column("lease_owner", String(40)),
+    Column("lease_until", UtcTime),
+    Column("create_time", UtcTime, nullable=False),
+    Column("update_time", UtcTime, nullable=False),
+    Column("expire_time", UtcTime, nullable=False),
+    Index("ix_generated_files_state", "state"),
+    Index("ix_generated_files_project", "project", "create_time"),
+)

@@ -11,16 +11,10 @@ renewal: the child is killed at once and the folder removed.
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
 import json
 import logging
-import os
 import shutil
-import signal
-import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +22,7 @@ from typing import Any
 from localgem import errors, names
 from localgem.generation.prompts import Prompts
 from localgem.models.registry import ModelRegistry
+from localgem.operations.child import events, read_chunks, start_module
 from localgem.operations.runner import Lease
 from localgem.storage.blobs import BlobStore
 from localgem.storage.records import TunedModelRecord
@@ -38,7 +33,6 @@ from localgem.types.wire import rfc3339
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _MAX_ADAPTER_BYTES = 2 << 30
 
 
@@ -107,30 +101,15 @@ class TuningExecutor:
 
     async def _train(self, record: TunedModelRecord, spec: TrainingSpec, folder: Path, lease: Lease) -> str | None:
         snapshots = json.loads(record.snapshots)
-        stderr = (folder / "trainer.log").open("ab")
-        niceness = self._options.niceness
-
-        def detach() -> None:  # in the child, before exec: nice, and die with the server (Linux)
-            os.nice(niceness)
-            prctl = getattr(ctypes.CDLL(None), "prctl", None)
-            if prctl is not None:
-                prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "localgem.tuning.trainer",
-            str(folder / "spec.json"),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-            preexec_fn=detach,
-        )
-        stderr.close()
+        with (folder / "trainer.log").open("ab") as stderr:
+            process = await start_module(
+                "localgem.tuning.trainer", str(folder / "spec.json"), stderr=stderr, niceness=self._options.niceness
+            )
         try:
             written = time.monotonic()
             changed = False  # snapshots not recorded yet (written together, with a lease renewal)
             assert process.stdout is not None
-            async for event in _events(process.stdout):
+            async for event in events(process.stdout):
                 if event["event"] == "started":
                     # A resumed run trains again the steps after its checkpoint.
                     snapshots = [s for s in snapshots if s["step"] <= event["resumed_from"]]
@@ -165,7 +144,7 @@ class TuningExecutor:
     async def _store_adapter(self, record: TunedModelRecord, path: Path, lease: Lease) -> bool:
         upload_id = names.new_id(24)
         try:
-            await self._blobs.write_partial(upload_id, 0, _read(path), _MAX_ADAPTER_BYTES)
+            await self._blobs.write_partial(upload_id, 0, read_chunks(path), _MAX_ADAPTER_BYTES)
             sealed = await self._blobs.seal_partial(upload_id)
             return await self._repo.attach(
                 lease.owner,
@@ -185,19 +164,3 @@ class TuningExecutor:
         """Kept for a resume: the lease was lost to a lapse, not to a cancel or a delete."""
         found = await self._repo.get(record.id)
         return found is not None and found.operation_id == record.operation_id and found.state == "CREATING"
-
-
-async def _events(stream: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
-    while line := await stream.readline():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a library printing to stdout
-        if isinstance(event, dict) and "event" in event:
-            yield event
-
-
-async def _read(path: Path) -> AsyncIterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := await asyncio.to_thread(handle.read, 1 << 20):
-            yield chunk

@@ -267,7 +267,7 @@ class TuningService:
         return record
 
     async def _check_base(self, entry: ModelEntry) -> None:
-        if entry.embeds or entry.config.engine != "llama.cpp":
+        if not entry.chats or entry.config.engine != "llama.cpp":
             raise errors.invalid_field(
                 "base_model", f"{entry.name} cannot be tuned here: tuning takes a llama.cpp (GGUF) text model."
             )

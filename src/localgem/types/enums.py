@@ -21,6 +21,10 @@ _HARM_CATEGORIES = [
 ]
 #: The categories generateContent takes; the six before them are PaLM-era.
 GEMINI_HARM_CATEGORIES = frozenset(_HARM_CATEGORIES[7:])
+#: The PaLM text service's categories (generateText).
+PALM_HARM_CATEGORIES = tuple(_HARM_CATEGORIES[1:7])
+#: generateAnswer's: the first four Gemini ones.
+ANSWER_HARM_CATEGORIES = tuple(_HARM_CATEGORIES[7:11])
 
 
 def _numbered(values: list[str], known: int | None = None) -> dict[str, int]:

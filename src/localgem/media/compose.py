@@ -1,0 +1,71 @@
+"""Wires image and video generation together: the image worker, the video jobs' runner and executor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from localgem.engines.registry import model_loader
+from localgem.files.service import Clock, FileService
+from localgem.media.executor import VideoExecutor
+from localgem.media.predict import ImageService
+from localgem.media.studio import Studio
+from localgem.media.videos import VideoService
+from localgem.models.registry import ModelRegistry
+from localgem.operations.runner import Runner
+from localgem.settings import Settings
+from localgem.storage.generated_files import GeneratedFileRepository
+
+
+@dataclass(frozen=True)
+class Media:
+    studio: Studio
+    images: ImageService
+    videos: VideoService
+    executor: VideoExecutor
+    runner: Runner
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        repository: GeneratedFileRepository,
+        registry: ModelRegistry,
+        files: FileService,
+        clock: Clock,
+    ) -> Media:
+        studio = Studio(
+            model_loader(settings, "image"),
+            settings.data_dir,
+            concurrency=settings.image_concurrency,
+            queue=settings.image_queue,
+        )
+        runner = Runner(
+            clock,
+            lease=timedelta(seconds=settings.batch_lease_seconds),
+            deadline=timedelta(seconds=settings.batch_deadline_seconds),
+        )
+        executor = VideoExecutor(
+            repository,
+            registry,
+            files,
+            data_dir=Path(settings.data_dir),
+            threads=settings.media_threads,
+            niceness=settings.inference_niceness,
+        )
+        runner.register("video", executor, repository)
+        videos = VideoService(
+            repository,
+            registry,
+            runner,
+            clock,
+            data_dir=settings.data_dir,
+            ttl=timedelta(seconds=settings.file_ttl_seconds),
+        )
+        return cls(studio, ImageService(registry, studio), videos, executor, runner)
+
+    async def step(self) -> float | None:
+        """A ``Worker`` step: forget expired jobs, then render one video (again at once if it rendered one)."""
+        await self.videos.sweep()
+        return await self.runner.step()
