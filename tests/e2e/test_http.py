@@ -117,7 +117,7 @@ def test_count_tokens_with_a_whole_request_equals_prompt_token_count(http: httpx
         (
             {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"responseModalities": ["IMAGE"]}},
             400,
-            "TEXT and AUDIO",
+            "IMAGE output needs an image model",
         ),
         (
             {

@@ -33,7 +33,7 @@ def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tmp_path: Path, d
     body = {
         "baseModel": f"models/{SMOLLM}",
         "tuningTask": {
-            "hyperparameters": {"epochCount": 3, "batchSize": 2},
+            "hyperparameters": {"epochCount": 2, "batchSize": 2},
             "trainingData": {"examples": {"examples": examples(split()[0][:10])}},
         },
     }
@@ -50,7 +50,7 @@ def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tmp_path: Path, d
         deadline = time.monotonic() + 300
         while True:
             before = httpx.get(f"{first.url}/v1beta/{operation}", headers=HEADERS).json()
-            if before["metadata"]["completedSteps"] >= 6 and list(data.glob("tuning/*/checkpoint.pt")):
+            if before["metadata"]["completedSteps"] >= 4 and list(data.glob("tuning/*/checkpoint.pt")):
                 break
             assert time.monotonic() < deadline, before
             time.sleep(0.2)
@@ -72,7 +72,7 @@ def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tmp_path: Path, d
         assert "error" not in after, after
         assert after["response"]["state"] == "ACTIVE"
         snapshots = after["metadata"]["snapshots"]
-        assert [s["step"] for s in snapshots] == list(range(1, 16))
+        assert [s["step"] for s in snapshots] == list(range(1, 11))
         # Resumed, not restarted: the first steps are the ones the killed server recorded.
         assert snapshots[0] == before["metadata"]["snapshots"][0]
         reply = httpx.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,14 +18,19 @@ from localgem.operations.runner import Runner
 from localgem.settings import Settings
 from localgem.storage.generated_files import GeneratedFileRepository
 
+#: How often video jobs past their deadline are ended and ended ones past their expiry removed (both are writes,
+#: kept off the poll so that an idle server does not write every few seconds).
+SWEEP_SECONDS = 600.0
 
-@dataclass(frozen=True)
+
+@dataclass
 class Media:
     studio: Studio
     images: ImageService
     videos: VideoService
     executor: VideoExecutor
     runner: Runner
+    swept_at: float = -SWEEP_SECONDS
 
     @classmethod
     def build(
@@ -66,6 +72,10 @@ class Media:
         return cls(studio, ImageService(registry, studio), videos, executor, runner)
 
     async def step(self) -> float | None:
-        """A ``Worker`` step: forget expired jobs, then render one video (again at once if it rendered one)."""
-        await self.videos.sweep()
-        return await self.runner.step()
+        """A ``Worker`` step: expire and forget old jobs (every ``SWEEP_SECONDS``), then render one video (again at
+        once if it rendered one)."""
+        if time.monotonic() - self.swept_at >= SWEEP_SECONDS:
+            await self.runner.expire()
+            await self.videos.sweep()
+            self.swept_at = time.monotonic()
+        return 0.0 if await self.runner.run_once() else None

@@ -9,7 +9,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from pathlib import Path
 
 from localgem import errors
 from localgem.engines.diffusion.pipelines import CannotEdit, Drawing, ImagePipeline, Interrupted
@@ -20,7 +20,7 @@ from localgem.models.registry import ModelEntry
 
 class Studio:
     def __init__(
-        self, load: Callable[[ModelEntry], ImagePipeline], data_dir, *, concurrency: int = 1, queue: int = 8
+        self, load: Callable[[ModelEntry], ImagePipeline], data_dir: Path, *, concurrency: int = 1, queue: int = 8
     ) -> None:
         self._load = load
         self._data_dir = data_dir
@@ -66,7 +66,7 @@ class Studio:
     async def _run(self, pipeline: ImagePipeline, job: Drawing) -> list[bytes]:
         cancelled = threading.Event()
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._threads, pipeline.draw, replace(job), cancelled)
+        work = loop.run_in_executor(self._threads, pipeline.draw, job, cancelled)
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:

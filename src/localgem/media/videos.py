@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from localgem import errors, names
 from localgem.engines.diffusion.sizes import ASPECT_RATIOS, RESOLUTIONS, by_area, by_short_side, native_side
@@ -26,7 +27,7 @@ from localgem.media.wire import (
     PredictRequest,
     Video,
 )
-from localgem.models.registry import ModelRegistry
+from localgem.models.registry import ModelEntry, ModelRegistry
 from localgem.operations.model import ListOperationsResponse, Operation
 from localgem.operations.runner import Runner
 from localgem.storage.generated_files import FAILED, GENERATED, GENERATING, GeneratedFileRepository
@@ -50,7 +51,7 @@ class VideoService:
         runner: Runner,
         clock: Clock,
         *,
-        data_dir,
+        data_dir: Path,
         ttl: timedelta,
     ) -> None:
         self._repo = repository
@@ -81,7 +82,7 @@ class VideoService:
         self._runner.added()
         return self.operation(record, None)
 
-    def _job(self, entry, body: PredictRequest) -> VideoJob:
+    def _job(self, entry: ModelEntry, body: PredictRequest) -> VideoJob:
         instances = body.instances or []
         if len(instances) != 1:
             raise errors.invalid_field("instances", 'instances must hold exactly one instance: [{"prompt": "..."}].')
@@ -95,8 +96,8 @@ class VideoService:
                     f"instances[0].{name}", f"instances[0].{name}: this video model makes videos from text only."
                 )
         params = Fields(body.parameters, "parameters")
-        count = params.integer("sampleCount", 1, 1) or params.integer("numberOfVideos", 1, 1)
-        del count  # one video per request
+        params.integer("sampleCount", 1, 1)  # one video per request
+        params.integer("numberOfVideos", 1, 1)
         aspect_ratio = params.text("aspectRatio", choices=ASPECT_RATIOS) or "16:9"
         resolution = params.text("resolution", choices=tuple(RESOLUTIONS))
         params.text("personGeneration")
