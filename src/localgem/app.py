@@ -57,6 +57,9 @@ from localgem.models import routes as models
 from localgem.models.catalogue import REFRESH_SECONDS, ModelCatalogue, RefreshOnMiss
 from localgem.models.registry import ModelRegistry
 from localgem.models.service import ModelService
+from localgem.observability import routes as metrics_api
+from localgem.observability.metrics import Metrics
+from localgem.observability.requests import RequestLog
 from localgem.operations import routes as operations_api
 from localgem.operations.runner import Runner, Worker
 from localgem.operations.service import COLLECTIONS, OperationService
@@ -288,6 +291,11 @@ def create_app(
         await index.close()
         await database.close()
 
+    sandbox = code_execution.sandbox
+    metrics = Metrics(
+        lambda: {model_id: loaded.engine.stats for model_id, loaded in engines.loaded().items()},
+        (lambda: sandbox.runs) if sandbox is not None else None,
+    )
     app = FastAPI(
         title="localgem", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -325,11 +333,14 @@ def create_app(
     app.state.embedders = embedders
     app.state.chunk_index = index
     app.state.settings = settings
+    app.state.metrics = metrics
     app.state.preload = [registry.resolve(model_id, "load").id for model_id in preload]
     install_error_handlers(app)
     app.add_middleware(RefreshOnMiss, catalogue=catalogue)
     # Inside CORS, so that its 500s carry CORS headers too.
     app.add_middleware(CatchAll)
+    # Outside the catch-all: it sees the status every request really ended with, 500s included.
+    app.add_middleware(RequestLog, metrics=metrics, log_bodies=settings.log_request_bodies)
     # Browsers running the JS SDK need CORS, and must be able to read the upload headers.
     app.add_middleware(
         CORSMiddleware,
@@ -365,6 +376,7 @@ def create_app(
     app.include_router(vertex_media_api.router)
     app.include_router(uploads.router)
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
     return app
 
 

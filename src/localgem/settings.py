@@ -326,6 +326,15 @@ class Settings(BaseModel):
     max_file_audio_seconds: float = Field(
         9.5 * 3600, gt=0, description="Longest uploaded audio transcribed (Google: 9.5 hours per prompt)."
     )
+    metrics: bool = Field(True, description="Serve Prometheus metrics at GET /metrics.")
+    metrics_token: str | None = Field(
+        None, description="If set, GET /metrics needs 'Authorization: Bearer <metrics_token>'."
+    )
+    log_request_bodies: bool = Field(
+        False,
+        description="Debugging only: the request log line carries the first 4 KB of each request body (prompts "
+        "included). Off: no prompt text is ever logged.",
+    )
     tls: bool = Field(
         False, description="Serve HTTPS and wss:// with a self-signed certificate made once in data_dir/tls."
     )

@@ -1,6 +1,11 @@
-"""A tuning job survives kill -9 of its server, on SQLite and on PostgreSQL: the trainer dies with the server,
-the job stays CREATING under a lease that lapses, and the next server resumes it from its last checkpoint (the
-steps trained before it are not trained again) to an ACTIVE model that serves."""
+"""A tuning job survives kill -9 of its server: the trainer dies with the server, the job stays CREATING under a
+lease that lapses, and the next server resumes it from its last checkpoint (the steps trained before it are not
+trained again) to an ACTIVE model that serves.
+
+On SQLite, the default database (a training run costs minutes of the suite's CPU budget). The same lease
+protocol on PostgreSQL — claimed once, renewed only by its holder, taken over once it lapses — is the storage
+contract's tuned-models test, which runs on both databases; and two servers on one PostgreSQL sharing leased work
+is tests/e2e/test_batch_durability.py."""
 
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ def trainers(data: Path) -> int:
     return len(subprocess.run(["pgrep", "-f", str(data / "tuning")], capture_output=True, text=True).stdout.split())
 
 
-def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tmp_path: Path, database_url: str) -> None:
+def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'localgem.db'}"
     data = tmp_path / "data"
     first = ServerProcess(data, database_url)
     first.env |= {

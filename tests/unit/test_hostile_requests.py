@@ -92,6 +92,7 @@ def test_an_unexpected_exception_is_googles_500_and_is_logged_with_its_request_i
     error = google_error(500, data)
     assert error["status"] == "INTERNAL"
     request_id = error["details"][0]["requestId"]
+    assert headers["x-request-id"] == request_id  # the id the request log gives every request
     assert error["details"][0]["@type"] == "type.googleapis.com/google.rpc.RequestInfo"
     assert request_id in error["message"]
     logged = [r for r in caplog.records if request_id in r.getMessage()]

@@ -40,7 +40,8 @@ class CatchAll:
         except ClientDisconnect:
             log.debug("client disconnected during %s %s", scope.get("method"), scope.get("path"))
         except Exception:  # noqa: BLE001 - the point of this middleware
-            await response.fail(logged_internal_error(f"unhandled error in {scope.get('method')} {scope.get('path')}"))
+            what = f"unhandled error in {scope.get('method')} {scope.get('path')}"
+            await response.fail(logged_internal_error(what, scope.get("state", {}).get("request_id")))
 
 
 class _ResponseProgress:
@@ -75,10 +76,10 @@ class _ResponseProgress:
             log.debug("could not end the response after %s", error["error"]["message"], exc_info=True)
 
 
-def logged_internal_error(what: str) -> dict[str, Any]:
-    """In an ``except`` block: logs the exception as ``what`` under a new request id, and returns
-    Google's 500 naming that id."""
-    request_id = uuid.uuid4().hex
+def logged_internal_error(what: str, request_id: str | None = None) -> dict[str, Any]:
+    """In an ``except`` block: logs the exception as ``what`` under the request's id (the ``x-request-id`` the
+    request log gave it; a new one without), and returns Google's 500 naming that id."""
+    request_id = request_id or uuid.uuid4().hex
     log.exception("%s (request %s)", what, request_id)
     return internal_error(request_id)
 

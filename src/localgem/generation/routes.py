@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
@@ -17,6 +20,7 @@ from localgem.api.context import (
 )
 from localgem.api.streaming import json_array, server_sent_events, started
 from localgem.types.generation import CountTokensRequest, GenerateContentRequest
+from localgem.types.responses import GenerateContentResponse
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -29,6 +33,7 @@ async def generate_content(request: Request, model: str) -> dict:
     found = services(request)
     plan = await found.generation.plan(model, body, project=project(request), timeout=server_timeout(request))
     response = await unless_disconnected(request, found.generation.generate(plan))
+    request.state.usage = response.usage_metadata  # for the request log and the metrics
     return response.to_wire()
 
 
@@ -39,7 +44,7 @@ async def stream_generate_content(request: Request, model: str) -> StreamingResp
     body = await read_message(request, GenerateContentRequest)
     found = services(request)
     plan = await found.generation.plan(model, body, project=project(request), timeout=server_timeout(request))
-    chunks = await unless_disconnected(request, started(found.generation.stream(plan)))
+    chunks = await unless_disconnected(request, started(_noting_usage(request, found.generation.stream(plan))))
     if _alt(request) == "sse":
         return StreamingResponse(
             server_sent_events(chunks), media_type="text/event-stream", headers={"Content-Disposition": "attachment"}
@@ -60,6 +65,17 @@ async def count_tokens(request: Request, model: str) -> dict:
             )
         return (await found.embeddings.count_tokens(model, body.contents, project=project(request))).to_wire()
     return (await found.generation.count_tokens(model, body, project=project(request))).to_wire()
+
+
+async def _noting_usage(
+    request: Request, chunks: AsyncIterator[GenerateContentResponse]
+) -> AsyncIterator[GenerateContentResponse]:
+    """The chunks, the last usage seen kept for the request log and the metrics."""
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            if chunk.usage_metadata is not None:
+                request.state.usage = chunk.usage_metadata
+            yield chunk
 
 
 def _alt(request: Request) -> str:

@@ -156,6 +156,7 @@ class Sandbox:
         self._filling: asyncio.Task | None = None
         self._closed = False
         self._active = 0
+        self.runs = 0  # code runs started (the metrics read it)
 
     # -- availability ---------------------------------------------------------------------------------
 
@@ -189,6 +190,7 @@ class Sandbox:
 
     async def run(self, code: str, files: Sequence[InputFile] = ()) -> Execution:
         async with self._slots:
+            self.runs += 1
             self._active += 1
             started = self._pool.popleft() if self._pool else await self._start(())  # cold: imports on demand
             try:
