@@ -362,7 +362,7 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
+    except OSError:  # gone: no such file, or reaped between the open and the read (ESRCH)
         return False
 
 
