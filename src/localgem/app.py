@@ -53,8 +53,10 @@ from localgem.media import routes as media_api
 from localgem.media import vertex_routes as vertex_media_api
 from localgem.media.compose import Media
 from localgem.media.painter import ChatPainter
+from localgem.models import install_routes
 from localgem.models import routes as models
 from localgem.models.catalogue import REFRESH_SECONDS, ModelCatalogue, RefreshOnMiss
+from localgem.models.installs import InstallService
 from localgem.models.registry import ModelRegistry
 from localgem.models.service import ModelService
 from localgem.observability import routes as metrics_api
@@ -65,6 +67,8 @@ from localgem.operations.runner import Runner, Worker
 from localgem.operations.service import COLLECTIONS, OperationService
 from localgem.operations.webhooks import WebhookService
 from localgem.perception import Senses
+from localgem.playground import routes as playground
+from localgem.quotas.service import Quotas
 from localgem.retrieval.index import GuardedIndex
 from localgem.retrieval.pg_index import PgChunkIndex
 from localgem.retrieval.sqlite_index import SqliteChunkIndex
@@ -81,9 +85,11 @@ from localgem.storage.database import Database
 from localgem.storage.file_search import SqlFileSearchRepository
 from localgem.storage.files import SqlFileRepository
 from localgem.storage.generated_files import SqlGeneratedFileRepository
+from localgem.storage.job_counts import job_counts
 from localgem.storage.keys import SqlKeyRepository
 from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
 from localgem.storage.models import SqlModelRepository
+from localgem.storage.quotas import SqlQuotaRepository
 from localgem.storage.tuned_models import SqlTunedModelRepository
 from localgem.storage.uploads import SqlUploadRepository
 from localgem.storage.webhooks import SqlWebhookRepository
@@ -277,6 +283,7 @@ def create_app(
             else:
                 await (embedders.get(entry) if entry.embeds else engines.get(entry))
         yield
+        await _app.state.installs.close()  # an install stops (its pip too) before the database closes
         if code_execution.sandbox is not None:
             await code_execution.sandbox.close()
         sweeper.cancel()
@@ -295,6 +302,7 @@ def create_app(
     metrics = Metrics(
         lambda: {model_id: loaded.engine.stats for model_id, loaded in engines.loaded().items()},
         (lambda: sandbox.runs) if sandbox is not None else None,
+        lambda: job_counts(database),
     )
     app = FastAPI(
         title="localgem", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
@@ -319,10 +327,12 @@ def create_app(
         document_uploads=file_search.uploads,
         tuning=tuning.service,
         media=drawing,
+        quotas=Quotas(settings.quotas, SqlQuotaRepository(database), settings.quota_minute_seconds),
     )
     app.state.database = database
     app.state.live = live
     app.state.catalogue = catalogue
+    app.state.installs = InstallService.build(settings.data_dir, catalogue, settings.admin_keys)
     app.state.webhooks = webhooks
     app.state.runner = runner
     app.state.tuning_runner = tuning.runner
@@ -359,6 +369,7 @@ def create_app(
         for module in (
             media_api,  # before operations_api: video operations carry their file's URL, as this client sees it
             models,
+            install_routes,
             generation_api,
             embeddings_api,
             batches_api,
@@ -377,6 +388,7 @@ def create_app(
     app.include_router(uploads.router)
     app.include_router(health.router)
     app.include_router(metrics_api.router)
+    app.include_router(playground.router)
     return app
 
 

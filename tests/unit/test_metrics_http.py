@@ -90,6 +90,22 @@ def test_metrics_count_what_the_server_did(server: RunningServer, tmp_path: Path
     assert ("localgem_queued_requests", (("model", "smollm2-135m-instruct"),)) in found
 
 
+def test_jobs_in_the_database_are_counted_by_kind_and_state(server: RunningServer) -> None:
+    client = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=server.url))
+    assert not any(name == "localgem_jobs" for name, _ in samples(server))
+    request = {"contents": [{"parts": [{"text": PROMPT}]}], "config": {"max_output_tokens": 2}}
+    client.batches.create(model="gemini-2.5-flash", src=[request, request])
+    client.batches.create(model="gemini-2.5-flash", src=[request])
+    batches = {labels: n for (name, labels), n in samples(server).items() if name == "localgem_jobs"}
+    assert sum(batches.values()) == 2
+    assert all(dict(labels)["kind"] == "batch" for labels in batches)
+    assert {dict(labels)["state"] for labels in batches} <= {
+        "BATCH_STATE_PENDING",
+        "BATCH_STATE_RUNNING",
+        "BATCH_STATE_SUCCEEDED",
+    }
+
+
 def test_every_response_has_a_request_id_and_one_json_log_line(server: RunningServer, caplog) -> None:
     caplog.set_level(logging.INFO, logger="localgem.requests")
     body = {"contents": [{"parts": [{"text": PROMPT}]}], "generationConfig": {"maxOutputTokens": 3}}

@@ -27,6 +27,7 @@ from localgem.live.tokens import AuthTokens
 from localgem.media.compose import Media
 from localgem.models.service import ModelService
 from localgem.operations.service import OperationService
+from localgem.quotas.service import NO_TICKET, Quotas, Ticket
 from localgem.speech.hearing import Hearing
 from localgem.speech.speaking import Speaking
 from localgem.tuning.service import TuningService
@@ -58,6 +59,7 @@ class Services:
     document_uploads: DocumentUploads | None = None
     tuning: TuningService | None = None
     media: Media | None = None
+    quotas: Quotas | None = None
 
 
 def services(request: Request) -> Services:
@@ -69,6 +71,7 @@ async def require_api_key(request: Request) -> None:
     Records the key's project on the request (see ``project``)."""
     presented = request.headers.get("x-goog-api-key") or request.query_params.get("key")
     request.state.project = await services(request).keys.project_for(presented)
+    request.state.api_key = presented  # quotas may be per key
 
 
 def flag(raw: str | None) -> bool:
@@ -79,6 +82,16 @@ def flag(raw: str | None) -> bool:
 def project(request: Request) -> str:
     """The project of the caller's API key; every stored resource belongs to one."""
     return request.state.project
+
+
+async def admit(request: Request, family: str, model_id: str, requested: str, tokens: int) -> Ticket:
+    """The caller's quotas for one request of ``tokens`` input tokens: a 429 over any, else a ticket that the
+    caller releases when the request ends."""
+    quotas = services(request).quotas
+    if quotas is None or not quotas.enabled:
+        return NO_TICKET
+    key = getattr(request.state, "api_key", None)
+    return await quotas.admit(family, project(request), key, model_id, requested, tokens)
 
 
 def base_url(request: Request) -> str:

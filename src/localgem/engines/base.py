@@ -190,6 +190,8 @@ class EngineStats:
     prefixes_restored: int = 0
     #: Batch requests paused (their cells saved) to give an online request their slot.
     swapped_out: int = 0
+    #: KV cells the slots hold now (running sequences' tokens and the prefix cache), after the last turn.
+    kv_cells_used: int = 0
     #: Monotonic time of the scheduler loop's last turn (it turns at least twice a second).
     last_progress: float = field(default_factory=time.monotonic)
 

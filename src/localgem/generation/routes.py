@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from localgem import errors
 from localgem.api.context import (
+    admit,
     model_name,
     project,
     read_message,
@@ -19,6 +20,7 @@ from localgem.api.context import (
     unless_disconnected,
 )
 from localgem.api.streaming import json_array, server_sent_events, started
+from localgem.quotas.service import Ticket
 from localgem.types.generation import CountTokensRequest, GenerateContentRequest
 from localgem.types.responses import GenerateContentResponse
 
@@ -32,7 +34,11 @@ async def generate_content(request: Request, model: str) -> dict:
     body = await read_message(request, GenerateContentRequest)
     found = services(request)
     plan = await found.generation.plan(model, body, project=project(request), timeout=server_timeout(request))
-    response = await unless_disconnected(request, found.generation.generate(plan))
+    ticket = await admit(request, "generate_content", plan.model.entry.id, model, plan.shape.prompt_tokens)
+    try:
+        response = await unless_disconnected(request, found.generation.generate(plan))
+    finally:
+        await ticket.release()
     request.state.usage = response.usage_metadata  # for the request log and the metrics
     return response.to_wire()
 
@@ -44,7 +50,14 @@ async def stream_generate_content(request: Request, model: str) -> StreamingResp
     body = await read_message(request, GenerateContentRequest)
     found = services(request)
     plan = await found.generation.plan(model, body, project=project(request), timeout=server_timeout(request))
-    chunks = await unless_disconnected(request, started(_noting_usage(request, found.generation.stream(plan))))
+    ticket = await admit(request, "generate_content", plan.model.entry.id, model, plan.shape.prompt_tokens)
+    try:
+        chunks = await unless_disconnected(
+            request, started(_noting_usage(request, found.generation.stream(plan), ticket))
+        )
+    except BaseException:
+        await ticket.release()
+        raise
     if _alt(request) == "sse":
         return StreamingResponse(
             server_sent_events(chunks), media_type="text/event-stream", headers={"Content-Disposition": "attachment"}
@@ -68,14 +81,18 @@ async def count_tokens(request: Request, model: str) -> dict:
 
 
 async def _noting_usage(
-    request: Request, chunks: AsyncIterator[GenerateContentResponse]
+    request: Request, chunks: AsyncIterator[GenerateContentResponse], ticket: Ticket
 ) -> AsyncIterator[GenerateContentResponse]:
-    """The chunks, the last usage seen kept for the request log and the metrics."""
-    async with aclosing(chunks):
-        async for chunk in chunks:
-            if chunk.usage_metadata is not None:
-                request.state.usage = chunk.usage_metadata
-            yield chunk
+    """The chunks, the last usage seen kept for the request log and the metrics; the quota ticket released
+    when the stream ends."""
+    try:
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                if chunk.usage_metadata is not None:
+                    request.state.usage = chunk.usage_metadata
+                yield chunk
+    finally:
+        await ticket.release()
 
 
 def _alt(request: Request) -> str:

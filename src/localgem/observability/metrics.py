@@ -7,13 +7,16 @@ tokens generated, kept prefixes restored — per loaded model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -36,11 +39,23 @@ class RequestRecord:
 
 class Metrics:
     def __init__(
-        self, engine_stats: Callable[[], Mapping[str, Any]], sandbox_runs: Callable[[], int] | None = None
+        self,
+        engine_stats: Callable[[], Mapping[str, Any]],
+        sandbox_runs: Callable[[], int] | None = None,
+        job_counts: Callable[[], Awaitable[Mapping[tuple[str, str], int]]] | None = None,
     ) -> None:
         """``engine_stats``: model id → its engine's ``EngineStats`` (the models loaded now); ``sandbox_runs``:
-        code runs started so far (None: code execution is unavailable)."""
+        code runs started so far (None: code execution is unavailable); ``job_counts``: (kind, state) → jobs in
+        the database, read before each scrape."""
         self.registry = CollectorRegistry()
+        self._job_counts = job_counts
+        self.jobs = Gauge(
+            "localgem_jobs",
+            "Long-running jobs in the database (every server sharing it) by kind (batch, tuning, ingest, video) "
+            "and state.",
+            ["kind", "state"],
+            registry=self.registry,
+        )
         self.requests = Counter(
             "localgem_requests",
             "HTTP requests by API method, model and status code.",
@@ -86,6 +101,19 @@ class Metrics:
         if record.upload:
             self.upload_bytes.inc(record.request_bytes)
 
+    async def refresh(self) -> None:
+        """Reads what is counted in the database; if it cannot be read, the last counts stay."""
+        if self._job_counts is None:
+            return
+        try:
+            counts = await self._job_counts()
+        except Exception as exc:  # the database may be briefly away: the scrape still answers
+            log.warning("could not count the jobs for /metrics: %s", str(exc) or type(exc).__name__)
+            return
+        self.jobs.clear()
+        for (kind, state), count in counts.items():
+            self.jobs.labels(kind, state).set(count)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -111,6 +139,10 @@ class EngineCollector(Collector):
         gauges = {
             "active_sequences": ("localgem_active_sequences", "Sequences decoding now."),
             "queued_requests": ("localgem_queued_requests", "Requests waiting for a slot."),
+            "kv_cells_used": (
+                "localgem_kv_cells_used",
+                "KV cells the model's slots hold: running sequences' tokens and the prefix cache.",
+            ),
         }
         counters = {
             "prompt_tokens_evaluated": ("localgem_prompt_tokens_computed", "Prompt tokens computed."),

@@ -22,4 +22,6 @@ async def metrics(request: Request) -> Response:
         presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(presented.encode(), settings.metrics_token.encode()):
             raise errors.Unauthenticated("GET /metrics needs 'Authorization: Bearer <metrics_token>'.")
-    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
+    metrics = request.app.state.metrics
+    await metrics.refresh()
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE)

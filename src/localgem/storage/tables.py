@@ -359,3 +359,20 @@ generated_files = Table(
     Index("ix_generated_files_state", "state"),
     Index("ix_generated_files_project", "project", "create_time"),
 )
+
+quota_usage = Table(
+    "quota_usage",
+    metadata,
+    Column("bucket", String(400), primary_key=True),  # limit kind, project, model (and key) a counter is for
+    Column("window_start", BigInteger, primary_key=True),  # epoch seconds: the minute or day it counts
+    Column("used", BigInteger, nullable=False),  # requests or input tokens
+)
+
+quota_leases = Table(
+    "quota_leases",
+    metadata,
+    Column("id", String(40), primary_key=True),  # one request's leases share an id
+    Column("bucket", String(400), primary_key=True),
+    Column("expire_time", UtcTime, nullable=False),  # a server that died leaves its requests' leases to expire
+    Index("ix_quota_leases_bucket", "bucket", "expire_time"),
+)

@@ -269,6 +269,10 @@ class Admission:
         job.sequences.clear()
         self._stats.active_sequences = len(self.running)
 
+    def cells_used(self) -> int:
+        """KV cells the slots hold: a running sequence's decoded tokens, else the prompt cells a slot keeps."""
+        return sum(slot.sequence.decoded if slot.sequence is not None else len(slot.cached) for slot in self.slots)
+
     def reset(self) -> None:
         """After a failed turn (whose jobs are released): every slot's cells go."""
         self._decoder.clear()

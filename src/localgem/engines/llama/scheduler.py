@@ -124,6 +124,7 @@ class Scheduler:
                 self._fail_running(
                     exc if isinstance(exc, errors.ApiError) else errors.Internal(f"Generation failed: {exc}")
                 )
+            self.stats.kv_cells_used = self._admission.cells_used()
             self.stats.last_progress = time.monotonic()
         self._fail_running(errors.Unavailable("The server is shutting down."))
         for job in [*self._queue.jobs, *self._admission.paused]:
