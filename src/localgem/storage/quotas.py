@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import and_, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from localgem.storage.database import Database
@@ -53,46 +53,73 @@ class SqlQuotaRepository:
     async def take(
         self, charges: Sequence[Charge], seats: Sequence[Seat], lease_id: str, lease_until: datetime, now: datetime
     ) -> list[Charge | Seat]:
-        """Takes every charge and seat, or none: the ones over their limit are returned (empty: all taken)."""
+        """Takes every charge and seat, or none: the ones over their limit are returned (empty: all taken).
+        Few statements on the common path (each is a round trip): one read of the counters, one of the seats."""
         async with self._db.begin() as conn:
             await self._lock(conn, sorted({c.bucket for c in charges} | {s.bucket for s in seats}))
-            exceeded: list[Charge | Seat] = []
-            for charge in charges:
-                await conn.execute(
-                    delete(quota_usage).where(
-                        quota_usage.c.bucket == charge.bucket, quota_usage.c.window_start < charge.window_start
-                    )
-                )
-                if await self._used(conn, charge.bucket, charge.window_start) + charge.amount > charge.limit:
-                    exceeded.append(charge)
-            for seat in seats:
-                await conn.execute(
-                    delete(quota_leases).where(quota_leases.c.bucket == seat.bucket, quota_leases.c.expire_time <= now)
-                )
-                running = await conn.scalar(
-                    select(func.count()).select_from(quota_leases).where(quota_leases.c.bucket == seat.bucket)
-                )
-                if (running or 0) >= seat.limit:
-                    exceeded.append(seat)
+            used = await self._counters(conn, charges)
+            running = await self._running(conn, seats, now)
+            if any(running[seat.bucket] >= seat.limit for seat in seats):
+                # Seats of servers that died may hold it: drop the expired ones and count again.
+                buckets = [seat.bucket for seat in seats]
+                expired = and_(quota_leases.c.bucket.in_(buckets), quota_leases.c.expire_time <= now)
+                await conn.execute(delete(quota_leases).where(expired))
+                running = await self._running(conn, seats, now)
+            exceeded: list[Charge | Seat] = [
+                c for c in charges if used.get((c.bucket, c.window_start), 0) + c.amount > c.limit
+            ]
+            exceeded += [seat for seat in seats if running[seat.bucket] >= seat.limit]
             if exceeded:
                 return exceeded
-            for charge in charges:
-                updated = await conn.execute(
-                    update(quota_usage)
-                    .where(quota_usage.c.bucket == charge.bucket, quota_usage.c.window_start == charge.window_start)
-                    .values(used=quota_usage.c.used + charge.amount)
+            counted = [c for c in charges if (c.bucket, c.window_start) in used]
+            if counted:  # one statement for every counter that has a row in its window
+                added = case(
+                    *(
+                        (and_(quota_usage.c.bucket == c.bucket, quota_usage.c.window_start == c.window_start), c.amount)
+                        for c in counted
+                    ),
+                    else_=0,
                 )
-                if updated.rowcount == 0:
+                await conn.execute(update(quota_usage).where(_keys(counted)).values(used=quota_usage.c.used + added))
+            for charge in charges:
+                if (charge.bucket, charge.window_start) not in used:  # a new window: earlier ones are done with
+                    await conn.execute(
+                        delete(quota_usage).where(
+                            quota_usage.c.bucket == charge.bucket, quota_usage.c.window_start < charge.window_start
+                        )
+                    )
                     await conn.execute(
                         insert(quota_usage).values(
                             bucket=charge.bucket, window_start=charge.window_start, used=charge.amount
                         )
                     )
-            for seat in seats:
+            if seats:
                 await conn.execute(
-                    insert(quota_leases).values(id=lease_id, bucket=seat.bucket, expire_time=lease_until)
+                    insert(quota_leases),
+                    [{"id": lease_id, "bucket": seat.bucket, "expire_time": lease_until} for seat in seats],
                 )
             return []
+
+    @staticmethod
+    async def _counters(conn: AsyncConnection, charges: Sequence[Charge]) -> dict[tuple[str, int], int]:
+        if not charges:
+            return {}
+        rows = await conn.execute(
+            select(quota_usage.c.bucket, quota_usage.c.window_start, quota_usage.c.used).where(_keys(charges))
+        )
+        return {(bucket, start): int(used) for bucket, start, used in rows}
+
+    @staticmethod
+    async def _running(conn: AsyncConnection, seats: Sequence[Seat], now: datetime) -> dict[str, int]:
+        if not seats:
+            return {}
+        buckets = [seat.bucket for seat in seats]
+        rows = await conn.execute(
+            select(quota_leases.c.bucket, func.count())
+            .where(quota_leases.c.bucket.in_(buckets), quota_leases.c.expire_time > now)
+            .group_by(quota_leases.c.bucket)
+        )
+        return {bucket: 0 for bucket in buckets} | {bucket: int(count) for bucket, count in rows}
 
     async def release(self, lease_id: str) -> None:
         async with self._db.begin() as conn:
@@ -117,3 +144,8 @@ class SqlQuotaRepository:
         for bucket in buckets:
             key = zlib.crc32(bucket.encode()) - (1 << 31)  # a signed 32-bit key
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _keys(charges: Sequence[Charge]) -> ColumnElement[bool]:
+    """The counter rows of these charges' windows."""
+    return or_(*(and_(quota_usage.c.bucket == c.bucket, quota_usage.c.window_start == c.window_start) for c in charges))
