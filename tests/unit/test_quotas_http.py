@@ -69,6 +69,8 @@ def test_requests_per_minute_answers_googles_429_and_the_window_ends(start) -> N
     assert found["Help"]["links"][0]["url"].startswith("https://")
     time.sleep(int(found["RetryInfo"]["retryDelay"][:-1]))
     assert generate(server).status_code == 200  # a new window
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'localgem_requests_total{code="429",method="generateContent",model="gemini-2.5-flash"} 1.0' in metrics
 
 
 def test_the_sdk_reads_the_429_and_its_retry_gets_through(start) -> None:

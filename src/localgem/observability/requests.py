@@ -87,7 +87,8 @@ class RequestLog:
         status = seen["status"]
         record = RequestRecord(
             method=api_method,
-            model=model if status < 400 else "",  # no label for names that resolved to nothing
+            # No label for names that resolved to nothing (a 429 is a quota of a model that exists).
+            model=model if status < 400 or status == 429 else "",
             code=status,
             seconds=seconds,
             first_chunk_seconds=seen["first"] if seen["stream"] else None,
