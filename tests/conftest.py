@@ -14,6 +14,7 @@ from localgem.settings import load_settings
 from tests.fakes import FakeEngine
 from tests.pgvector_server import pgvector_server
 from tests.postgres import create_database, postgres_cluster
+from tests.s3_server import S3Server, s3_server
 from tests.server import RunningServer, start_server
 from tests.tiny_diffusion import media_models
 
@@ -89,6 +90,13 @@ def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL server for the session (see tests/postgres.py)."""
     with postgres_cluster() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A throwaway S3-compatible server (SeaweedFS) for the session (see tests/s3_server.py)."""
+    with s3_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

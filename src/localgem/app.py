@@ -78,7 +78,7 @@ from localgem.speech.hearing import Hearing
 from localgem.speech.loaders import transcriber_loader, voice_loader
 from localgem.speech.speaking import Speaking
 from localgem.storage.batches import SqlBatchRepository
-from localgem.storage.blobs import LocalBlobStore
+from localgem.storage.blobs import BlobStore, LocalBlobStore
 from localgem.storage.caches import SqlCacheRepository
 from localgem.storage.corpora import SqlCorpusRepository
 from localgem.storage.database import Database
@@ -122,7 +122,7 @@ def create_app(
     )
     reading = Reading(reader_loader() if settings.ocr else None)
     senses = Senses(hearing, reading)
-    blobs = LocalBlobStore(settings.blobs())
+    blobs = _blob_store(settings)
     files = Files.build(
         SqlFileRepository(database),
         SqlUploadRepository(database),
@@ -397,6 +397,18 @@ def _chunk_index(settings: Settings, database: Database) -> GuardedIndex:
     if database.dialect == "postgresql":
         return GuardedIndex(PgChunkIndex(database.engine))
     return GuardedIndex(SqliteChunkIndex(settings.data_dir / "index.sqlite"))
+
+
+def _blob_store(settings: Settings) -> BlobStore:
+    """File bytes: on local disk (blob_dir), or in S3 (blob_url), with local copies for path readers in data_dir."""
+    if not settings.blob_url:
+        return LocalBlobStore(settings.blobs())
+    from localgem.storage.s3_blobs import S3BlobStore, S3Location, s3_client
+
+    client = s3_client(
+        settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_id, settings.s3_secret_access_key
+    )
+    return S3BlobStore(client, S3Location.parse(settings.blob_url), settings.data_dir / "blob-cache")
 
 
 def utc_now() -> datetime:

@@ -250,7 +250,7 @@ async def _list_models(database: Database, catalogue: ModelCatalogue, registry: 
         print(f"localgem: cannot read the model catalogue, listing the settings' models: {exc}", file=sys.stderr)
     sources = catalogue.sources()
     for entry in registry.entries():
-        weights = entry.config.path or f"package {entry.config.package}"
+        weights = entry.config.path or entry.config.base_url or f"package {entry.config.package}"
         added = f"\tcatalogue ({sources[entry.id]})" if entry.id in sources else ""
         print(f"{entry.name}\t{entry.config.display_name or entry.id}\t{weights}{added}")
 

@@ -99,6 +99,19 @@ class ModelConfig(BaseModel):
     )
     frames: int = Field(16, ge=1, le=1024, description="Video models: frames in a video.")
     fps: int = Field(8, ge=1, le=120, description="Video models: frames per second of the MP4 written.")
+    base_url: str | None = Field(
+        None,
+        description="engine 'openai': the OpenAI-compatible server that runs the model (llama-server, vLLM, "
+        "SGLang, Ollama, LocalAI), e.g. http://127.0.0.1:8080/v1.",
+    )
+    api_key: str | None = Field(None, description="engine 'openai': the key localgem sends to that server.")
+    upstream_model: str | None = Field(
+        None, description="engine 'openai': the model's name on that server. Default: the first it lists."
+    )
+    tokenizer: Path | None = Field(
+        None,
+        description="engine 'openai': the model's tokenizer.json (or its folder), for a server without /tokenize.",
+    )
 
     @field_validator("id")
     @classmethod
@@ -110,6 +123,10 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
+        if self.engine == "openai":  # another server runs it: no weights here
+            if not self.base_url or self.path is not None or self.package is not None:
+                raise ValueError(f"model {self.id!r}: engine 'openai' takes a 'base_url', not a 'path' or 'package'")
+            return self
         if (self.path is None) == (self.package is None):
             raise ValueError(f"model {self.id!r}: give exactly one of 'path' or 'package'")
         return self
@@ -274,6 +291,13 @@ class Settings(BaseModel):
         None, description="SQLAlchemy URL, e.g. postgresql://user@host/db. Default: SQLite in data_dir."
     )
     blob_dir: Path | None = Field(None, description="Where file bytes are kept. Default: data_dir/blobs.")
+    blob_url: str | None = Field(
+        None, description="Keep file bytes in S3 instead (s3://bucket/prefix; any S3-compatible server)."
+    )
+    s3_endpoint_url: str | None = Field(None, description="An S3-compatible server, e.g. http://127.0.0.1:8333.")
+    s3_region: str | None = None
+    s3_access_key_id: str | None = Field(None, description="Default: boto3's chain (AWS_* env vars, profiles, roles).")
+    s3_secret_access_key: str | None = None
     public_url: str | None = Field(
         None, description="Base URL clients reach this server at (file uris, upload URLs). Default: from the request."
     )

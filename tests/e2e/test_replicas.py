@@ -1,10 +1,11 @@
-"""Stateless replicas: two localgem processes sharing one PostgreSQL database and one blob store, behind
+"""Stateless replicas: two localgem processes sharing one PostgreSQL database and one S3 bucket (SeaweedFS), behind
 HAProxy balancing every request round robin. The SDKs talk to the proxy and cannot tell: an upload's chunks
 land on both replicas, a cache made on one serves requests on both, a batch runs each request once, a Live
 session resumes on the other replica, and a quota is counted once."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -21,6 +22,7 @@ from tests.e2e.test_files_durability import ServerProcess
 from tests.haproxy import REPLICA_HEADER, requires_haproxy, round_robin
 from tests.live import open_session, read_turn, receive, send, user_turn
 from tests.postgres import create_database
+from tests.s3_server import S3Server
 from tests.uploads import send_chunk, start_upload
 
 HEADERS = {"x-goog-api-key": API_KEY}
@@ -30,9 +32,16 @@ QUOTA = 3
 
 
 class Fleet:
-    def __init__(self, replicas: list[ServerProcess], url: str) -> None:
+    def __init__(self, replicas: list[ServerProcess], url: str, s3: S3Server, bucket: str) -> None:
         self.replicas = replicas
         self.url = url
+        self.s3 = s3
+        self.bucket = bucket
+
+    def stored(self) -> list[str]:
+        """The keys in the shared bucket."""
+        listed = self.s3.client().list_objects_v2(Bucket=self.bucket)
+        return [item["Key"] for item in listed.get("Contents", [])]
 
     def client(self, **options) -> genai.Client:
         return genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=self.url, **options))
@@ -51,11 +60,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     requires_haproxy()
     root = tmp_path_factory.mktemp("fleet")
     database = create_database(request.getfixturevalue("postgres_server"))
+    s3: S3Server = request.getfixturevalue("s3")
+    bucket = s3.new_bucket()
     replicas = [ServerProcess(root / f"replica{i}", database) for i in range(2)]
     for replica in replicas:
         replica.env.update(
             {
-                "LOCALGEM_BLOB_DIR": str(root / "blobs"),  # the one blob store every replica shares
+                # The one bucket every replica shares (and no blob store of its own).
+                "LOCALGEM_BLOB_URL": f"s3://{bucket}/fleet",
+                "LOCALGEM_S3_ENDPOINT_URL": s3.endpoint_url,
+                "LOCALGEM_S3_REGION": s3.region,
+                "LOCALGEM_S3_ACCESS_KEY_ID": s3.access_key_id,
+                "LOCALGEM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
                 "LOCALGEM_QUOTAS": json.dumps([{"model": QUOTA_MODEL, "requests_per_day": QUOTA}]),
                 "LOCALGEM_BATCH_POLL_SECONDS": "0.2",
             }
@@ -63,7 +79,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         replica.start()
     try:
         with round_robin([r.url for r in replicas], root) as url:
-            yield Fleet(replicas, url)
+            yield Fleet(replicas, url, s3, bucket)
     finally:
         for replica in replicas:
             replica.kill()
@@ -108,6 +124,9 @@ def test_an_uploads_chunks_land_on_both_replicas(fleet: Fleet, tmp_path: Path) -
     assert client.files.get(name=file["name"]).size_bytes == len(data)
     for _ in range(2):  # downloaded through either replica
         assert client.files.download(file=file["name"]) == data
+    digest = hashlib.sha256(data).hexdigest()
+    assert [key for key in fleet.stored() if key.endswith(digest)]  # its bytes are in the shared bucket
+    assert not [key for key in fleet.stored() if "/partials/" in key]  # and no piece of the upload is left
 
 
 def test_a_cache_made_on_one_replica_serves_both(fleet: Fleet) -> None:

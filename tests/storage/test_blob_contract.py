@@ -1,7 +1,8 @@
 """One contract for the blob stores (storage/blobs.py ``BlobStore``), run over every backend.
 
 A backend joins by adding an entry to BACKENDS: how to open a store over the same storage again
-(a restart), and how to make a blob look older (for the orphan sweep's grace). What only one backend
+(a restart), and how to make a blob look older (for the orphan sweep's grace; S3 cannot backdate an
+object, so there the grace is a second and ageing is waiting). What only one backend
 does (local disk: fsync, ENOSPC, the file layout) is tested with that backend (tests/unit/test_blobs.py).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +19,17 @@ from pathlib import Path
 import pytest
 
 from localgem.storage.blobs import BlobStore, LocalBlobStore, TooLarge
+from localgem.storage.s3_blobs import S3BlobStore, S3Location
 
 
 @dataclass(frozen=True)
 class Backend:
     open: Callable[[], BlobStore]  # each call: a new store over the same storage, as after a restart
     age: Callable[[str, float], None]  # make a blob look ``seconds`` older
+    grace: float = 3600  # the orphan sweep's grace the test uses
 
 
-def local_disk(tmp_path: Path) -> Backend:
+def local_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     root = tmp_path / "blob-store"
 
     def age(sha256: str, seconds: float) -> None:
@@ -35,12 +39,30 @@ def local_disk(tmp_path: Path) -> Backend:
     return Backend(open=lambda: LocalBlobStore(root), age=age)
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"local-disk": local_disk}
+def s3_bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A real S3 server (tests/s3_server.py), each test under a prefix of its own."""
+    server = request.getfixturevalue("s3")
+    client = server.client()
+    try:
+        client.create_bucket(Bucket="contract")
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    location = S3Location.parse(f"s3://contract/{uuid.uuid4().hex}")
+
+    def age(sha256: str, seconds: float) -> None:
+        key = f"{location.prefix}blobs/{sha256[:2]}/{sha256}"
+        stored_at = client.head_object(Bucket=location.bucket, Key=key)["LastModified"].timestamp()
+        time.sleep(max(0.0, stored_at + 1 + seconds - time.time()) + 0.05)  # LastModified is in whole seconds
+
+    return Backend(open=lambda: S3BlobStore(client, location, tmp_path / "cache"), age=age, grace=1)
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {"local-disk": local_disk, "s3": s3_bucket}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture
@@ -178,13 +200,13 @@ async def test_acknowledged_bytes_survive_a_restart_and_the_upload_resumes(backe
 async def test_stale_blobs_are_those_older_than_the_grace(backend: Backend, store: BlobStore) -> None:
     old = await stored(store, "upload000015", b"old")
     new = await stored(store, "upload000016", b"new")
-    assert await store.stale_blobs(3600) == []
-    backend.age(old, 7200)
-    backend.age(new, 7200)
-    assert sorted(await store.stale_blobs(3600)) == sorted([old, new])
+    assert await store.stale_blobs(backend.grace) == []
+    backend.age(old, 2 * backend.grace)
+    backend.age(new, 2 * backend.grace)
+    assert sorted(await store.stale_blobs(backend.grace)) == sorted([old, new])
     # Content published again is in use again: the orphan sweep must leave it alone.
     assert await stored(store, "upload000017", b"new") == new
-    assert await store.stale_blobs(3600) == [old]
+    assert await store.stale_blobs(backend.grace) == [old]
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "UPPER0000000", "short", "a/b/c/d/e/f/g", "x" * 41])

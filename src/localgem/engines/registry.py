@@ -47,6 +47,13 @@ ENGINES: Mapping[str, EngineKind] = MappingProxyType(
             "localgem.engines.llama.factory:forget_kept_prefix",
             "GGUF models on llama.cpp, CPU, continuous batching, grammar-constrained output",
         ),
+        "openai": EngineKind(
+            ("generate", "embed"),
+            "localgem.engines.openai.engine:openai_factory",
+            "localgem.engines.openai.engine:check_constraint",
+            description="another server's OpenAI-compatible API (llama-server, vLLM, SGLang, Ollama, LocalAI): "
+            "token ids in, its own guided decoding, its prefix cache; /v1/embeddings for embedding models",
+        ),
         "embedding": EngineKind(
             ("embed",),
             "localgem.engines.embedding.factory:embedder_factory",

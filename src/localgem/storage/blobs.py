@@ -74,8 +74,9 @@ class BlobStore(Protocol):
         """Remove a blob; nothing happens if there is none."""
         ...
 
-    def local_path(self, sha256: str) -> Path:
-        """A local file with the blob's bytes, for readers that take a path (llama.cpp's LoRA adapter loader)."""
+    async def local_path(self, sha256: str) -> Path:
+        """A local file with the blob's bytes, for readers that take a path (llama.cpp's LoRA adapter loader);
+        FileNotFoundError if there is no such blob. A remote store fetches (and verifies) a cached copy."""
         ...
 
     async def stale_blobs(self, older_than_s: float) -> list[str]:
@@ -202,8 +203,11 @@ class LocalBlobStore:
     async def delete(self, sha256: str) -> None:
         await asyncio.to_thread(self._blob_path(sha256).unlink, missing_ok=True)
 
-    def local_path(self, sha256: str) -> Path:
-        return self._blob_path(sha256)
+    async def local_path(self, sha256: str) -> Path:
+        path = self._blob_path(sha256)
+        if not await asyncio.to_thread(path.exists):
+            raise FileNotFoundError(path)
+        return path
 
     async def stale_blobs(self, older_than_s: float) -> list[str]:
         return await asyncio.to_thread(self._stale_blobs, time.time() - older_than_s)

@@ -198,9 +198,12 @@ class TuningService:
         entry = self._registry.resolve(record.base_model, method)
         defaults = json.loads(record.defaults)
         config = entry.config.model_copy(update={k: v for k, v in defaults.items() if v is not None})
-        path = self._blobs.local_path(record.adapter)
-        if not path.exists():
-            raise errors.FailedPrecondition(f"The adapter of tunedModels/{record.id} is missing from the blob store.")
+        try:
+            path = await self._blobs.local_path(record.adapter)
+        except FileNotFoundError:
+            raise errors.FailedPrecondition(
+                f"The adapter of tunedModels/{record.id} is missing from the blob store."
+            ) from None
         return TunedTarget(ModelEntry.from_config(config), str(path), f"tunedModels/{record.id}")
 
     # -- permissions ----------------------------------------------------------------------------

@@ -1,0 +1,464 @@
+"""A model served by another server that speaks the OpenAI API: llama.cpp's llama-server, vLLM, SGLang,
+Ollama, LocalAI.
+
+localgem keeps doing what it does for its own engine: it renders the chat template (function declarations,
+thinking, code execution, cached contents included) and tokenizes the prompt with the upstream engine's own
+tokenizer (its ``/tokenize``), so that what it counts is what the engine computes. The engine gets the token
+ids on ``/v1/completions`` (streamed; each SSE chunk is relayed as it comes) with the sampling parameters
+mapped one by one (each candidate is a request of its own, in turn, seeded ``seed + index``), and enforces
+the output constraint itself:
+
+* llama-server (it answers ``/props``): the GBNF grammar localgem builds for its own llama.cpp engine
+  (``engines.llama.constraints``), so that JSON schemas, enums and function calls (lazily, after the open
+  tag, when calls are optional) are enforced exactly as they are locally;
+* any other server: ``response_format`` ``json_schema`` (or ``json_object``) for JSON output; what it cannot
+  enforce that way (an enum as text, function calls) is refused with 400, never generated unconstrained.
+
+A schema the engine itself rejects comes back as its 400, which becomes ours. Prefix caching is the
+engine's: it reports the prompt tokens it reused (``usage.prompt_tokens_details.cached_tokens``, or
+llama-server's ``timings.cache_n``), and cached contents on such a model keep their contents (no KV state of
+its own: ``kept_prefixes`` is off). Closing a generation closes the HTTP response, which aborts the request
+upstream. The engine's 429 and 503 become ours; an engine that does not answer is a 503, and a probe thread
+(``/health``) makes ``healthy()`` false while it is down, so that ``/readyz`` says not ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from localgem import errors
+from localgem.engines.base import (
+    Admitted,
+    CandidateFinished,
+    ChoiceOutput,
+    DeadlineReached,
+    EngineCapabilities,
+    EngineEvent,
+    EngineStats,
+    FinishReason,
+    GenerationRequest,
+    JsonOutput,
+    ModelInfo,
+    OutputConstraint,
+    Picture,
+    StepLogprobs,
+    TextDelta,
+    TokenLogprob,
+    ToolCalls,
+    UnenforceableSchema,
+)
+
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.MAX_TOKENS, "tool_calls": FinishReason.STOP}
+#: llama.cpp's ``COMMON_GRAMMAR_TRIGGER_TYPE_WORD``: a lazy grammar starts where the output writes this word.
+_TRIGGER_WORD = 1
+
+
+def api_root(base_url: str) -> str:
+    """The server's root: ``base_url`` may be given with or without its ``/v1``."""
+    root = base_url.rstrip("/")
+    return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
+class OpenAIEngine:
+    """One model of an OpenAI-compatible server. Construction asks the server what it serves (blocking:
+    the model pool calls it off the event loop); ``errors.Unavailable`` if it does not answer."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        context_length: int | None = None,
+        tokenizer: Path | None = None,
+        timeout: float = 600.0,
+        probe_interval: float = 1.0,
+    ) -> None:
+        self.root = api_root(base_url)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.stats = EngineStats()
+        self.capabilities = EngineCapabilities(constrained_output=True, logprobs=True)
+        with httpx.Client(base_url=self.root, headers=self._headers, timeout=10.0) as http:
+            props = self._probe_json(http, "/props")
+            listed = self._probe_json(http, "/v1/models") or {}
+        #: llama-server: it enforces GBNF grammars (``grammar``), and says much about its model in /props.
+        self.llama_server = props is not None
+        models = [m for m in listed.get("data", []) if isinstance(m, dict)]
+        if model is None:
+            if not models:
+                raise errors.FailedPrecondition(f"The upstream engine at {self.root} lists no model: set its model.")
+            model = str(models[0]["id"])
+        self.model = model
+        served = next((m for m in models if m.get("id") == model), {})
+        meta = served.get("meta") or {}
+        props = props or {}
+        settings = props.get("default_generation_settings") or {}
+        served_context = settings.get("n_ctx") or served.get("max_model_len") or meta.get("n_ctx_train")
+        if not served_context and context_length is None:
+            raise errors.FailedPrecondition(
+                f"The upstream engine at {self.root} does not say its context length: set context_length."
+            )
+        context = min(int(served_context or context_length), context_length or int(served_context))  # type: ignore[arg-type]
+        self.info = ModelInfo(
+            context_length=context,
+            trained_context_length=int(meta.get("n_ctx_train") or served_context or context),
+            vocab_size=int(meta.get("n_vocab") or 0),
+            chat_template=props.get("chat_template") or None,
+            bos_token=props.get("bos_token") or "",
+            eos_token=props.get("eos_token") or "",
+            add_bos=True,  # the engine's tokenizer adds BOS where its model wants one (add_special)
+        )
+        self._tokenizer_path = tokenizer
+        self._local_tokenizer: Any = None
+        self._tokenize_upstream = True
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._up = True
+        self._closed = threading.Event()
+        self._probe_interval = probe_interval
+        self._prober = threading.Thread(target=self._probe_loop, name="upstream-probe", daemon=True)
+        self._prober.start()
+
+    # -- the HTTP client ------------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            timeout = httpx.Timeout(10.0, read=600.0)
+            self._client = httpx.AsyncClient(base_url=self.root, headers=self._headers, timeout=timeout, limits=limits)
+            self._loop = loop
+        return self._client
+
+    def _probe_json(self, http: httpx.Client, path: str) -> dict | None:
+        """GET ``path``'s JSON; None if the server has no such endpoint."""
+        try:
+            response = http.get(path)
+        except httpx.TransportError as exc:
+            raise self._down(exc) from None
+        if response.status_code in (404, 405, 501):
+            return None
+        if response.status_code == 503:
+            raise errors.Unavailable(f"The upstream engine at {self.root} is not ready (it is loading its model).")
+        if response.status_code in (401, 403):
+            raise errors.FailedPrecondition(f"The upstream engine at {self.root} refused localgem's API key.")
+        if response.status_code != 200:
+            raise errors.Unavailable(f"The upstream engine at {self.root} answered {path} with {response.status_code}.")
+        return response.json()
+
+    def _down(self, exc: Exception) -> errors.Unavailable:
+        self._up = False
+        return errors.Unavailable(f"The upstream engine at {self.root} does not answer ({type(exc).__name__}).")
+
+    def _probe_loop(self) -> None:
+        with httpx.Client(base_url=self.root, headers=self._headers, timeout=2.0) as http:
+            while not self._closed.wait(self._probe_interval):
+                try:
+                    response = http.get("/health")
+                    if response.status_code == 404:
+                        response = http.get("/v1/models")
+                    self._up = response.status_code == 200
+                except httpx.HTTPError:
+                    self._up = False
+
+    def healthy(self) -> bool:
+        return self._up
+
+    async def _error(self, response: httpx.Response) -> errors.ApiError:
+        """The engine's refusal as ours: its 429 and 503 as Google's, its 400 (a grammar or schema it could
+        not take) as a 400 that says so."""
+        try:
+            body = (await response.aread()).decode("utf-8", errors="replace")
+        except httpx.HTTPError:
+            body = ""
+        message = body
+        try:
+            parsed = json.loads(body)
+            error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+            message = error.get("message", body) if isinstance(error, dict) else str(error)
+        except ValueError:
+            pass
+        status = response.status_code
+        if status == 429:
+            return errors.ResourceExhausted(f"The upstream engine is at capacity: {message}")
+        if status == 503:
+            return errors.Unavailable(f"The upstream engine is unavailable: {message}")
+        if status in (400, 422):
+            return errors.InvalidArgument(f"The upstream engine refused the request: {message}")
+        return errors.Internal(f"The upstream engine failed ({status}): {message}")
+
+    # -- tokens -----------------------------------------------------------------------------------------
+
+    async def tokenize(self, text: str, add_bos: bool = False, pictures: Sequence[Picture] = ()) -> list[int]:
+        if pictures:
+            raise errors.InvalidArgument("This model's upstream engine does not take images through localgem.")
+        if self._tokenize_upstream:
+            body = (
+                {"content": text, "add_special": add_bos, "parse_special": True}
+                if self.llama_server
+                else {"model": self.model, "prompt": text, "add_special_tokens": add_bos}
+            )
+            try:
+                response = await self._http().post("/tokenize", json=body)
+            except httpx.TransportError as exc:
+                raise self._down(exc) from None
+            if response.status_code == 200:
+                return [int(t) if not isinstance(t, dict) else int(t["id"]) for t in response.json()["tokens"]]
+            if response.status_code not in (404, 405):
+                raise await self._error(response)
+            self._tokenize_upstream = False  # it has none: the model's tokenizer, from its configured path
+        return await asyncio.to_thread(self._tokenize_locally, text, add_bos)
+
+    def _tokenize_locally(self, text: str, add_bos: bool) -> list[int]:
+        if self._tokenizer_path is None:
+            raise errors.FailedPrecondition(
+                f"The upstream engine at {self.root} cannot tokenize (no /tokenize), and the model has no "
+                "tokenizer configured: localgem counts tokens exactly or not at all."
+            )
+        if self._local_tokenizer is None:
+            from tokenizers import Tokenizer  # the model's own tokenizer.json (Hugging Face)
+
+            path = self._tokenizer_path
+            self._local_tokenizer = Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
+        return list(self._local_tokenizer.encode(text, add_special_tokens=add_bos).ids)
+
+    # -- constraints ------------------------------------------------------------------------------------
+
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        if self.llama_server:
+            from localgem.engines.llama.constraints import grammar_for
+
+            grammar_for(constraint)  # UnenforceableSchema where no grammar can enforce it
+            return
+        if isinstance(constraint, ChoiceOutput):
+            raise UnenforceableSchema(
+                None, "this upstream engine takes JSON schemas only, not an enum answered as plain text"
+            )
+        if isinstance(constraint, ToolCalls):
+            raise UnenforceableSchema(None, "this upstream engine cannot constrain function calls (llama-server can)")
+
+    def _constraint_fields(self, constraint: OutputConstraint | None) -> dict[str, Any]:
+        if constraint is None:
+            return {}
+        self.check_constraint(constraint)
+        if self.llama_server:
+            from localgem.engines.llama.constraints import grammar_for
+            from localgem.engines.llama.schema_grammar import tool_calls_grammar
+
+            if isinstance(constraint, ToolCalls) and not constraint.required:
+                # llama.cpp's lazy grammar matches from the trigger on (the open tag included).
+                return {
+                    "grammar": tool_calls_grammar(constraint),
+                    "grammar_lazy": True,
+                    "grammar_triggers": [{"type": _TRIGGER_WORD, "value": constraint.open_tag}],
+                    "preserved_tokens": [constraint.open_tag],
+                }
+            return {"grammar": grammar_for(constraint).gbnf}
+        assert isinstance(constraint, JsonOutput)
+        if constraint.schema is None:
+            return {"response_format": {"type": "json_object"}}
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": constraint.schema, "strict": True},
+            }
+        }
+
+    # -- generation -------------------------------------------------------------------------------------
+
+    def _body(self, request: GenerationRequest, index: int) -> dict[str, Any]:
+        sampling = request.sampling
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": request.prompt_tokens,
+            "max_tokens": request.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": max(sampling.temperature, 0.0),
+            "top_p": sampling.top_p,
+            "presence_penalty": sampling.presence_penalty,
+            "frequency_penalty": sampling.frequency_penalty,
+        }
+        if sampling.top_k > 0:
+            body["top_k"] = sampling.top_k  # llama-server, vLLM, SGLang
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed + index  # candidates differ, reproducibly
+        if request.stop_sequences:
+            body["stop"] = list(request.stop_sequences)
+        if request.logprobs is not None:
+            body["logprobs"] = max(request.logprobs, 1)  # /v1/completions: how many alternatives per token
+        if self.llama_server:
+            body["cache_prompt"] = True  # reuse the engine's KV cache for a shared prefix
+        if request.adapter is not None:
+            raise errors.InvalidArgument("Tuned models do not run on an upstream engine.")
+        body.update(self._constraint_fields(request.constraint))
+        return body
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
+        self.stats.requests_started += 1
+        finished = False
+        try:
+            for index in range(request.candidates):
+                # aclosing: a consumer that leaves closes the candidate's stream (and its upstream request) now.
+                async with aclosing(self._candidate(request, index)) as events:
+                    async for event in events:
+                        yield event
+                        if isinstance(event, DeadlineReached):
+                            finished = True
+                            return
+            finished = True
+            self.stats.requests_finished += 1
+        finally:
+            if not finished:
+                self.stats.requests_aborted += 1
+
+    async def _candidate(self, request: GenerationRequest, index: int) -> AsyncGenerator[EngineEvent, None]:
+        body = self._body(request, index)
+        http = self._http()
+        loop = asyncio.get_running_loop()
+        produced = 0
+        reason: FinishReason | None = None
+        usage: dict[str, Any] = {}
+        timings: dict[str, Any] = {}
+        self.stats.active_sequences += 1
+        try:
+            try:
+                # Leaving this block (a client that left, a deadline) closes the response: the engine sees
+                # the connection close and aborts the request.
+                async with http.stream("POST", "/v1/completions", json=body) as response:
+                    if response.status_code != 200:
+                        self.stats.requests_rejected += 1
+                        raise await self._error(response)
+                    async with aclosing(response.aiter_lines()) as lines:
+                        while True:
+                            timeout = None if request.deadline is None else request.deadline - loop.time()
+                            if timeout is not None and timeout <= 0:
+                                yield DeadlineReached()
+                                return
+                            try:
+                                line = await asyncio.wait_for(anext(lines), timeout)
+                            except StopAsyncIteration:
+                                break
+                            except TimeoutError:
+                                yield DeadlineReached()
+                                return
+                            if not line.startswith("data:"):
+                                continue
+                            data = line[5:].strip()
+                            if data == "[DONE]":
+                                break
+                            chunk = json.loads(data)
+                            if "error" in chunk:
+                                error = chunk["error"]
+                                message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+                                raise errors.Internal(f"The upstream engine failed mid-stream: {message}")
+                            usage = chunk.get("usage") or usage
+                            timings = chunk.get("timings") or timings
+                            for choice in chunk.get("choices") or ():
+                                text = choice.get("text") or ""
+                                steps = _logprobs(choice.get("logprobs"))
+                                produced += max(len(steps), 1 if text else 0)
+                                if text or steps:
+                                    yield TextDelta(index, text, steps if request.logprobs is not None else ())
+                                if choice.get("finish_reason"):
+                                    reason = _FINISH.get(choice["finish_reason"], FinishReason.STOP)
+            except httpx.TransportError as exc:
+                raise self._down(exc) from None
+        finally:
+            self.stats.active_sequences -= 1
+        output = int(usage.get("completion_tokens") or timings.get("predicted_n") or produced)
+        prompt = int(usage.get("prompt_tokens") or len(request.prompt_tokens))
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        if cached is None:
+            cached = timings.get("cache_n", 0)
+        self.stats.prompt_tokens_reused += int(cached or 0)
+        self.stats.prompt_tokens_evaluated += max(prompt - int(cached or 0), 0)
+        self.stats.tokens_generated += output
+        self.stats.last_request_tokens_generated = output
+        if index == 0:
+            yield Admitted(cached_tokens=int(cached or 0))
+        yield CandidateFinished(index, reason or FinishReason.STOP, output)
+
+    async def keep_prefix(self, key: str, prompt: list[int]) -> None:
+        raise errors.Unimplemented("An upstream engine keeps no prefixes: it caches prompt prefixes itself.")
+
+    async def drop_prefix(self, key: str) -> None:
+        pass
+
+    async def close(self) -> None:
+        self._closed.set()
+        if self._client is not None:
+            try:
+                await self._client.aclose()
+            except RuntimeError:  # its event loop is gone
+                pass
+            self._client = None
+
+
+def _logprobs(raw: Any) -> tuple[StepLogprobs, ...]:
+    """A chunk's log probabilities, in either form servers send: OpenAI's completions form (``tokens``,
+    ``token_logprobs``, ``top_logprobs``) or the chat form llama-server uses (``content``: one entry a token)."""
+    if not isinstance(raw, dict):
+        return ()
+    steps: list[StepLogprobs] = []
+    if isinstance(raw.get("content"), list):
+        for entry in raw["content"]:
+            chosen = TokenLogprob(int(entry.get("id", -1)), entry.get("token", ""), float(entry.get("logprob", 0.0)))
+            top = tuple(
+                TokenLogprob(int(t.get("id", -1)), t.get("token", ""), float(t.get("logprob", 0.0)))
+                for t in entry.get("top_logprobs") or ()
+            )
+            steps.append(StepLogprobs(chosen, top))
+        return tuple(steps)
+    tokens = raw.get("tokens") or []
+    values = raw.get("token_logprobs") or []
+    tops = raw.get("top_logprobs") or [None] * len(tokens)
+    for token, value, top in zip(tokens, values, tops, strict=False):
+        alternatives = tuple(
+            TokenLogprob(-1, t, float(v)) for t, v in sorted((top or {}).items(), key=lambda item: -item[1])
+        )
+        steps.append(StepLogprobs(TokenLogprob(-1, token, float(value or 0.0)), alternatives))
+    return tuple(steps)
+
+
+def check_constraint(constraint: OutputConstraint) -> None:
+    """Before a model is loaded: which upstream it is is not known yet, so anything a schema can say passes
+    here; the loaded engine's ``check_constraint`` (called before every request) decides."""
+
+
+def openai_factory(settings: Any) -> Any:
+    """The engine's factory (``engines.registry``): a model entry → an engine for its upstream server (a chat
+    model), or an embedding batcher over it (``task = "embed"``: its ``/v1/embeddings``)."""
+
+    def load(entry: Any) -> Any:
+        config = entry.config
+        if not config.base_url:
+            raise errors.FailedPrecondition(f"{entry.name} runs on an upstream engine but has no base_url.")
+        if entry.embeds:
+            from localgem.engines.embedding.engine import EmbeddingBatcher
+            from localgem.engines.openai.embedder import OpenAIEmbedder
+
+            embedder = OpenAIEmbedder(
+                config.base_url,
+                api_key=config.api_key,
+                model=config.upstream_model,
+                max_tokens=config.input_token_limit or config.context_length,
+            )
+            return EmbeddingBatcher(embedder, max_texts=settings.embedding_batch_size * 16)
+        return OpenAIEngine(
+            config.base_url,
+            api_key=config.api_key,
+            model=config.upstream_model,
+            context_length=config.context_length,
+            tokenizer=config.tokenizer,
+        )
+
+    return load

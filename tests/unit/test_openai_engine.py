@@ -1,0 +1,54 @@
+"""The upstream engine's pieces that need no upstream server (its end-to-end tests, against a real
+llama-server: ``tests/e2e/test_upstream_engine.py``)."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from localgem import errors
+from localgem.engines.base import FinishReason
+from localgem.engines.openai.engine import _FINISH, OpenAIEngine, _logprobs, api_root
+from localgem.engines.registry import ENGINES
+from localgem.settings import ModelConfig
+
+
+def test_base_url_with_or_without_v1() -> None:
+    assert api_root("http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080"
+    assert api_root("http://127.0.0.1:8080/v1/") == "http://127.0.0.1:8080"
+    assert api_root("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
+
+
+def test_an_upstream_model_takes_a_base_url_and_no_weights() -> None:
+    config = ModelConfig(id="up", engine="openai", base_url="http://127.0.0.1:8080/v1", upstream_model="m")
+    assert config.path is None and config.package is None
+    with pytest.raises(pydantic.ValidationError, match="base_url"):
+        ModelConfig(id="up", engine="openai")
+    with pytest.raises(pydantic.ValidationError, match="base_url"):
+        ModelConfig(id="up", engine="openai", base_url="http://x", path="/m.gguf")
+    assert ENGINES["openai"].tasks == ("generate", "embed")
+
+
+def test_finish_reasons_map_to_geminis() -> None:
+    assert _FINISH["stop"] is FinishReason.STOP
+    assert _FINISH["length"] is FinishReason.MAX_TOKENS
+
+
+def test_logprobs_in_both_forms_servers_send() -> None:
+    openai_form = {"tokens": [" hi"], "token_logprobs": [-0.25], "top_logprobs": [{" hi": -0.25, " yo": -2.0}]}
+    (step,) = _logprobs(openai_form)
+    assert (step.chosen.token, step.chosen.logprob) == (" hi", -0.25)
+    assert [t.token for t in step.top] == [" hi", " yo"]
+    chat_form = {
+        "content": [
+            {"id": 5, "token": "a", "logprob": -0.1, "top_logprobs": [{"id": 5, "token": "a", "logprob": -0.1}]}
+        ]
+    }
+    (step,) = _logprobs(chat_form)
+    assert (step.chosen.token_id, step.top[0].token) == (5, "a")
+    assert _logprobs(None) == ()
+
+
+def test_an_engine_that_does_not_answer_is_unavailable() -> None:
+    with pytest.raises(errors.Unavailable, match="does not answer"):
+        OpenAIEngine("http://127.0.0.1:9/v1")  # the discard port: nothing listens on loopback
