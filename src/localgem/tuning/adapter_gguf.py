@@ -9,6 +9,7 @@ loads a GGUF, so the model trained here sees them unpermuted: B's rows of q and 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,10 +73,17 @@ def write_adapter(path: Path, tensors: Mapping[str, np.ndarray], architecture: s
 
 
 def base_shape(gguf_path: Path) -> tuple[str, int, int]:
-    """A GGUF model's architecture and its attention head counts (q, kv)."""
+    """A GGUF model's architecture and its attention head counts (q, kv). Read once per file version: gguf's
+    reader parses every metadata array (the whole vocabulary), which takes seconds."""
+    info = gguf_path.stat()
+    return _base_shape(str(gguf_path), info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _base_shape(gguf_path: str, _size: int, _mtime_ns: int) -> tuple[str, int, int]:
     import gguf
 
-    reader = gguf.GGUFReader(str(gguf_path))
+    reader = gguf.GGUFReader(gguf_path)
 
     def value(key: str) -> object:
         field = reader.get_field(key)
