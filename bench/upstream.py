@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -112,13 +113,27 @@ def direct(url: str, prompt: str, tokens: int) -> tuple[float, int]:
     return first or 0.0, count
 
 
-def round_of(send, url: str, requests: int, concurrency: int, tokens: int) -> tuple[float, list[float]]:
-    """(tokens/s over the round, times to first token)."""
+def round_of(send, url: str, requests: int, concurrency: int, tokens: int) -> tuple[float, list[float], int]:
+    """(tokens/s over the round, times to first token, output tokens)."""
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(lambda i: send(url, PROMPTS[i % len(PROMPTS)], tokens), range(requests)))
     wall = time.perf_counter() - start
-    return sum(count for _, count in results) / wall, [ttft for ttft, _ in results]
+    total = sum(count for _, count in results)
+    return total / wall, [ttft for ttft, _ in results], total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def main() -> None:
@@ -141,9 +156,13 @@ def main() -> None:
                 requests = args.requests if concurrency > 1 else 8
                 rates: dict[str, list[float]] = {"localgem": [], "direct": []}
                 ttfts: dict[str, list[float]] = {"localgem": [], "direct": []}
+                relayed, spent = 0, 0.0  # tokens through localgem, and the CPU its process used for them
                 for _ in range(args.rounds):
                     for name, send, target in (("direct", direct, engine_url), ("localgem", via_localgem, url)):
-                        rate, firsts = round_of(send, target, requests, concurrency, args.tokens)
+                        before = cpu_seconds(server.pid)
+                        rate, firsts, total = round_of(send, target, requests, concurrency, args.tokens)
+                        if name == "localgem":
+                            relayed, spent = relayed + total, spent + cpu_seconds(server.pid) - before
                         rates[name].append(rate)
                         ttfts[name].extend(firsts)
                 ours, theirs = statistics.median(rates["localgem"]), statistics.median(rates["direct"])
@@ -151,7 +170,8 @@ def main() -> None:
                 print(
                     f"{concurrency} stream(s): tokens/s localgem {ours:.1f}, direct {theirs:.1f}, "
                     f"ratio {ours / theirs:.2f}; TTFT p50 localgem {p50_ours * 1000:.0f} ms, direct "
-                    f"{p50_theirs * 1000:.0f} ms, added {(p50_ours - p50_theirs) * 1000:.0f} ms"
+                    f"{p50_theirs * 1000:.0f} ms, added {(p50_ours - p50_theirs) * 1000:.0f} ms; localgem's process: "
+                    f"{spent / relayed * 1000:.2f} CPU ms per relayed token, {resident_mb(server.pid):.0f} MB resident"
                 )
         finally:
             server.terminate()

@@ -39,7 +39,7 @@ def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tmp_path: Path) -
     body = {
         "baseModel": f"models/{SMOLLM}",
         "tuningTask": {
-            "hyperparameters": {"epochCount": 2, "batchSize": 2},
+            "hyperparameters": {"epochCount": 1, "batchSize": 2},
             "trainingData": {"examples": {"examples": examples(split()[0][:10])}},
         },
     }
@@ -56,7 +56,7 @@ def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tmp_path: Path) -
         deadline = time.monotonic() + 300
         while True:
             before = httpx.get(f"{first.url}/v1beta/{operation}", headers=HEADERS).json()
-            if before["metadata"]["completedSteps"] >= 4 and list(data.glob("tuning/*/checkpoint.pt")):
+            if before["metadata"]["completedSteps"] >= 2 and list(data.glob("tuning/*/checkpoint.pt")):
                 break
             assert time.monotonic() < deadline, before
             time.sleep(0.2)
@@ -78,7 +78,7 @@ def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tmp_path: Path) -
         assert "error" not in after, after
         assert after["response"]["state"] == "ACTIVE"
         snapshots = after["metadata"]["snapshots"]
-        assert [s["step"] for s in snapshots] == list(range(1, 11))
+        assert [s["step"] for s in snapshots] == list(range(1, 6))
         # Resumed, not restarted: the first steps are the ones the killed server recorded.
         assert snapshots[0] == before["metadata"]["snapshots"][0]
         reply = httpx.post(
