@@ -15,7 +15,7 @@ import numpy as np
 
 from localgem import errors
 from localgem.engines.embedding.engine import EmbedderInfo, EmbedderStats
-from localgem.engines.openai.engine import api_root
+from localgem.engines.openai.engine import api_root, discover
 
 
 class OpenAIEmbedder:
@@ -25,29 +25,14 @@ class OpenAIEmbedder:
         self.root = api_root(base_url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.root, headers=headers, timeout=httpx.Timeout(10.0, read=600.0))
-        props = self._get("/props")
-        listed = self._get("/v1/models") or {}
-        models = [m for m in listed.get("data", []) if isinstance(m, dict)]
-        if model is None:
-            if not models:
-                raise errors.FailedPrecondition(f"The upstream engine at {self.root} lists no model: set its model.")
-            model = str(models[0]["id"])
-        self.model = model
-        self._llama_server = props is not None
-        served = ((props or {}).get("default_generation_settings") or {}).get("n_ctx")
+        found = discover(self._http, self.root, model)
+        self.model = found.model
+        self._llama_server = found.props is not None
+        served = ((found.props or {}).get("default_generation_settings") or {}).get("n_ctx")
         limit = min(max_tokens or served or 512, served or max_tokens or 512)
         self.stats = EmbedderStats()
         self.info = EmbedderInfo(0, int(limit), {})
         self.info = EmbedderInfo(len(self._embed([[*self._tokens("dimensions")]])[0]), int(limit), {})
-
-    def _get(self, path: str) -> dict | None:
-        try:
-            response = self._http.get(path)
-        except httpx.TransportError as exc:
-            raise errors.Unavailable(
-                f"The upstream engine at {self.root} does not answer ({type(exc).__name__})."
-            ) from None
-        return response.json() if response.status_code == 200 else None
 
     def _post(self, path: str, body: dict) -> dict:
         try:

@@ -29,6 +29,7 @@ import json
 import threading
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,44 @@ def api_root(base_url: str) -> str:
     return root[: -len("/v1")] if root.endswith("/v1") else root
 
 
+@dataclass(frozen=True)
+class Served:
+    """What an OpenAI-compatible server says it serves."""
+
+    props: dict | None  # llama-server's /props; None: not a llama-server
+    models: list[dict]  # /v1/models' data
+    model: str  # the one to use: the configured one, else the first listed
+
+
+def discover(http: httpx.Client, root: str, model: str | None) -> Served:
+    """Asks the server at ``root`` what it serves; Unavailable or FailedPrecondition if it cannot say."""
+    props = _probe_json(http, root, "/props")
+    listed = _probe_json(http, root, "/v1/models") or {}
+    models = [m for m in listed.get("data", []) if isinstance(m, dict)]
+    if model is None:
+        if not models:
+            raise errors.FailedPrecondition(f"The upstream engine at {root} lists no model: set its model.")
+        model = str(models[0]["id"])
+    return Served(props, models, model)
+
+
+def _probe_json(http: httpx.Client, root: str, path: str) -> dict | None:
+    """GET ``path``'s JSON; None if the server has no such endpoint."""
+    try:
+        response = http.get(path)
+    except httpx.TransportError as exc:
+        raise errors.Unavailable(f"The upstream engine at {root} does not answer ({type(exc).__name__}).") from None
+    if response.status_code in (404, 405, 501):
+        return None
+    if response.status_code == 503:
+        raise errors.Unavailable(f"The upstream engine at {root} is not ready (it is loading its model).")
+    if response.status_code in (401, 403):
+        raise errors.FailedPrecondition(f"The upstream engine at {root} refused localgem's API key.")
+    if response.status_code != 200:
+        raise errors.Unavailable(f"The upstream engine at {root} answered {path} with {response.status_code}.")
+    return response.json()
+
+
 class OpenAIEngine:
     """One model of an OpenAI-compatible server. Construction asks the server what it serves (blocking:
     the model pool calls it off the event loop); ``errors.Unavailable`` if it does not answer."""
@@ -87,19 +126,13 @@ class OpenAIEngine:
         self.stats = EngineStats()
         self.capabilities = EngineCapabilities(constrained_output=True, logprobs=True)
         with httpx.Client(base_url=self.root, headers=self._headers, timeout=10.0) as http:
-            props = self._probe_json(http, "/props")
-            listed = self._probe_json(http, "/v1/models") or {}
+            found = discover(http, self.root, model)
         #: llama-server: it enforces GBNF grammars (``grammar``), and says much about its model in /props.
-        self.llama_server = props is not None
-        models = [m for m in listed.get("data", []) if isinstance(m, dict)]
-        if model is None:
-            if not models:
-                raise errors.FailedPrecondition(f"The upstream engine at {self.root} lists no model: set its model.")
-            model = str(models[0]["id"])
-        self.model = model
-        served = next((m for m in models if m.get("id") == model), {})
+        self.llama_server = found.props is not None
+        self.model = model = found.model
+        served = next((m for m in found.models if m.get("id") == model), {})
         meta = served.get("meta") or {}
-        props = props or {}
+        props = found.props or {}
         settings = props.get("default_generation_settings") or {}
         served_context = settings.get("n_ctx") or served.get("max_model_len") or meta.get("n_ctx_train")
         if not served_context and context_length is None:
@@ -137,22 +170,6 @@ class OpenAIEngine:
             self._client = httpx.AsyncClient(base_url=self.root, headers=self._headers, timeout=timeout, limits=limits)
             self._loop = loop
         return self._client
-
-    def _probe_json(self, http: httpx.Client, path: str) -> dict | None:
-        """GET ``path``'s JSON; None if the server has no such endpoint."""
-        try:
-            response = http.get(path)
-        except httpx.TransportError as exc:
-            raise self._down(exc) from None
-        if response.status_code in (404, 405, 501):
-            return None
-        if response.status_code == 503:
-            raise errors.Unavailable(f"The upstream engine at {self.root} is not ready (it is loading its model).")
-        if response.status_code in (401, 403):
-            raise errors.FailedPrecondition(f"The upstream engine at {self.root} refused localgem's API key.")
-        if response.status_code != 200:
-            raise errors.Unavailable(f"The upstream engine at {self.root} answered {path} with {response.status_code}.")
-        return response.json()
 
     def _down(self, exc: Exception) -> errors.Unavailable:
         self._up = False
