@@ -10,6 +10,10 @@ straight to the engine's /v1/chat/completions (stream), alternately, and prints:
 * the p50 time to first token of each, and what localgem adds (target: a few ms at 1 stream).
 
     .venv/bin/python bench/upstream.py [--requests 16] [--tokens 64]
+
+``--engine-url`` measures against a server already running instead (vLLM on a GPU: ``--engine-url
+http://127.0.0.1:8000 --tokenizer DIR`` with the model's Hugging Face tokenizer folder, whose chat template
+localgem renders; ``--concurrency 1,8,32``).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def start_engine(slots: int) -> tuple[str, subprocess.Popen]:
     raise RuntimeError("llama-server did not start")
 
 
-def via_localgem(url: str, prompt: str, tokens: int) -> tuple[float, int]:
+def via_localgem(url: str, prompt: str, tokens: int) -> tuple[float | None, int]:
     """(time to first token, output tokens) of one streamed request through localgem."""
     body = {
         "contents": [{"role": "user", "parts": [{"text": prompt}]}],
@@ -86,12 +90,16 @@ def via_localgem(url: str, prompt: str, tokens: int) -> tuple[float, int]:
             if first is None and chunk["candidates"][0]["content"]["parts"][0].get("text"):
                 first = time.perf_counter() - start
             count = chunk.get("usageMetadata", {}).get("candidatesTokenCount", count)
-    return first or 0.0, count
+    return first, count
 
 
-def direct(url: str, prompt: str, tokens: int) -> tuple[float, int]:
+SERVED_MODEL: str | None = None  # the engine's model name, where it wants one (vLLM)
+
+
+def direct(url: str, prompt: str, tokens: int) -> tuple[float | None, int]:
     """(time to first token, output tokens) of the same request straight to the engine's chat API."""
     body = {
+        **({"model": SERVED_MODEL} if SERVED_MODEL else {}),
         "messages": [{"role": "user", "content": prompt}],
         "temperature": 0,
         "max_tokens": tokens,
@@ -110,17 +118,18 @@ def direct(url: str, prompt: str, tokens: int) -> tuple[float, int]:
                 first = time.perf_counter() - start
             if chunk.get("usage"):
                 count = chunk["usage"]["completion_tokens"]
-    return first or 0.0, count
+    return first, count
 
 
 def round_of(send, url: str, requests: int, concurrency: int, tokens: int) -> tuple[float, list[float], int]:
-    """(tokens/s over the round, times to first token, output tokens)."""
+    """(tokens/s over the round, times to first token, output tokens). A request that wrote no text has no
+    time to first token."""
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(lambda i: send(url, PROMPTS[i % len(PROMPTS)], tokens), range(requests)))
     wall = time.perf_counter() - start
     total = sum(count for _, count in results)
-    return total / wall, [ttft for ttft, _ in results], total
+    return total / wall, [ttft for ttft, _ in results if ttft is not None], total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -141,19 +150,27 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16, help="requests per round at 8 streams (8 at 1)")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--engine-url", help="an OpenAI-compatible server already running (else: llama-server)")
+    parser.add_argument("--model", help="the engine's model name, where it wants one in requests")
+    parser.add_argument("--tokenizer", help="the model's Hugging Face tokenizer folder (its chat template)")
+    parser.add_argument("--concurrency", default="1,8", help="comma-separated concurrent streams per round")
     args = parser.parse_args()
-    engine_url, engine = start_engine(8)
+    global SERVED_MODEL
+    SERVED_MODEL = args.model
+    engine_url, engine = (args.engine_url.rstrip("/"), None) if args.engine_url else start_engine(8)
     with tempfile.TemporaryDirectory() as data:
         config = Path(data) / "localgem.toml"
         config.write_text(
             f'default_model = "upstream"\nbuiltin_models = false\n[[models]]\nid = "upstream"\nengine = "openai"\n'
             f'base_url = "{engine_url}/v1"\ncontext_length = 1024\n'
+            + (f'tokenizer = "{args.tokenizer}"\n' if args.tokenizer else "")
+            + (f'upstream_model = "{args.model}"\n' if args.model else "")
         )
         url, server = serve(data, config=str(config))
         try:
             via_localgem(url, PROMPTS[0], 4), direct(engine_url, PROMPTS[0], 4)  # warm both paths
-            for concurrency in (1, 8):
-                requests = args.requests if concurrency > 1 else 8
+            for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                requests = max(args.requests, 2 * concurrency) if concurrency > 1 else 8
                 rates: dict[str, list[float]] = {"localgem": [], "direct": []}
                 ttfts: dict[str, list[float]] = {"localgem": [], "direct": []}
                 relayed, spent = 0, 0.0  # tokens through localgem, and the CPU its process used for them
@@ -166,6 +183,8 @@ def main() -> None:
                         rates[name].append(rate)
                         ttfts[name].extend(firsts)
                 ours, theirs = statistics.median(rates["localgem"]), statistics.median(rates["direct"])
+                if not ttfts["localgem"] or not ttfts["direct"]:
+                    raise SystemExit("no request wrote text: no time to first token to compare")
                 p50_ours, p50_theirs = statistics.median(ttfts["localgem"]), statistics.median(ttfts["direct"])
                 print(
                     f"{concurrency} stream(s): tokens/s localgem {ours:.1f}, direct {theirs:.1f}, "
@@ -176,8 +195,9 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait()
-            engine.terminate()
-            engine.wait()
+            if engine is not None:
+                engine.terminate()
+                engine.wait()
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ class ModelConfig(BaseModel):
     )
     tokenizer: Path | None = Field(
         None,
-        description="engine 'openai': the model's tokenizer.json (or its folder), for a server without /tokenize.",
+        description="engine 'openai': the model's tokenizer.json (or its Hugging Face folder), for a server without /tokenize; its folder's chat template is the model's where the server does not say it (vLLM).",
     )
 
     @field_validator("id")

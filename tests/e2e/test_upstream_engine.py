@@ -294,8 +294,8 @@ def test_generic_openai_server_refuses_what_it_cannot_enforce(gateway: RunningSe
     from localgem.engines.base import ChoiceOutput, JsonOutput, ToolCalls, ToolFunction, UnenforceableSchema
 
     generic = engine(gateway)
-    assert generic.llama_server
-    generic.llama_server = False  # as a server without GBNF grammars (vLLM, Ollama...) would be seen
+    assert generic.flavour == "llama-server"
+    generic.flavour = "generic"  # as a server that takes JSON schemas only (Ollama, LocalAI...) would be seen
     try:
         generic.check_constraint(JsonOutput({"type": "object"}))
         body = generic._constraint_fields(JsonOutput({"type": "object"}))
@@ -307,7 +307,7 @@ def test_generic_openai_server_refuses_what_it_cannot_enforce(gateway: RunningSe
                 ToolCalls((ToolFunction("f", {"type": "object"}),), True, "<a>", "</a>", "args", 1)
             )
     finally:
-        generic.llama_server = True
+        generic.flavour = "llama-server"
 
 
 def test_upstream_down_is_unavailable(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@ llama-server: ``tests/e2e/test_upstream_engine.py``)."""
 
 from __future__ import annotations
 
+import json
+
 import pydantic
 import pytest
 
@@ -52,3 +54,41 @@ def test_logprobs_in_both_forms_servers_send() -> None:
 def test_an_engine_that_does_not_answer_is_unavailable() -> None:
     with pytest.raises(errors.Unavailable, match="does not answer"):
         OpenAIEngine("http://127.0.0.1:9/v1")  # the discard port: nothing listens on loopback
+
+
+def test_the_server_kind_decides_what_it_can_enforce() -> None:
+    from localgem.engines.openai.engine import Served, flavour_of
+
+    assert flavour_of(Served({"chat_template": ""}, [], "m")) == "llama-server"
+    assert flavour_of(Served(None, [{"id": "m", "owned_by": "vllm"}], "m")) == "vllm"
+    assert flavour_of(Served(None, [{"id": "m", "owned_by": "library"}], "m")) == "generic"  # Ollama
+
+
+def test_chat_template_beside_the_tokenizer(tmp_path) -> None:
+    import json
+
+    from localgem.engines.openai.engine import chat_template_in
+
+    assert chat_template_in(tmp_path) is None
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
+    assert chat_template_in(tmp_path / "tokenizer.json") == "{{ messages }}"
+    (tmp_path / "chat_template.jinja").write_text("{{ bos_token }}")  # the newer form wins
+    assert chat_template_in(tmp_path) == "{{ bos_token }}"
+
+
+def test_optional_calls_are_a_structural_tag_for_vllm() -> None:
+    from localgem.engines.base import ToolCalls, ToolFunction
+    from localgem.engines.openai.engine import structural_tag
+
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    calls = ToolCalls((ToolFunction("get_weather", parameters),), False, "<tool_call>", "</tool_call>", "arguments", 2)
+    tag = structural_tag(calls)
+    assert tag["triggers"] == ["<tool_call>"]
+    (structure,) = tag["structures"]
+    written = structure["begin"] + '{"city": "Oslo"}' + structure["end"]
+    # What the model writes parses as the call localgem reads back.
+    assert json.loads(written.removeprefix("<tool_call>\n").removesuffix("</tool_call>")) == {
+        "name": "get_weather",
+        "arguments": {"city": "Oslo"},
+    }
+    assert structure["schema"] == parameters

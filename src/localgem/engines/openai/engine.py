@@ -11,6 +11,9 @@ the output constraint itself:
 * llama-server (it answers ``/props``): the GBNF grammar localgem builds for its own llama.cpp engine
   (``engines.llama.constraints``), so that JSON schemas, enums and function calls (lazily, after the open
   tag, when calls are optional) are enforced exactly as they are locally;
+* vLLM (its ``/v1/models`` entries are ``owned_by: vllm``): the same GBNF grammar as ``structured_outputs``
+  ``grammar`` (its xgrammar backend reads GBNF); optional function calls as a structural tag (free text until
+  the model writes the open tag, then one of the declared calls with valid arguments);
 * any other server: ``response_format`` ``json_schema`` (or ``json_object``) for JSON output; what it cannot
   enforce that way (an enum as text, function calls) is refused with 400, never generated unconstrained.
 
@@ -77,6 +80,63 @@ class Served:
     model: str  # the one to use: the configured one, else the first listed
 
 
+LLAMA_SERVER, VLLM, GENERIC = "llama-server", "vllm", "generic"
+
+
+def flavour_of(served: Served) -> str:
+    """Which kind of server it is, for what it can enforce: llama-server answers /props (GBNF grammars), vLLM
+    owns its models (``structured_outputs`` grammars, structural tags); any other takes JSON schemas only."""
+    if served.props is not None:
+        return LLAMA_SERVER
+    if any(m.get("owned_by") == "vllm" for m in served.models):
+        return VLLM
+    return GENERIC
+
+
+def chat_template_in(tokenizer: Path) -> str | None:
+    """The chat template kept beside a Hugging Face tokenizer (``chat_template.jinja``, or the
+    ``chat_template`` of ``tokenizer_config.json``): a server other than llama-server does not say its own."""
+    folder = tokenizer if tokenizer.is_dir() else tokenizer.parent
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        return template if isinstance(template, str) else None
+    return None
+
+
+def special_token(tokenizer: Path | None, name: str) -> str:
+    """``bos_token``/``eos_token`` from the ``tokenizer_config.json`` beside a Hugging Face tokenizer; ""."""
+    if tokenizer is None:
+        return ""
+    config = (tokenizer if tokenizer.is_dir() else tokenizer.parent) / "tokenizer_config.json"
+    if not config.is_file():
+        return ""
+    token = json.loads(config.read_text(encoding="utf-8")).get(name)
+    if isinstance(token, dict):  # the older form: an AddedToken
+        token = token.get("content")
+    return token if isinstance(token, str) else ""
+
+
+def structural_tag(calls: ToolCalls) -> dict[str, Any]:
+    """Optional function calls as vLLM's structural tag: free text until the output writes the open tag, then
+    ``{"name": ..., args_key: ...}`` naming a declared function with arguments valid against its parameters."""
+    return {
+        "type": "structural_tag",
+        "structures": [
+            {
+                "begin": f'{calls.open_tag}\n{{"name": {json.dumps(f.name)}, {json.dumps(calls.args_key)}: ',
+                "schema": f.parameters,
+                "end": "}" + calls.close_tag,
+            }
+            for f in calls.functions
+        ],
+        "triggers": [calls.open_tag],
+    }
+
+
 def discover(http: httpx.Client, root: str, model: str | None) -> Served:
     """Asks the server at ``root`` what it serves; Unavailable or FailedPrecondition if it cannot say."""
     props = _probe_json(http, root, "/props")
@@ -127,8 +187,7 @@ class OpenAIEngine:
         self.capabilities = EngineCapabilities(constrained_output=True, logprobs=True)
         with httpx.Client(base_url=self.root, headers=self._headers, timeout=10.0) as http:
             found = discover(http, self.root, model)
-        #: llama-server: it enforces GBNF grammars (``grammar``), and says much about its model in /props.
-        self.llama_server = found.props is not None
+        self.flavour = flavour_of(found)
         self.model = model = found.model
         served = next((m for m in found.models if m.get("id") == model), {})
         meta = served.get("meta") or {}
@@ -144,10 +203,13 @@ class OpenAIEngine:
             context_length=context,
             trained_context_length=int(meta.get("n_ctx_train") or served_context or context),
             vocab_size=int(meta.get("n_vocab") or 0),
-            chat_template=props.get("chat_template") or None,
-            bos_token=props.get("bos_token") or "",
-            eos_token=props.get("eos_token") or "",
-            add_bos=True,  # the engine's tokenizer adds BOS where its model wants one (add_special)
+            chat_template=props.get("chat_template") or (tokenizer and chat_template_in(tokenizer)) or None,
+            bos_token=props.get("bos_token") or special_token(tokenizer, "bos_token"),
+            eos_token=props.get("eos_token") or special_token(tokenizer, "eos_token"),
+            # llama-server's tokenizer adds BOS where its model wants one (add_special). vLLM renders a chat
+            # template with the special tokens it writes and tokenizes it adding none: so does localgem, so
+            # that its prompts are the ones vLLM's own chat API would make.
+            add_bos=self.flavour != VLLM,
         )
         self._tokenizer_path = tokenizer
         self._local_tokenizer: Any = None
@@ -220,7 +282,7 @@ class OpenAIEngine:
         if self._tokenize_upstream:
             body = (
                 {"content": text, "add_special": add_bos, "parse_special": True}
-                if self.llama_server
+                if self.flavour == LLAMA_SERVER
                 else {"model": self.model, "prompt": text, "add_special_tokens": add_bos}
             )
             try:
@@ -250,7 +312,7 @@ class OpenAIEngine:
     # -- constraints ------------------------------------------------------------------------------------
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
-        if self.llama_server:
+        if self.flavour in (LLAMA_SERVER, VLLM):
             from localgem.engines.llama.constraints import grammar_for
 
             grammar_for(constraint)  # UnenforceableSchema where no grammar can enforce it
@@ -266,7 +328,7 @@ class OpenAIEngine:
         if constraint is None:
             return {}
         self.check_constraint(constraint)
-        if self.llama_server:
+        if self.flavour == LLAMA_SERVER:
             from localgem.engines.llama.constraints import grammar_for
             from localgem.engines.llama.schema_grammar import tool_calls_grammar
 
@@ -279,6 +341,12 @@ class OpenAIEngine:
                     "preserved_tokens": [constraint.open_tag],
                 }
             return {"grammar": grammar_for(constraint).gbnf}
+        if self.flavour == VLLM:
+            from localgem.engines.llama.constraints import grammar_for
+
+            if isinstance(constraint, ToolCalls) and not constraint.required:
+                return {"response_format": structural_tag(constraint)}
+            return {"structured_outputs": {"grammar": grammar_for(constraint).gbnf}}
         assert isinstance(constraint, JsonOutput)
         if constraint.schema is None:
             return {"response_format": {"type": "json_object"}}
@@ -312,7 +380,7 @@ class OpenAIEngine:
             body["stop"] = list(request.stop_sequences)
         if request.logprobs is not None:
             body["logprobs"] = max(request.logprobs, 1)  # /v1/completions: how many alternatives per token
-        if self.llama_server:
+        if self.flavour == LLAMA_SERVER:
             body["cache_prompt"] = True  # reuse the engine's KV cache for a shared prefix
         if request.adapter is not None:
             raise errors.InvalidArgument("Tuned models do not run on an upstream engine.")
@@ -439,11 +507,15 @@ def _logprobs(raw: Any) -> tuple[StepLogprobs, ...]:
     values = raw.get("token_logprobs") or []
     tops = raw.get("top_logprobs") or [None] * len(tokens)
     for token, value, top in zip(tokens, values, tops, strict=False):
-        alternatives = tuple(
-            TokenLogprob(-1, t, float(v)) for t, v in sorted((top or {}).items(), key=lambda item: -item[1])
-        )
-        steps.append(StepLogprobs(TokenLogprob(-1, token, float(value or 0.0)), alternatives))
+        # vLLM writes a probability of zero (a log probability of -inf) as null: -9999, as its chat API does.
+        ranked = sorted(((t, _logprob(v)) for t, v in (top or {}).items()), key=lambda item: -item[1])
+        alternatives = tuple(TokenLogprob(-1, t, v) for t, v in ranked)
+        steps.append(StepLogprobs(TokenLogprob(-1, token, _logprob(value)), alternatives))
     return tuple(steps)
+
+
+def _logprob(value: Any) -> float:
+    return -9999.0 if value is None else max(float(value), -9999.0)
 
 
 def check_constraint(constraint: OutputConstraint) -> None:
