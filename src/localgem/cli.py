@@ -98,6 +98,9 @@ def _add_catalogue_actions(models: argparse.ArgumentParser) -> None:
     weights = add.add_mutually_exclusive_group(required=True)
     weights.add_argument("--path", type=Path, help="a GGUF file (with --task embed: a sentence-transformers folder)")
     weights.add_argument("--package", help="a Python package that carries the weights")
+    weights.add_argument(
+        "--base-url", help="an OpenAI-compatible server that serves it (vLLM, llama-server...): engine 'openai'"
+    )
     add.add_argument("--task", choices=("generate", "embed"), help="a chat model (default) or an embedding model")
     add.add_argument("--engine", help="the engine that runs it")
     add.add_argument("--display-name", help="its displayName")
@@ -257,9 +260,11 @@ async def _list_models(database: Database, catalogue: ModelCatalogue, registry: 
 
 def _catalogue_config(args: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {"id": args.id}
-    for field in ("package", "task", "engine", "display_name"):
+    for field in ("package", "task", "engine", "display_name", "base_url"):
         if getattr(args, field) is not None:
             config[field] = getattr(args, field)
+    if args.base_url is not None:
+        config.setdefault("engine", "openai")
     if args.path is not None:
         config["path"] = str(args.path.resolve())
     for setting in args.set:

@@ -110,7 +110,8 @@ class ModelConfig(BaseModel):
     )
     tokenizer: Path | None = Field(
         None,
-        description="engine 'openai': the model's tokenizer.json (or its Hugging Face folder), for a server without /tokenize; its folder's chat template is the model's where the server does not say it (vLLM).",
+        description="engine 'openai': the model's tokenizer.json (or its Hugging Face folder), for a server "
+        "without /tokenize; its folder's chat template is the model's where the server does not say it (vLLM).",
     )
 
     @field_validator("id")
@@ -126,6 +127,8 @@ class ModelConfig(BaseModel):
         if self.engine == "openai":  # another server runs it: no weights here
             if not self.base_url or self.path is not None or self.package is not None:
                 raise ValueError(f"model {self.id!r}: engine 'openai' takes a 'base_url', not a 'path' or 'package'")
+            if not self.base_url.startswith(("http://", "https://")):
+                raise ValueError(f"model {self.id!r}: base_url must be an http:// or https:// URL")
             return self
         if (self.path is None) == (self.package is None):
             raise ValueError(f"model {self.id!r}: give exactly one of 'path' or 'package'")

@@ -368,3 +368,29 @@ def test_embeddings_through_the_engines_embeddings_api(tmp_path: Path) -> None:
         if server is not None:
             server.stop()
         upstream.stop()
+
+
+def test_an_upstream_model_added_to_the_catalogue_is_served(
+    gateway: RunningServer,
+    upstream: Upstream,
+    sdk: genai.Client,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from localgem import cli
+
+    for name in [n for n in os.environ if n.startswith("LOCALGEM_")]:
+        monkeypatch.delenv(name)  # the CLI reads the environment: only the data dir below counts
+
+    data = ["--data-dir", str(gateway.app.state.settings.data_dir)]
+    # An upstream model is a URL, not weights: `models add --base-url`, on a server that is already running.
+    assert cli.main(["models", "add", "upstream-added", "--base-url", f"{upstream.url}/v1", *data]) == 0
+    assert capsys.readouterr().out == "added models/upstream-added\n"
+    assert cli.main(["models", "add", "upstream-bad", "--base-url", "ftp://example.org", *data]) == 2
+    assert "http:// or https://" in capsys.readouterr().err
+    config = types.GenerateContentConfig(temperature=0, max_output_tokens=8)
+    response = sdk.models.generate_content(model="upstream-added", contents="Say hello.", config=config)
+    assert response.text and response.model_version == "upstream-added"
+    assert cli.main(["models", *data]) == 0
+    assert f"models/upstream-added\tupstream-added\t{upstream.url}/v1\tcatalogue (cli)" in capsys.readouterr().out
+    assert cli.main(["models", "remove", "upstream-added", *data]) == 0

@@ -191,6 +191,8 @@ class ModelCatalogue:
 
 def _check_weights(entry: ModelEntry) -> None:
     path = entry.config.path
+    if entry.config.base_url is not None:
+        return  # served by an upstream engine: asked what it serves when the model is loaded
     if path is not None:
         if not path.is_absolute():
             raise errors.InvalidArgument(
