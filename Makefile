@@ -28,6 +28,9 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP_INSTALL_TEST) -e '.[speech,test]'
+	# vLLM's grammar engine, to check the grammars localgem sends vLLM without a GPU. --no-deps: its wheel names
+	# Triton (1 GB), which compiling grammars does not use; its other dependencies are installed above.
+	$(PIP_INSTALL_TEST) --no-deps xgrammar==0.2.9 apache-tvm-ffi==0.1.15.post2
 	@touch $@
 
 serve: install
