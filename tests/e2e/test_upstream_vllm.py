@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -109,6 +110,8 @@ def vllm_command(gguf: Path, folder: Path, port: int) -> list[str]:
         "127.0.0.1",
         "--port",
         str(port),
+        # More of vLLM's flags, e.g. "--no-enable-prefix-caching" or "--attention-backend TRITON_ATTN".
+        *shlex.split(os.environ.get("LOCALGEM_VLLM_ARGS", "")),
     ]
 
 
