@@ -445,7 +445,9 @@ async def _sweep_forever(
         except Exception:  # a failed sweep is retried next interval; it must not end the loop
             log.exception("sweeping expired files and caches failed")
             continue
-        if report.files or report.uploads or report.blobs:
-            log.info("swept %s expired files, %s upload sessions, %s stray blobs", *vars(report).values())
+        if report.files or report.uploads or report.blobs or report.local_copies:
+            log.info(
+                "swept %s expired files, %s upload sessions, %s stray blobs, %s local copies", *vars(report).values()
+            )
         if swept_caches:
             log.info("swept %s expired cached contents", swept_caches)

@@ -137,3 +137,22 @@ async def test_a_local_copy_is_fetched_once_and_verified(s3: S3Server, location:
     assert not (tmp_path / "a" / "blob-cache" / wrong[:2] / wrong).exists()
     await store.delete(digest)
     assert not path.exists()
+
+
+async def test_copies_of_blobs_another_replica_deleted_are_pruned(
+    s3: S3Server, location: S3Location, tmp_path: Path
+) -> None:
+    one, two = replica(s3, location, tmp_path, "one"), replica(s3, location, tmp_path, "two")
+    digests = []
+    for upload, data in (("upload000008", b"kept adapter"), ("upload000009", b"deleted adapter")):
+        await one.write_partial(upload, 0, chunks(data), 100)
+        digests.append((await one.seal_partial(upload)).sha256)
+        await one.publish(upload, digests[-1])
+    kept, deleted = [await two.local_path(digest) for digest in digests]
+    await one.delete(digests[1])  # on the other replica: two's copy outlives the blob
+    assert deleted.exists()
+    assert await one.prune_local_copies() == 0
+    assert await two.prune_local_copies() == 1
+    assert kept.read_bytes() == b"kept adapter" and not deleted.exists()
+    with pytest.raises(FileNotFoundError):
+        await two.local_path(digests[1])

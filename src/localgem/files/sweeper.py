@@ -1,5 +1,5 @@
 """Expiry and blob cleanup: files past their 48 hours (and bytes no file uses any more), expired upload
-sessions, and stray blobs a crash left without a record."""
+sessions, stray blobs a crash left without a record, and local copies of blobs gone from the store."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class SweepReport:
     files: int = 0
     uploads: int = 0
     blobs: int = 0
+    local_copies: int = 0
 
 
 class FileSweeper:
@@ -42,4 +43,5 @@ class FileSweeper:
             if not await self._files.blob_known(sha):
                 await self._blobs.delete(sha)
                 stray += 1
-        return SweepReport(removed_files, expired_uploads, stray)
+        # Each replica sweeps: its own copies of blobs another replica deleted go too.
+        return SweepReport(removed_files, expired_uploads, stray, await self._blobs.prune_local_copies())

@@ -83,6 +83,11 @@ class BlobStore(Protocol):
         """Blobs stored (or last published) more than ``older_than_s`` seconds ago."""
         ...
 
+    async def prune_local_copies(self) -> int:
+        """Drop the local copies ``local_path`` made of blobs that are gone from the store (another replica
+        deleted them); how many went. A store whose blobs are local files keeps no copies."""
+        ...
+
 
 class TooLarge(Exception):
     """More bytes arrived than the upload may hold."""
@@ -208,6 +213,9 @@ class LocalBlobStore:
         if not await asyncio.to_thread(path.exists):
             raise FileNotFoundError(path)
         return path
+
+    async def prune_local_copies(self) -> int:
+        return 0
 
     async def stale_blobs(self, older_than_s: float) -> list[str]:
         return await asyncio.to_thread(self._stale_blobs, time.time() - older_than_s)

@@ -427,6 +427,17 @@ class S3BlobStore:
         finally:
             Path(temp).unlink(missing_ok=True)
 
+    async def prune_local_copies(self) -> int:
+        return await asyncio.to_thread(self._prune_local_copies)
+
+    def _prune_local_copies(self) -> int:
+        pruned = 0
+        for path in self._cache.glob("??/*"):
+            if SHA256.fullmatch(path.name) and not self._exists(self._blob_key(path.name)):
+                path.unlink(missing_ok=True)  # a reader that has it open keeps reading (POSIX)
+                pruned += 1
+        return pruned
+
     async def stale_blobs(self, older_than_s: float) -> list[str]:
         objects, _ = await asyncio.to_thread(self._list, f"{self._prefix}blobs/")
         # LastModified is in whole seconds, cut down: an object may be up to a second younger than it says.
