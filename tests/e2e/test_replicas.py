@@ -1,7 +1,8 @@
 """Stateless replicas: two localgem processes sharing one PostgreSQL database and one S3 bucket (SeaweedFS), behind
 HAProxy balancing every request round robin. The SDKs talk to the proxy and cannot tell: an upload's chunks
-land on both replicas, a cache made on one serves requests on both, a batch runs each request once, a Live
-session resumes on the other replica, and a quota is counted once."""
+land on both replicas, a cache made on one serves requests on both, a batch runs each request once, a File
+Search document is ingested once and grounds answers on both, a Live session resumes on the other replica, and a
+quota is counted once."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.conftest import API_KEY
 from tests.e2e.test_files_durability import ServerProcess
 from tests.haproxy import REPLICA_HEADER, requires_haproxy, round_robin
 from tests.live import open_session, read_turn, receive, send, user_turn
-from tests.postgres import create_database
+from tests.pgvector_server import new_database
 from tests.s3_server import S3Server
 from tests.uploads import send_chunk, start_upload
 
@@ -59,7 +60,8 @@ class Fleet:
 def fleet(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     requires_haproxy()
     root = tmp_path_factory.mktemp("fleet")
-    database = create_database(request.getfixturevalue("postgres_server"))
+    # PostgreSQL with pgvector: File Search's chunk index is in the shared database too.
+    database = new_database(request.getfixturevalue("pgvector_url"))
     s3: S3Server = request.getfixturevalue("s3")
     bucket = s3.new_bucket()
     replicas = [ServerProcess(root / f"replica{i}", database) for i in range(2)]
@@ -171,6 +173,49 @@ def test_a_batch_runs_each_request_once(fleet: Fleet) -> None:
     assert job.state.name == "JOB_STATE_SUCCEEDED"
     assert len(job.dest.inlined_responses) == 6
     assert sum(fleet.started()) - sum(before) == 6  # claimed once: no request ran on both replicas
+
+
+def test_a_file_search_document_is_ingested_once_and_grounds_answers_on_both(fleet: Fleet, tmp_path: Path) -> None:
+    client = fleet.client()
+    store = client.file_search_stores.create(config={"display_name": "fleet"}).name
+    notes = tmp_path / "kettle.md"
+    facts = [f"Fact {i}: the Zorblax {i} kettle boils water in exactly {40 + i} seconds." for i in range(12)]
+    notes.write_text("# Kettles\n\n" + "\n\n".join(facts) + "\n")
+    operation = client.file_search_stores.upload_to_file_search_store(file_search_store_name=store, file=str(notes))
+    deadline = time.monotonic() + 120
+    while not operation.done:  # polled through the proxy: each poll may reach either replica
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        operation = client.operations.get(operation)
+    assert operation.error is None
+    (document,) = client.file_search_stores.documents.list(parent=store)
+    assert document.state.name == "STATE_ACTIVE"
+    tool = types.Tool(file_search=types.FileSearch(file_search_store_names=[store], top_k=20))
+    config = types.GenerateContentConfig(tools=[tool], temperature=0, max_output_tokens=20)
+    answered_by, contexts = set(), []
+    for _ in range(4):
+        http = httpx.post(
+            f"{fleet.url}/v1beta/models/gemini-2.5-flash:generateContent",
+            json={
+                "contents": [{"parts": [{"text": "How long does the Zorblax 7 kettle take?"}]}],
+                "tools": [{"fileSearch": {"fileSearchStoreNames": [store], "topK": 20}}],
+                "generationConfig": {"temperature": 0, "maxOutputTokens": 20},
+            },
+            headers=HEADERS,
+            timeout=120,
+        )
+        assert http.status_code == 200, http.text
+        answered_by.add(http.headers[REPLICA_HEADER])
+        chunks = http.json()["candidates"][0]["groundingMetadata"]["groundingChunks"]
+        texts = [chunk["retrievedContext"]["text"] for chunk in chunks]
+        assert len(texts) == len(set(texts))  # ingested once: no chunk is in the index twice
+        assert any("Zorblax 7 kettle" in text for text in texts)
+        contexts.append(texts)
+    # The same chunks, ranked the same, whichever replica answered: the one that did not ingest the document
+    # searches its vectors too (it finds their table in the shared database).
+    assert len(answered_by) == 2 and all(found == contexts[0] for found in contexts)
+    response = client.models.generate_content(model="gemini-2.5-flash", contents="Zorblax 3?", config=config)
+    assert response.candidates[0].grounding_metadata.grounding_chunks
 
 
 def test_a_live_session_resumes_on_the_other_replica(fleet: Fleet) -> None:

@@ -172,3 +172,24 @@ def test_search_within_documents_and_pages_round_trip(index: ChunkIndex) -> None
     assert asyncio.run(index.search(["s"], basis[0], "kettle", k=5, documents=[])) == []
     everywhere = asyncio.run(index.search(["s"], basis[0], "kettle", k=5))
     assert {h.document for h in everywhere} == {"s/documents/d1", "s/documents/d2"}
+
+
+def test_a_replica_searches_vectors_another_replica_added(request: pytest.FixtureRequest) -> None:
+    """Two servers on one PostgreSQL: the one that opened its index before the other added the first vectors of
+    a size still searches them (it finds their table), and ranks as the writer does."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    url = new_database(request.getfixturevalue("pgvector_url"))
+
+    async def run() -> None:
+        reader = await PgChunkIndex(create_async_engine(url, poolclass=NullPool)).open()
+        writer = await PgChunkIndex(create_async_engine(url, poolclass=NullPool)).open()
+        basis = np.eye(DIMS, dtype=np.float32)
+        await writer.add(chunks("s", "d", ["alpha", "beta", "gamma"], basis[:3]))
+        query = unit(basis[1] + 0.1 * basis[2])
+        read = await reader.search(["s"], query, "", k=3)
+        assert [h.chunk_id for h in read] == [h.chunk_id for h in await writer.search(["s"], query, "", k=3)]
+        assert read[0].text == "beta" and read[0].similarity > 0.9
+
+    asyncio.run(run())

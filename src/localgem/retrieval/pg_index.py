@@ -181,7 +181,11 @@ class PgChunkIndex:
     ) -> list[tuple[int, float]]:
         dims = len(vector)
         if dims not in self._dims:
-            return []
+            # Another replica may have made this size's table since this one opened the index.
+            found = await db.execute(sql("SELECT to_regclass(:table)"), {"table": f"chunk_vectors_{int(dims)}"})
+            if found.scalar() is None:
+                return []
+            self._dims.add(dims)
         table = await self._vectors(db, dims)
         query = {"q": _vector(vector), "fetch": fetch}
         if allowed is not None:
