@@ -218,6 +218,40 @@ def test_a_file_search_document_is_ingested_once_and_grounds_answers_on_both(fle
     assert response.candidates[0].grounding_metadata.grounding_chunks
 
 
+def test_a_model_tuned_on_one_replica_is_served_by_both(fleet: Fleet) -> None:
+    from tests.tuning_data import examples, split
+
+    train, held_out = split()
+    body = {
+        "baseModel": "models/smollm2-135m-instruct",
+        "displayName": "fleet tuned",
+        "tuningTask": {
+            "hyperparameters": {"epochCount": 1, "batchSize": 4, "learningRate": 0.001},
+            "trainingData": {"examples": {"examples": examples(train)[:12]}},
+        },
+    }
+    created = httpx.post(f"{fleet.url}/v1beta/tunedModels", json=body, headers=HEADERS, timeout=60)
+    assert created.status_code == 200, created.text
+    operation = created.json()["name"]
+    deadline = time.monotonic() + 600
+    while not (found := httpx.get(f"{fleet.url}/v1beta/{operation}", headers=HEADERS, timeout=30).json())["done"]:
+        assert time.monotonic() < deadline, found  # polled through the proxy: either replica answers
+        time.sleep(0.5)
+    assert "error" not in found, found
+    model = found["response"]["name"]
+    assert any("/blobs/" in key for key in fleet.stored())  # its adapter: in the shared bucket
+    request = {
+        "contents": [{"parts": [{"text": held_out[0]}]}],
+        "generationConfig": {"temperature": 0, "maxOutputTokens": 12},
+    }
+    answers = []
+    for replica in fleet.replicas:  # the replica that did not train it fetches the adapter from the bucket
+        reply = httpx.post(f"{replica.url}/v1beta/{model}:generateContent", json=request, headers=HEADERS, timeout=120)
+        assert reply.status_code == 200, reply.text
+        answers.append(reply.json()["candidates"][0]["content"]["parts"][0]["text"])
+    assert answers[0] == answers[1]
+
+
 def test_a_live_session_resumes_on_the_other_replica(fleet: Fleet) -> None:
     """Over the Live wire protocol (ws://: google-genai's Python SDK only speaks wss://): the handle one replica
     gave is valid on the other, which holds the whole conversation."""
