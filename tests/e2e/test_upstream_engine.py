@@ -156,7 +156,8 @@ def test_generate_and_cached_prefix(sdk: genai.Client, gateway: RunningServer) -
     assert second.usage_metadata.cached_content_token_count >= first.usage_metadata.prompt_token_count // 2
 
 
-def test_stream_relays_chunks(sdk: genai.Client) -> None:
+def relays_a_stream(sdk: genai.Client) -> None:
+    """Each of the engine's chunks goes out as it comes; the last says why it ended and what it wrote."""
     config = types.GenerateContentConfig(temperature=0, max_output_tokens=20)
     chunks = list(sdk.models.generate_content_stream(model=UPSTREAM, contents="Count from one to ten.", config=config))
     texts = [chunk.text for chunk in chunks if chunk.text]
@@ -165,12 +166,12 @@ def test_stream_relays_chunks(sdk: genai.Client) -> None:
     assert chunks[-1].usage_metadata.candidates_token_count == 20
 
 
-def test_count_tokens_is_the_engines(sdk: genai.Client, gateway: RunningServer) -> None:
-    contents = "How many tokens is this sentence, in SmolLM2's own tokenizer?"
-    counted = sdk.models.count_tokens(model=UPSTREAM, contents=contents).total_tokens
-    # The same GGUF on localgem's own llama.cpp engine counts the same prompt the same.
-    assert counted == sdk.models.count_tokens(model=SMOLLM, contents=contents).total_tokens
-    # And the engine evaluates exactly that many prompt tokens.
+def test_stream_relays_chunks(sdk: genai.Client) -> None:
+    relays_a_stream(sdk)
+
+
+def evaluates_what_it_counted(sdk: genai.Client, gateway: RunningServer, contents: str, counted: int) -> None:
+    """The engine evaluates exactly the prompt tokens countTokens said (its own usage, in the engine's stats)."""
     stats = engine(gateway).stats
     before = stats.prompt_tokens_evaluated + stats.prompt_tokens_reused
     config = types.GenerateContentConfig(max_output_tokens=2)
@@ -179,7 +180,15 @@ def test_count_tokens_is_the_engines(sdk: genai.Client, gateway: RunningServer) 
     assert stats.prompt_tokens_evaluated + stats.prompt_tokens_reused - before == counted
 
 
-def test_json_schema_output(sdk: genai.Client) -> None:
+def test_count_tokens_is_the_engines(sdk: genai.Client, gateway: RunningServer) -> None:
+    contents = "How many tokens is this sentence, in SmolLM2's own tokenizer?"
+    counted = sdk.models.count_tokens(model=UPSTREAM, contents=contents).total_tokens
+    # The same GGUF on localgem's own llama.cpp engine counts the same prompt the same.
+    assert counted == sdk.models.count_tokens(model=SMOLLM, contents=contents).total_tokens
+    evaluates_what_it_counted(sdk, gateway, contents, counted)
+
+
+def writes_json_valid_against_the_schema(sdk: genai.Client) -> None:
     schema = {
         "type": "object",
         "properties": {"city": {"type": "string", "maxLength": 20}, "population": {"type": "integer"}},
@@ -192,7 +201,11 @@ def test_json_schema_output(sdk: genai.Client) -> None:
     jsonschema.validate(json.loads(response.text), schema)
 
 
-def test_enum_output(sdk: genai.Client) -> None:
+def test_json_schema_output(sdk: genai.Client) -> None:
+    writes_json_valid_against_the_schema(sdk)
+
+
+def answers_one_of_the_enum(sdk: genai.Client) -> None:
     config = types.GenerateContentConfig(
         response_mime_type="text/x.enum",
         response_schema={"type": "STRING", "enum": ["red", "green", "blue"]},
@@ -202,14 +215,20 @@ def test_enum_output(sdk: genai.Client) -> None:
     assert response.text in ("red", "green", "blue")
 
 
-def test_function_call_mode_any(sdk: genai.Client) -> None:
-    weather = types.FunctionDeclaration(
-        name="get_weather",
-        description="The weather in a city.",
-        parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    )
+def test_enum_output(sdk: genai.Client) -> None:
+    answers_one_of_the_enum(sdk)
+
+
+WEATHER = types.FunctionDeclaration(
+    name="get_weather",
+    description="The weather in a city.",
+    parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+def calls_the_function_in_mode_any(sdk: genai.Client) -> None:
     config = types.GenerateContentConfig(
-        tools=[types.Tool(function_declarations=[weather])],
+        tools=[types.Tool(function_declarations=[WEATHER])],
         tool_config=types.ToolConfig(function_calling_config=types.FunctionCallingConfig(mode="ANY")),
         temperature=0,
         max_output_tokens=60,
@@ -220,14 +239,13 @@ def test_function_call_mode_any(sdk: genai.Client) -> None:
     assert isinstance(calls[0].args["city"], str)
 
 
+def test_function_call_mode_any(sdk: genai.Client) -> None:
+    calls_the_function_in_mode_any(sdk)
+
+
 def test_function_calling_auto_candidates_and_logprobs(sdk: genai.Client) -> None:
-    weather = types.FunctionDeclaration(
-        name="get_weather",
-        description="The weather in a city.",
-        parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    )
     config = types.GenerateContentConfig(
-        tools=[types.Tool(function_declarations=[weather])],
+        tools=[types.Tool(function_declarations=[WEATHER])],
         tool_config=types.ToolConfig(function_calling_config=types.FunctionCallingConfig(mode="AUTO")),
         max_output_tokens=40,
     )

@@ -33,7 +33,17 @@ from google import genai
 from google.genai import types
 
 from tests.conftest import API_KEY
-from tests.e2e.test_upstream_engine import UPSTREAM, free_port
+from tests.e2e.test_upstream_engine import (
+    UPSTREAM,
+    WEATHER,
+    answers_one_of_the_enum,
+    calls_the_function_in_mode_any,
+    engine,
+    evaluates_what_it_counted,
+    free_port,
+    relays_a_stream,
+    writes_json_valid_against_the_schema,
+)
 from tests.server import RunningServer, start_server
 
 SERVED = "smollm2"
@@ -188,10 +198,6 @@ def sdk(gateway: RunningServer) -> genai.Client:
     return genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=gateway.url))
 
 
-def engine(server: RunningServer):
-    return server.app.state.engines.loaded()[UPSTREAM].engine
-
-
 def test_vllms_prefix_cache_keeps_greedy_output(vllm_server: Vllm) -> None:
     """vLLM alone, no localgem: the same prompt token ids, greedy, cold and then from its prefix cache, must
     write the same text. Where this fails, the engine's cache hits are wrong, and the tests below that hit it
@@ -249,12 +255,7 @@ def test_generate_and_cached_prefix(sdk: genai.Client) -> None:
 
 
 def test_stream_relays_chunks(sdk: genai.Client) -> None:
-    config = types.GenerateContentConfig(temperature=0, max_output_tokens=20)
-    chunks = list(sdk.models.generate_content_stream(model=UPSTREAM, contents="Count from one to ten.", config=config))
-    texts = [chunk.text for chunk in chunks if chunk.text]
-    assert len(texts) >= 3, chunks
-    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
-    assert chunks[-1].usage_metadata.candidates_token_count == 20
+    relays_a_stream(sdk)
 
 
 def test_count_tokens_is_the_engines(sdk: genai.Client, gateway: RunningServer) -> None:
@@ -262,25 +263,11 @@ def test_count_tokens_is_the_engines(sdk: genai.Client, gateway: RunningServer) 
     counted = sdk.models.count_tokens(model=UPSTREAM, contents=contents).total_tokens
     # vLLM evaluates exactly that many prompt tokens (its usage.prompt_tokens; test_greedy_output_is_vllms_own
     # checks the count against vLLM's own rendering of the chat template).
-    stats = engine(gateway).stats
-    before = stats.prompt_tokens_evaluated + stats.prompt_tokens_reused
-    config = types.GenerateContentConfig(max_output_tokens=2)
-    response = sdk.models.generate_content(model=UPSTREAM, contents=contents, config=config)
-    assert response.usage_metadata.prompt_token_count == counted
-    assert stats.prompt_tokens_evaluated + stats.prompt_tokens_reused - before == counted
+    evaluates_what_it_counted(sdk, gateway, contents, counted)
 
 
 def test_json_schema_output(sdk: genai.Client) -> None:
-    schema = {
-        "type": "object",
-        "properties": {"city": {"type": "string", "maxLength": 20}, "population": {"type": "integer"}},
-        "required": ["city", "population"],
-    }
-    config = types.GenerateContentConfig(
-        response_mime_type="application/json", response_json_schema=schema, max_output_tokens=80, temperature=0
-    )
-    response = sdk.models.generate_content(model=UPSTREAM, contents="Describe Paris as JSON.", config=config)
-    jsonschema.validate(json.loads(response.text), schema)
+    writes_json_valid_against_the_schema(sdk)
 
 
 def test_bounded_numbers_are_enforced(sdk: genai.Client) -> None:
@@ -299,33 +286,11 @@ def test_bounded_numbers_are_enforced(sdk: genai.Client) -> None:
 
 
 def test_enum_output(sdk: genai.Client) -> None:
-    config = types.GenerateContentConfig(
-        response_mime_type="text/x.enum",
-        response_schema={"type": "STRING", "enum": ["red", "green", "blue"]},
-        max_output_tokens=10,
-    )
-    response = sdk.models.generate_content(model=UPSTREAM, contents="What colour is the sky?", config=config)
-    assert response.text in ("red", "green", "blue")
-
-
-WEATHER = types.FunctionDeclaration(
-    name="get_weather",
-    description="The weather in a city.",
-    parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-)
+    answers_one_of_the_enum(sdk)
 
 
 def test_function_call_mode_any(sdk: genai.Client) -> None:
-    config = types.GenerateContentConfig(
-        tools=[types.Tool(function_declarations=[WEATHER])],
-        tool_config=types.ToolConfig(function_calling_config=types.FunctionCallingConfig(mode="ANY")),
-        temperature=0,
-        max_output_tokens=60,
-    )
-    response = sdk.models.generate_content(model=UPSTREAM, contents="What is the weather in Oslo?", config=config)
-    calls = response.function_calls
-    assert calls and calls[0].name == "get_weather"
-    assert isinstance(calls[0].args["city"], str)
+    calls_the_function_in_mode_any(sdk)
 
 
 def test_function_calling_auto(sdk: genai.Client) -> None:
