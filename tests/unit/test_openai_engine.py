@@ -64,16 +64,17 @@ def test_the_server_kind_decides_what_it_can_enforce() -> None:
     assert flavour_of(Served(None, [{"id": "m", "owned_by": "library"}], "m")) == "generic"  # Ollama
 
 
-def test_chat_template_beside_the_tokenizer(tmp_path) -> None:
+def test_chat_template_and_special_tokens_beside_the_tokenizer(tmp_path) -> None:
     import json
 
-    from localgem.engines.openai.engine import chat_template_in
+    from localgem.engines.openai.engine import TokenizerFolder, tokenizer_folder
 
-    assert chat_template_in(tmp_path) is None
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
-    assert chat_template_in(tmp_path / "tokenizer.json") == "{{ messages }}"
+    assert tokenizer_folder(None) == tokenizer_folder(tmp_path) == TokenizerFolder()
+    config = {"chat_template": "{{ messages }}", "bos_token": {"content": "<s>"}, "eos_token": "</s>"}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    assert tokenizer_folder(tmp_path / "tokenizer.json") == TokenizerFolder("{{ messages }}", "<s>", "</s>")
     (tmp_path / "chat_template.jinja").write_text("{{ bos_token }}")  # the newer form wins
-    assert chat_template_in(tmp_path) == "{{ bos_token }}"
+    assert tokenizer_folder(tmp_path).chat_template == "{{ bos_token }}"
 
 
 def test_optional_calls_are_a_structural_tag_for_vllm() -> None:

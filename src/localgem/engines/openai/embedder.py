@@ -15,7 +15,7 @@ import numpy as np
 
 from localgem import errors
 from localgem.engines.embedding.engine import EmbedderInfo, EmbedderStats
-from localgem.engines.openai.engine import api_root, discover
+from localgem.engines.openai.engine import api_root, discover, flavour_of, tokenize_body
 
 
 class OpenAIEmbedder:
@@ -27,7 +27,7 @@ class OpenAIEmbedder:
         self._http = httpx.Client(base_url=self.root, headers=headers, timeout=httpx.Timeout(10.0, read=600.0))
         found = discover(self._http, self.root, model)
         self.model = found.model
-        self._llama_server = found.props is not None
+        self._flavour = flavour_of(found)
         served = ((found.props or {}).get("default_generation_settings") or {}).get("n_ctx")
         limit = min(max_tokens or served or 512, served or max_tokens or 512)
         self.stats = EmbedderStats()
@@ -50,11 +50,7 @@ class OpenAIEmbedder:
         return response.json()
 
     def _tokens(self, text: str) -> list[int]:
-        body = (
-            {"content": text, "add_special": True, "parse_special": False}
-            if self._llama_server
-            else {"model": self.model, "prompt": text, "add_special_tokens": True}
-        )
+        body = tokenize_body(self._flavour, self.model, text, add_special=True, parse_special=False)
         return [int(t) for t in self._post("/tokenize", body)["tokens"]]
 
     def _embed(self, inputs: list[list[int]]) -> np.ndarray:

@@ -93,31 +93,44 @@ def flavour_of(served: Served) -> str:
     return GENERIC
 
 
-def chat_template_in(tokenizer: Path) -> str | None:
-    """The chat template kept beside a Hugging Face tokenizer (``chat_template.jinja``, or the
-    ``chat_template`` of ``tokenizer_config.json``): a server other than llama-server does not say its own."""
-    folder = tokenizer if tokenizer.is_dir() else tokenizer.parent
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    config = folder / "tokenizer_config.json"
-    if config.is_file():
-        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
-        return template if isinstance(template, str) else None
-    return None
+@dataclass(frozen=True)
+class TokenizerFolder:
+    """What a Hugging Face tokenizer's folder says of its model's chat: a server other than llama-server
+    (vLLM) does not say its template or special tokens."""
+
+    chat_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
 
 
-def special_token(tokenizer: Path | None, name: str) -> str:
-    """``bos_token``/``eos_token`` from the ``tokenizer_config.json`` beside a Hugging Face tokenizer; ""."""
+def tokenizer_folder(tokenizer: Path | None) -> TokenizerFolder:
+    """The chat template (``chat_template.jinja``, else ``tokenizer_config.json``'s) and the BOS/EOS tokens
+    (``tokenizer_config.json``) beside a tokenizer; empty where there is none."""
     if tokenizer is None:
-        return ""
-    config = (tokenizer if tokenizer.is_dir() else tokenizer.parent) / "tokenizer_config.json"
-    if not config.is_file():
-        return ""
-    token = json.loads(config.read_text(encoding="utf-8")).get(name)
+        return TokenizerFolder()
+    folder = tokenizer if tokenizer.is_dir() else tokenizer.parent
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    jinja = folder / "chat_template.jinja"
+    template = jinja.read_text(encoding="utf-8") if jinja.is_file() else config.get("chat_template")
+    return TokenizerFolder(
+        template if isinstance(template, str) else None,
+        _token_text(config.get("bos_token")),
+        _token_text(config.get("eos_token")),
+    )
+
+
+def _token_text(token: Any) -> str:
     if isinstance(token, dict):  # the older form: an AddedToken
         token = token.get("content")
     return token if isinstance(token, str) else ""
+
+
+def tokenize_body(flavour: str, model: str, text: str, add_special: bool, parse_special: bool) -> dict[str, Any]:
+    """A ``/tokenize`` request in the server's own form (llama-server's, or vLLM's and SGLang's)."""
+    if flavour == LLAMA_SERVER:
+        return {"content": text, "add_special": add_special, "parse_special": parse_special}
+    return {"model": model, "prompt": text, "add_special_tokens": add_special}
 
 
 def structural_tag(calls: ToolCalls) -> dict[str, Any]:
@@ -192,6 +205,7 @@ class OpenAIEngine:
         served = next((m for m in found.models if m.get("id") == model), {})
         meta = served.get("meta") or {}
         props = found.props or {}
+        folder = tokenizer_folder(tokenizer)
         settings = props.get("default_generation_settings") or {}
         served_context = settings.get("n_ctx") or served.get("max_model_len") or meta.get("n_ctx_train")
         if not served_context and context_length is None:
@@ -203,9 +217,9 @@ class OpenAIEngine:
             context_length=context,
             trained_context_length=int(meta.get("n_ctx_train") or served_context or context),
             vocab_size=int(meta.get("n_vocab") or 0),
-            chat_template=props.get("chat_template") or (tokenizer and chat_template_in(tokenizer)) or None,
-            bos_token=props.get("bos_token") or special_token(tokenizer, "bos_token"),
-            eos_token=props.get("eos_token") or special_token(tokenizer, "eos_token"),
+            chat_template=props.get("chat_template") or folder.chat_template,
+            bos_token=props.get("bos_token") or folder.bos_token,
+            eos_token=props.get("eos_token") or folder.eos_token,
             # llama-server's tokenizer adds BOS where its model wants one (add_special). vLLM renders a chat
             # template with the special tokens it writes and tokenizes it adding none: so does localgem, so
             # that its prompts are the ones vLLM's own chat API would make.
@@ -280,11 +294,7 @@ class OpenAIEngine:
         if pictures:
             raise errors.InvalidArgument("This model's upstream engine does not take images through localgem.")
         if self._tokenize_upstream:
-            body = (
-                {"content": text, "add_special": add_bos, "parse_special": True}
-                if self.flavour == LLAMA_SERVER
-                else {"model": self.model, "prompt": text, "add_special_tokens": add_bos}
-            )
+            body = tokenize_body(self.flavour, self.model, text, add_bos, parse_special=True)
             try:
                 response = await self._http().post("/tokenize", json=body)
             except httpx.TransportError as exc:
