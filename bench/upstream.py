@@ -11,9 +11,10 @@ straight to the engine's /v1/chat/completions (stream), alternately, and prints:
 
     .venv/bin/python bench/upstream.py [--requests 16] [--tokens 64]
 
-``--engine-url`` measures against a server already running instead (vLLM on a GPU: ``--engine-url
-http://127.0.0.1:8000 --tokenizer DIR`` with the model's Hugging Face tokenizer folder, whose chat template
-localgem renders; ``--concurrency 1,8,32``).
+``--kind generic`` sends localgem's requests to the engine's chat API (messages), as for Ollama or LocalAI,
+instead of token ids to ``/v1/completions``. ``--engine-url`` measures against a server already running
+instead (vLLM on a GPU: ``--engine-url http://127.0.0.1:8000 --tokenizer DIR`` with the model's Hugging Face
+tokenizer folder, whose chat template localgem renders; ``--concurrency 1,8,32``).
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ def main() -> None:
     parser.add_argument("--model", help="the engine's model name, where it wants one in requests")
     parser.add_argument("--tokenizer", help="the model's Hugging Face tokenizer folder (its chat template)")
     parser.add_argument("--concurrency", default="1,8", help="comma-separated concurrent streams per round")
+    parser.add_argument(
+        "--kind", default="auto", help="upstream_kind: generic sends localgem's requests to the chat API"
+    )
     args = parser.parse_args()
     global SERVED_MODEL
     SERVED_MODEL = args.model
@@ -162,7 +166,7 @@ def main() -> None:
         config = Path(data) / "localgem.toml"
         config.write_text(
             f'default_model = "upstream"\nbuiltin_models = false\n[[models]]\nid = "upstream"\nengine = "openai"\n'
-            f'base_url = "{engine_url}/v1"\ncontext_length = 1024\n'
+            f'base_url = "{engine_url}/v1"\ncontext_length = 1024\nupstream_kind = "{args.kind}"\n'
             + (f'tokenizer = "{args.tokenizer}"\n' if args.tokenizer else "")
             + (f'upstream_model = "{args.model}"\n' if args.model else "")
         )

@@ -108,6 +108,12 @@ class ModelConfig(BaseModel):
     upstream_model: str | None = Field(
         None, description="engine 'openai': the model's name on that server. Default: the first it lists."
     )
+    upstream_kind: Literal["auto", "llama-server", "vllm", "generic"] = Field(
+        "auto",
+        description="engine 'openai': what kind of server it is. auto: llama-server if it answers /props, vLLM "
+        "if it says so in /v1/models, else generic (its chat API: messages, JSON schemas, tools). Set it where a "
+        "proxy hides what the server is.",
+    )
     tokenizer: Path | None = Field(
         None,
         description="engine 'openai': the model's tokenizer.json (or its Hugging Face folder), for a server "

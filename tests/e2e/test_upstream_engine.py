@@ -69,7 +69,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_llama_server(log: Path, parallel: int = 2, embeddings: bool = False) -> Upstream:
+def start_llama_server(log: Path, parallel: int = 2, embeddings: bool = False, extra: tuple[str, ...] = ()) -> Upstream:
     binary = llama_server_binary()
     if binary is None:
         if os.environ.get("LOCALGEM_REQUIRE_UPSTREAM") == "1":
@@ -93,6 +93,7 @@ def start_llama_server(log: Path, parallel: int = 2, embeddings: bool = False) -
         "--metrics",
         "--no-webui",
         *(["--embeddings", "--pooling", "mean"] if embeddings else []),
+        *extra,
     ]
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     upstream = Upstream(f"http://127.0.0.1:{port}", process)
@@ -110,8 +111,9 @@ def start_llama_server(log: Path, parallel: int = 2, embeddings: bool = False) -
     raise RuntimeError("llama-server did not become ready")
 
 
-def start_localgem(data_dir: Path, upstream_url: str, **overrides) -> RunningServer:
-    models = [{"id": UPSTREAM, "engine": "openai", "base_url": f"{upstream_url}/v1", "context_length": 2048}]
+def start_localgem(data_dir: Path, upstream_url: str, model: dict | None = None, **overrides) -> RunningServer:
+    entry = {"id": UPSTREAM, "engine": "openai", "base_url": f"{upstream_url}/v1", "context_length": 2048}
+    models = [entry | (model or {})]
     settings = load_settings(
         environ={}, data_dir=data_dir, api_keys=[API_KEY], models=models, default_model=UPSTREAM, **overrides
     )
@@ -320,10 +322,15 @@ def test_generic_openai_server_refuses_what_it_cannot_enforce(gateway: RunningSe
         assert body["response_format"]["type"] == "json_schema"
         with pytest.raises(UnenforceableSchema):
             generic.check_constraint(ChoiceOutput(("a", "b")))
-        with pytest.raises(UnenforceableSchema):
-            generic.check_constraint(
-                ToolCalls((ToolFunction("f", {"type": "object"}),), True, "<a>", "</a>", "args", 1)
-            )
+        # Function calls go through its tools API (each call checked when it comes back).
+        calls = ToolCalls((ToolFunction("f", {"type": "object"}),), True, "<a>", "</a>", "args", 1)
+        generic.check_constraint(calls)
+        declared = ({"type": "function", "function": {"name": "f"}},)
+        assert generic._constraint_fields(calls, declared) == {
+            "tools": list(declared),
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "parallel_tool_calls": False,
+        }
     finally:
         generic.flavour = "llama-server"
 

@@ -62,6 +62,21 @@ def test_the_server_kind_decides_what_it_can_enforce() -> None:
     assert flavour_of(Served({"chat_template": ""}, [], "m")) == "llama-server"
     assert flavour_of(Served(None, [{"id": "m", "owned_by": "vllm"}], "m")) == "vllm"
     assert flavour_of(Served(None, [{"id": "m", "owned_by": "library"}], "m")) == "generic"  # Ollama
+    # upstream_kind, where a proxy hides what the server is: it decides.
+    assert flavour_of(Served({"chat_template": ""}, [], "m"), "generic") == "generic"
+
+
+def test_tokenize_requests_in_each_servers_form() -> None:
+    from localgem.engines.openai.engine import tokenize_body
+
+    assert tokenize_body("llama-server", "m", "hi", True, False) == {
+        "content": "hi",
+        "add_special": True,
+        "parse_special": False,
+    }
+    assert tokenize_body("vllm", "m", "hi", False, True) == {"model": "m", "prompt": "hi", "add_special_tokens": False}
+    both = tokenize_body("generic", "m", "hi", True, True)  # not knowing the server: both forms at once
+    assert both["content"] == both["prompt"] == "hi" and both["add_special"] and both["add_special_tokens"]
 
 
 def test_chat_template_and_special_tokens_beside_the_tokenizer(tmp_path) -> None:

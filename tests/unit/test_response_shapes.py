@@ -11,7 +11,7 @@ import pytest
 from localgem.engines.base import CandidateFinished, FinishReason, TextDelta
 from localgem.generation import tool_prompt as tools
 from localgem.generation.chat_template import ChatTemplate
-from localgem.generation.function_calling import ToolPlan
+from localgem.generation.function_calling import CallRules, ToolPlan
 from localgem.generation.loaded import LoadedModel
 from localgem.generation.prompt_builder import PromptBuilder
 from localgem.generation.responses import (
@@ -32,18 +32,21 @@ from tests.tool_templates import HERMES_TEMPLATE
 CALL = '<tool_call>\n{"name": "get_weather", "args": {"city": "Paris"}}\n</tool_call>'
 
 
-def _shape(function_calling: bool = True) -> ResponseShape:
+def _shape(function_calling: bool = True, rules: CallRules | None = None) -> ResponseShape:
     return ResponseShape(
         response_id="NmuSaYCTD4Ha-8YPm4GDqAk",
         model_version="m",
         prompt_tokens=5,
         logprobs=False,
         function_calling=function_calling,
+        call_rules=rules,
     )
 
 
-def _unary(*texts: str, reason: FinishReason = FinishReason.STOP, function_calling: bool = True) -> dict:
-    builder = UnaryResponseBuilder(_shape(function_calling))
+def _unary(
+    *texts: str, reason: FinishReason = FinishReason.STOP, function_calling: bool = True, rules: CallRules | None = None
+) -> dict:
+    builder = UnaryResponseBuilder(_shape(function_calling, rules))
     for text in texts:
         builder.add(TextDelta(0, text))
     builder.add(CandidateFinished(0, reason, 9))
@@ -62,12 +65,44 @@ def test_a_candidate_ending_in_function_calls_has_googles_finish_message() -> No
     [
         (("Sunny, I think.",), True, "STOP"),  # tools declared, text answer
         (("Sunny.",), False, "STOP"),
-        ((CALL[:30],), True, "MALFORMED_FUNCTION_CALL"),  # a call cut off
     ],
 )
 def test_no_finish_message_without_a_complete_call(texts: tuple[str, ...], function_calling: bool, reason: str) -> None:
     candidate = _unary(*texts, function_calling=function_calling)
     assert candidate["finishReason"] == reason and "finishMessage" not in candidate
+
+
+WEATHER_RULES = {"get_weather": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+@pytest.mark.parametrize(
+    ("texts", "required", "reason", "problem"),
+    [
+        ((CALL[:30],), False, FinishReason.MAX_TOKENS, "cut off"),
+        ((CALL.replace("get_weather", "get_time"),), False, FinishReason.STOP, "'get_time', which is not a declared"),
+        ((CALL.replace('"Paris"', "7"),), False, FinishReason.STOP, "7 is not of type 'string'"),
+        ((CALL.replace('"city"', '"town"'),), False, FinishReason.STOP, "'city' is a required property"),
+        (("Sunny.",), True, FinishReason.STOP, "mode ANY requires one"),
+    ],
+)
+def test_calls_that_break_the_declarations_are_malformed(
+    texts: tuple[str, ...], required: bool, reason: FinishReason, problem: str
+) -> None:
+    """Every call is checked against the declarations (an upstream engine's tools API may not enforce them)."""
+    candidate = _unary(*texts, reason=reason, rules=CallRules(WEATHER_RULES, required))
+    assert candidate["finishReason"] == "MALFORMED_FUNCTION_CALL"
+    assert candidate["finishMessage"].startswith("Malformed function call: ") and problem in candidate["finishMessage"]
+    assert all(
+        "functionCall" not in p or p["functionCall"]["name"] != "get_time" for p in candidate["content"]["parts"]
+    )
+
+
+def test_calls_that_follow_the_declarations_pass() -> None:
+    assert _unary(CALL, rules=CallRules(WEATHER_RULES, required=True))["finishReason"] == "STOP"
+    # Mode ANY cut off at the token limit before any call: the limit, not a malformed call.
+    assert _unary("Sun", reason=FinishReason.MAX_TOKENS, rules=CallRules(WEATHER_RULES, True))["finishReason"] == (
+        "MAX_TOKENS"
+    )
 
 
 def test_streamed_call_comes_whole_in_the_last_chunk_with_the_finish_message() -> None:

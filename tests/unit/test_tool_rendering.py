@@ -62,3 +62,11 @@ def test_calls_parse_with_either_argument_key() -> None:
     before, calls, malformed = tools.split_calls(text)
     assert before == "" and not malformed
     assert calls == [tools.ParsedCall("f", {"x": 1}), tools.ParsedCall("g", {})]
+
+
+def test_tojson_renders_as_hugging_face_does() -> None:
+    """Keys in their order and nothing HTML-escaped, as transformers (and llama.cpp, vLLM) render templates:
+    Jinja's own ``tojson`` sorts keys and writes ``<`` as ``\\u003c``, a prompt the model never saw."""
+    template = ChatTemplate("{{ value | tojson }}", bos_token="", eos_token="")
+    value = {"type": "function", "name": "<b>"}
+    assert template.render([], add_generation_prompt=False, value=value) == '{"type": "function", "name": "<b>"}'

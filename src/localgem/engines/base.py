@@ -123,6 +123,19 @@ class GenerationRequest:
     #: A LoRA adapter (a file the engine reads; a tuned model's) applied over the base weights for this request.
     #: Engines without ``adapters`` refuse it.
     adapter: str | None = None
+    #: The conversation as chat messages, for engines that render the prompt themselves (``renders_chat``):
+    #: they generate from this, not from ``prompt_tokens``.
+    chat: ChatPrompt | None = None
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A prompt before its chat template: messages and function declarations as Hugging Face chat templates
+    take them (``role``/``content``, an assistant's ``tool_calls``, ``tool`` messages with the function's
+    ``name``; ``tools`` as ``{"type": "function", "function": {...}}``)."""
+
+    messages: tuple[dict[str, Any], ...]
+    tools: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,9 +174,11 @@ class DeadlineReached:
 
 @dataclass(frozen=True)
 class Admitted:
-    """The request left the queue; ``cached_tokens`` of its prompt were reused, not recomputed."""
+    """The request left the queue; ``cached_tokens`` of its prompt were reused, not recomputed.
+    ``prompt_tokens``: the prompt's length as the engine counted it, where it rendered the prompt itself."""
 
     cached_tokens: int = 0
+    prompt_tokens: int | None = None
 
 
 EngineEvent = Admitted | TextDelta | CandidateFinished | DeadlineReached
@@ -223,6 +238,9 @@ class EngineCapabilities:
     images: bool = False
     #: Applies LoRA adapters per request (``GenerationRequest.adapter``): tuned models run on it.
     adapters: bool = False
+    #: Renders the prompt itself from ``GenerationRequest.chat`` (an upstream server's chat API): requests
+    #: that extend a prompt as raw text (thinking rounds, code execution) cannot run on it.
+    renders_chat: bool = False
 
 
 @dataclass(frozen=True)

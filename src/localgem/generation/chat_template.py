@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,12 +48,21 @@ def _raise(message: str) -> None:
     raise TemplateError(message)
 
 
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False
+) -> str:
+    """``tojson`` as Hugging Face renders templates (and llama.cpp, vLLM after it): keys in their order, nothing
+    HTML-escaped. Jinja's own sorts keys and escapes ``<>&'``: prompts a model was not trained on."""
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
 class ChatTemplate:
     def __init__(self, source: str, *, bos_token: str, eos_token: str) -> None:
         env = ImmutableSandboxedEnvironment(
             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
         )
         env.globals["raise_exception"] = _raise
+        env.filters["tojson"] = _tojson
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         self.source = source
         # Hugging Face templates that format tools read a ``tools`` variable and messages' ``tool_calls``.

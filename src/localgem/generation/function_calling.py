@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
 
 from localgem import errors
 from localgem.engines import registry as engine_registry
@@ -47,6 +50,12 @@ class ToolPlan:
     def instructions(self) -> str | None:
         """The fallback format's system text (models whose chat template formats tools get ``tools``)."""
         return tools.instructions(self.functions, required=self.mode == "ANY") if self.functions else None
+
+    def rules(self) -> CallRules | None:
+        """What the model's calls must be, checked on its output."""
+        if not self.functions:
+            return None
+        return CallRules({f.name: f.parameters for f in self.functions}, required=self.mode == "ANY")
 
     def constraint(self, args_key: str, limits: JsonLimits = UNBOUNDED) -> ToolCalls | None:
         """What the output may be: calls only in mode ANY; else free text, with calls from ``<tool_call>`` on.
@@ -142,11 +151,48 @@ def _function(declaration: FunctionDeclaration, where: str, engine: str) -> tool
     return tools.Function(name, declaration.description or "", anchored_patterns(parameters))
 
 
-def call_parts(text: str, response_id: str, index: int) -> tuple[list[Part], bool]:
-    """Output of a request that may call functions → its parts, and whether a call was malformed."""
+@dataclass(frozen=True)
+class CallRules:
+    """What a model's calls must be: a declared function each, with arguments valid against its parameters,
+    and at least one in mode ANY. localgem's own engines enforce this while generating; an upstream engine's
+    tools API may not (llama-server's does not), so every output is checked."""
+
+    parameters: dict[str, dict[str, Any]]
+    required: bool
+    _validators: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def missing(self, calls: list[tools.ParsedCall], finished: bool) -> str | None:
+        """Why no call is a problem (``finished``: the output ended of itself, not at its token limit)."""
+        if self.required and finished and not calls:
+            return "the model wrote no function call, and mode ANY requires one"
+        return None
+
+    def problem(self, call: tools.ParsedCall) -> str | None:
+        """Why ``call`` breaks the declarations, if it does."""
+        if call.name not in self.parameters:
+            return f"the model called {call.name!r}, which is not a declared function"
+        validator = self._validators.get(call.name)
+        if validator is None:
+            schema = self.parameters[call.name]
+            validator = self._validators[call.name] = jsonschema.validators.validator_for(schema)(schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(call.args))
+        return None if error is None else f"the arguments of {call.name!r} are not valid: {error.message}"
+
+
+def call_parts(
+    text: str, response_id: str, index: int, rules: CallRules | None = None, finished: bool = True
+) -> tuple[list[Part], str | None]:
+    """Output of a request that may call functions → its parts, and what is wrong with its calls (None: they
+    are well formed and, with ``rules``, follow them). A call that breaks the declarations is left out: a
+    client that runs calls automatically never gets it."""
     before, calls, malformed = tools.split_calls(text)
-    parts = [Part(text=before)] if before.strip() or not calls else []
-    for n, call in enumerate(calls):
+    problems = [rules.problem(call) for call in calls] if rules is not None else [None] * len(calls)
+    kept = [call for call, problem in zip(calls, problems, strict=True) if problem is None]
+    parts = [Part(text=before)] if before.strip() or not kept else []
+    for n, call in enumerate(kept):
         digest = hashlib.sha256(f"{response_id}/{index}/{n}".encode()).hexdigest()[:16]
         parts.append(Part(function_call=FunctionCall(name=call.name, args=call.args, id=f"call_{digest}")))
-    return parts, malformed
+    if malformed:
+        return parts, "a function call was cut off or is not valid JSON"
+    problem = next((p for p in problems if p is not None), None)
+    return parts, problem or (rules.missing(calls, finished) if rules is not None else None)

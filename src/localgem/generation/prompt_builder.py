@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from localgem.engines.base import PICTURE_MARKER, Picture
+from localgem.engines.base import PICTURE_MARKER, ChatPrompt, Picture
 from localgem.generation.chat_template import Message
 from localgem.generation.conversation import to_messages
 from localgem.generation.function_calling import ToolPlan
@@ -35,6 +35,13 @@ class PromptBuilder:
             return to_messages(contents, self.system, self.prefix, template_tools=True)
         tool_prompt = self.plan.instructions() if self.plan else None
         return to_messages(contents, self.system, self.prefix, tool_prompt=tool_prompt)
+
+    def chat(self) -> ChatPrompt:
+        """The conversation before any chat template, for an engine that renders it itself: calls and results
+        as structured messages, the functions as declarations."""
+        messages = to_messages(self.contents, self.system, self.prefix, template_tools=True)
+        declared = template_tools(self.plan.functions) if self.plan is not None else []
+        return ChatPrompt(tuple(m.as_dict() for m in messages), tuple(declared))
 
     def system_messages(self) -> list[Message]:
         """What the prompt says before the first content: the system instruction and, in the fallback

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from localgem.engines.base import CandidateFinished, FinishReason, StepLogprobs, TextDelta, TokenLogprob
 from localgem.generation import tool_prompt as tools
-from localgem.generation.function_calling import call_parts
+from localgem.generation.function_calling import CallRules, call_parts
 from localgem.generation.rounds import PartReady, RoundEvent, ThoughtDelta, ThoughtEnded
 from localgem.generation.tools import Grounding
 from localgem.types.content import Content, Part
@@ -94,6 +94,8 @@ class ResponseShape:
     cached_tokens: int = 0
     #: The output may hold function calls (see prompting.tools), to be returned as functionCall parts.
     function_calling: bool = False
+    #: What those calls must be: an output that breaks them ends MALFORMED_FUNCTION_CALL.
+    call_rules: CallRules | None = None
     #: The prompt's tokens by modality (None: all TEXT).
     prompt_details: list[ModalityTokenCount] | None = None
     #: What retrieval tools found: cited in each finished candidate's groundingMetadata.
@@ -114,11 +116,12 @@ class ResponseShape:
         message = REPETITION_MESSAGE if looped else None
         if not self.function_calling:
             return [Part(text=text)], Ending(reason, message)
-        parts, malformed = call_parts(text, self.response_id, index)
+        finished = finish is not None and finish.reason == FinishReason.STOP
+        parts, problem = call_parts(text, self.response_id, index, self.call_rules, finished)
         if finish is None:
             return parts, Ending()
-        if malformed:
-            return parts, Ending("MALFORMED_FUNCTION_CALL")
+        if problem is not None:
+            return parts, Ending("MALFORMED_FUNCTION_CALL", f"Malformed function call: {problem}.")
         calls = any(part.function_call is not None for part in parts)
         return parts, Ending(reason, FUNCTION_CALLS_MESSAGE if calls and reason == "STOP" else message)
 

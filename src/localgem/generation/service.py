@@ -160,6 +160,14 @@ class GenerationService:
             )
         if constraint is not None:
             await _check_constraint(loaded, constraint)
+        chat = None
+        if loaded.engine.capabilities.renders_chat:
+            for feature, used in (("Thinking", thinking is not None and thinking.budget > 0), ("Code execution", code)):
+                if used:
+                    raise errors.InvalidArgument(
+                        f"{feature} is not supported on {entry.id}: its upstream engine renders the prompt itself."
+                    )
+            chat = builder.chat()
         request = GenerationRequest(
             prompt_tokens=prompt,
             sampling=options.sampling,
@@ -172,6 +180,7 @@ class GenerationService:
             prefix_key=cache.cache_id if cache is not None and loaded.engine.capabilities.kept_prefixes else None,
             background=background,
             adapter=adapter,
+            chat=chat,
         )
         shape = ResponseShape(
             response_id=secrets.token_urlsafe(16),
@@ -179,6 +188,7 @@ class GenerationService:
             prompt_tokens=len(prompt),
             logprobs=options.logprobs is not None,
             function_calling=plan is not None and plan.calls_possible,
+            call_rules=plan.rules() if plan is not None else None,
             cached_tokens=min(cache.cached_tokens, len(prompt)) if cache is not None else 0,
             prompt_details=await builder.modality_tokens(len(prompt)) if builder.media else None,
             grounding=grounding,
@@ -270,6 +280,8 @@ class GenerationService:
                     )
                 if isinstance(event, Admitted):
                     if first:
+                        if event.prompt_tokens is not None and plan.shape.prompt_details is None:
+                            plan.shape.prompt_tokens = event.prompt_tokens  # the engine rendered it itself
                         cached = min(event.cached_tokens, plan.shape.prompt_tokens)
                         plan.shape.cached_tokens = max(plan.shape.cached_tokens, cached)
                     continue

@@ -1,12 +1,12 @@
 """A model served by another server that speaks the OpenAI API: llama.cpp's llama-server, vLLM, SGLang,
 Ollama, LocalAI.
 
-localgem keeps doing what it does for its own engine: it renders the chat template (function declarations,
-thinking, code execution, cached contents included) and tokenizes the prompt with the upstream engine's own
-tokenizer (its ``/tokenize``), so that what it counts is what the engine computes. The engine gets the token
-ids on ``/v1/completions`` (streamed; each SSE chunk is relayed as it comes) with the sampling parameters
-mapped one by one (each candidate is a request of its own, in turn, seeded ``seed + index``), and enforces
-the output constraint itself:
+On llama-server and vLLM, localgem keeps doing what it does for its own engine: it renders the chat template
+(function declarations, thinking, code execution, cached contents included) and tokenizes the prompt with the
+upstream engine's own tokenizer (its ``/tokenize``), so that what it counts is what the engine computes. The
+engine gets the token ids on ``/v1/completions`` (streamed; each SSE chunk is relayed as it comes) with the
+sampling parameters mapped one by one (each candidate is a request of its own, in turn, seeded
+``seed + index``), and enforces the output constraint itself:
 
 * llama-server (it answers ``/props``): the GBNF grammar localgem builds for its own llama.cpp engine
   (``engines.llama.constraints``), so that JSON schemas, enums and function calls (lazily, after the open
@@ -14,8 +14,15 @@ the output constraint itself:
 * vLLM (its ``/v1/models`` entries are ``owned_by: vllm``): the same GBNF grammar as ``structured_outputs``
   ``grammar`` (its xgrammar backend reads GBNF); optional function calls as a structural tag (free text until
   the model writes the open tag, then one of the declared calls with valid arguments);
-* any other server: ``response_format`` ``json_schema`` (or ``json_object``) for JSON output; what it cannot
-  enforce that way (an enum as text, function calls) is refused with 400, never generated unconstrained.
+* any other server (Ollama, LocalAI, a hosted API): its ``/v1/chat/completions``, the one endpoint all of them
+  have. It renders the conversation with its own template (localgem sends the messages, calls and results as
+  structured messages); JSON output as ``response_format`` ``json_schema`` (or ``json_object``); function calls
+  through its tools API (``tools``, ``tool_choice``: ``auto`` in mode AUTO, ``required`` or the one function
+  in mode ANY), its ``tool_calls`` turned into localgem's call blocks. A tools API need not enforce anything
+  (llama-server's did not, in mode ANY), so the generation layer checks every call against the declarations
+  (``function_calling.CallRules``): a broken one ends MALFORMED_FUNCTION_CALL. What it cannot enforce at all
+  (an enum as text) is refused with 400, never generated unconstrained. The prompt's length in ``usage`` is
+  the engine's; countTokens counts localgem's rendering of the same conversation.
 
 A schema the engine itself rejects comes back as its 400, which becomes ours. Prefix caching is the
 engine's: it reports the prompt tokens it reused (``usage.prompt_tokens_details.cached_tokens``, or
@@ -83,9 +90,12 @@ class Served:
 LLAMA_SERVER, VLLM, GENERIC = "llama-server", "vllm", "generic"
 
 
-def flavour_of(served: Served) -> str:
+def flavour_of(served: Served, kind: str = "auto") -> str:
     """Which kind of server it is, for what it can enforce: llama-server answers /props (GBNF grammars), vLLM
-    owns its models (``structured_outputs`` grammars, structural tags); any other takes JSON schemas only."""
+    owns its models (``structured_outputs`` grammars, structural tags); any other takes chat messages, JSON
+    schemas and tools. ``kind``: the configured one, where it is not "auto"."""
+    if kind != "auto":
+        return kind
     if served.props is not None:
         return LLAMA_SERVER
     if any(m.get("owned_by") == "vllm" for m in served.models):
@@ -127,10 +137,13 @@ def _token_text(token: Any) -> str:
 
 
 def tokenize_body(flavour: str, model: str, text: str, add_special: bool, parse_special: bool) -> dict[str, Any]:
-    """A ``/tokenize`` request in the server's own form (llama-server's, or vLLM's and SGLang's)."""
+    """A ``/tokenize`` request in the server's own form (llama-server's, or vLLM's and SGLang's); both at once
+    for a server of another kind (each reads its own fields)."""
+    llama_form = {"content": text, "add_special": add_special, "parse_special": parse_special}
+    vllm_form = {"model": model, "prompt": text, "add_special_tokens": add_special}
     if flavour == LLAMA_SERVER:
-        return {"content": text, "add_special": add_special, "parse_special": parse_special}
-    return {"model": model, "prompt": text, "add_special_tokens": add_special}
+        return llama_form
+    return vllm_form if flavour == VLLM else llama_form | vllm_form
 
 
 def structural_tag(calls: ToolCalls) -> dict[str, Any]:
@@ -148,6 +161,81 @@ def structural_tag(calls: ToolCalls) -> dict[str, Any]:
         ],
         "triggers": [calls.open_tag],
     }
+
+
+def tools_fields(calls: ToolCalls, declared: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """Function calls through a chat API's tools: ``auto`` when optional; when required, the one function
+    (where one is allowed) or ``required``."""
+    choice: Any = "auto"
+    if calls.required:
+        choice = {"type": "function", "function": {"name": calls.functions[0].name}}
+        if len(calls.functions) > 1:
+            choice = "required"
+    return {"tools": list(declared), "tool_choice": choice, "parallel_tool_calls": calls.max_calls > 1}
+
+
+def openai_messages(messages: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """Chat-template messages (``ChatPrompt``) in the OpenAI chat API's form: a call's arguments as a JSON
+    string and an id on every call; each ``tool`` message names the call it answers (``tool_call_id``: the
+    earliest unanswered call of its function)."""
+    converted: list[dict[str, Any]] = []
+    unanswered: list[tuple[str, str]] = []  # (function, call id)
+    numbered = 0
+    for message in messages:
+        out = {"role": message["role"], "content": message.get("content", "")}
+        if message.get("tool_calls"):
+            out["tool_calls"] = []
+            for call in message["tool_calls"]:
+                function = call["function"]
+                numbered += 1
+                call_id = call.get("id") or f"call_{numbered}"
+                unanswered.append((function["name"], call_id))
+                arguments = json.dumps(function.get("arguments") or {}, ensure_ascii=False)
+                out["tool_calls"].append(
+                    {"id": call_id, "type": "function", "function": {"name": function["name"], "arguments": arguments}}
+                )
+            out["content"] = out["content"] or None
+        if message["role"] == "tool":
+            name = message.get("name") or ""
+            answered = next((entry for entry in unanswered if entry[0] == name), None)
+            if answered is not None:
+                unanswered.remove(answered)
+            out["tool_call_id"] = answered[1] if answered is not None else f"call_{name}"
+            out["name"] = name
+        converted.append(out)
+    return converted
+
+
+class CallDeltas:
+    """A chat API's streamed ``tool_calls``: pieces of each call (its ``index``), the arguments a JSON string
+    written piece by piece."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def add(self, pieces: list[dict[str, Any]]) -> None:
+        for n, piece in enumerate(pieces):
+            call = self._calls.setdefault(int(piece.get("index", n)), {"name": "", "arguments": ""})
+            function = piece.get("function") or {}
+            call["name"] += function.get("name") or ""
+            arguments = function.get("arguments")
+            call["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+
+    def blocks(self, calls: ToolCalls) -> str:
+        """The calls as the model's own call blocks (which the generation layer parses and checks): arguments
+        that are not a JSON object go as the string they are, so that the call reads as malformed."""
+        written = []
+        for _, call in sorted(self._calls.items()):
+            try:
+                arguments: Any = json.loads(call["arguments"] or "{}")
+            except ValueError:
+                arguments = call["arguments"]
+            body = json.dumps({"name": call["name"], calls.args_key: arguments}, ensure_ascii=False)
+            written.append(f"{calls.open_tag}\n{body}\n{calls.close_tag}")
+        return "\n".join(written)
 
 
 def discover(http: httpx.Client, root: str, model: str | None) -> Served:
@@ -191,16 +279,19 @@ class OpenAIEngine:
         model: str | None = None,
         context_length: int | None = None,
         tokenizer: Path | None = None,
+        kind: str = "auto",
         timeout: float = 600.0,
         probe_interval: float = 1.0,
     ) -> None:
         self.root = api_root(base_url)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.stats = EngineStats()
-        self.capabilities = EngineCapabilities(constrained_output=True, logprobs=True)
         with httpx.Client(base_url=self.root, headers=self._headers, timeout=10.0) as http:
             found = discover(http, self.root, model)
-        self.flavour = flavour_of(found)
+        self.flavour = flavour_of(found, kind)
+        self.capabilities = EngineCapabilities(
+            constrained_output=True, logprobs=True, renders_chat=self.flavour == GENERIC
+        )
         self.model = model = found.model
         served = next((m for m in found.models if m.get("id") == model), {})
         meta = served.get("meta") or {}
@@ -331,10 +422,10 @@ class OpenAIEngine:
             raise UnenforceableSchema(
                 None, "this upstream engine takes JSON schemas only, not an enum answered as plain text"
             )
-        if isinstance(constraint, ToolCalls):
-            raise UnenforceableSchema(None, "this upstream engine cannot constrain function calls (llama-server can)")
 
-    def _constraint_fields(self, constraint: OutputConstraint | None) -> dict[str, Any]:
+    def _constraint_fields(
+        self, constraint: OutputConstraint | None, declared: tuple[dict[str, Any], ...] = ()
+    ) -> dict[str, Any]:
         if constraint is None:
             return {}
         self.check_constraint(constraint)
@@ -357,6 +448,8 @@ class OpenAIEngine:
             if isinstance(constraint, ToolCalls) and not constraint.required:
                 return {"response_format": structural_tag(constraint)}
             return {"structured_outputs": {"grammar": grammar_for(constraint).gbnf}}
+        if isinstance(constraint, ToolCalls):
+            return tools_fields(constraint, declared)
         assert isinstance(constraint, JsonOutput)
         if constraint.schema is None:
             return {"response_format": {"type": "json_object"}}
@@ -369,11 +462,29 @@ class OpenAIEngine:
 
     # -- generation -------------------------------------------------------------------------------------
 
-    def _body(self, request: GenerationRequest, index: int) -> dict[str, Any]:
+    def _endpoint(self, request: GenerationRequest, index: int) -> tuple[str, dict[str, Any]]:
+        """Where a candidate's request goes, and its body."""
+        if request.adapter is not None:
+            raise errors.InvalidArgument("Tuned models do not run on an upstream engine.")
+        if not self.capabilities.renders_chat:
+            body = {"prompt": request.prompt_tokens, **self._sampling(request, index)}
+            if request.logprobs is not None:
+                body["logprobs"] = max(request.logprobs, 1)  # /v1/completions: how many alternatives per token
+            if self.flavour == LLAMA_SERVER:
+                body["cache_prompt"] = True  # reuse the engine's KV cache for a shared prefix
+            return "/v1/completions", body | self._constraint_fields(request.constraint)
+        if request.chat is None:
+            raise errors.Internal("An upstream chat engine was given no conversation.")
+        body = {"messages": openai_messages(request.chat.messages), **self._sampling(request, index)}
+        if request.logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = request.logprobs
+        return "/v1/chat/completions", body | self._constraint_fields(request.constraint, request.chat.tools)
+
+    def _sampling(self, request: GenerationRequest, index: int) -> dict[str, Any]:
         sampling = request.sampling
         body: dict[str, Any] = {
             "model": self.model,
-            "prompt": request.prompt_tokens,
             "max_tokens": request.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -388,13 +499,6 @@ class OpenAIEngine:
             body["seed"] = sampling.seed + index  # candidates differ, reproducibly
         if request.stop_sequences:
             body["stop"] = list(request.stop_sequences)
-        if request.logprobs is not None:
-            body["logprobs"] = max(request.logprobs, 1)  # /v1/completions: how many alternatives per token
-        if self.flavour == LLAMA_SERVER:
-            body["cache_prompt"] = True  # reuse the engine's KV cache for a shared prefix
-        if request.adapter is not None:
-            raise errors.InvalidArgument("Tuned models do not run on an upstream engine.")
-        body.update(self._constraint_fields(request.constraint))
         return body
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
@@ -416,19 +520,20 @@ class OpenAIEngine:
                 self.stats.requests_aborted += 1
 
     async def _candidate(self, request: GenerationRequest, index: int) -> AsyncGenerator[EngineEvent, None]:
-        body = self._body(request, index)
+        path, body = self._endpoint(request, index)
         http = self._http()
         loop = asyncio.get_running_loop()
         produced = 0
         reason: FinishReason | None = None
         usage: dict[str, Any] = {}
         timings: dict[str, Any] = {}
+        calls = CallDeltas()
         self.stats.active_sequences += 1
         try:
             try:
                 # Leaving this block (a client that left, a deadline) closes the response: the engine sees
                 # the connection close and aborts the request.
-                async with http.stream("POST", "/v1/completions", json=body) as response:
+                async with http.stream("POST", path, json=body) as response:
                     if response.status_code != 200:
                         self.stats.requests_rejected += 1
                         raise await self._error(response)
@@ -458,7 +563,10 @@ class OpenAIEngine:
                             usage = chunk.get("usage") or usage
                             timings = chunk.get("timings") or timings
                             for choice in chunk.get("choices") or ():
-                                text = choice.get("text") or ""
+                                delta = choice.get("delta")  # the chat API's form
+                                text = (delta.get("content") if delta else choice.get("text")) or ""
+                                if delta and delta.get("tool_calls"):
+                                    calls.add(delta["tool_calls"])
                                 steps = _logprobs(choice.get("logprobs"))
                                 produced += max(len(steps), 1 if text else 0)
                                 if text or steps:
@@ -469,6 +577,8 @@ class OpenAIEngine:
                 raise self._down(exc) from None
         finally:
             self.stats.active_sequences -= 1
+        if calls and isinstance(request.constraint, ToolCalls):
+            yield TextDelta(index, calls.blocks(request.constraint))
         output = int(usage.get("completion_tokens") or timings.get("predicted_n") or produced)
         prompt = int(usage.get("prompt_tokens") or len(request.prompt_tokens))
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
@@ -479,7 +589,9 @@ class OpenAIEngine:
         self.stats.tokens_generated += output
         self.stats.last_request_tokens_generated = output
         if index == 0:
-            yield Admitted(cached_tokens=int(cached or 0))
+            # A server that rendered the prompt itself counted it: its count is the one usage reports.
+            counted = prompt if self.capabilities.renders_chat and usage.get("prompt_tokens") else None
+            yield Admitted(cached_tokens=int(cached or 0), prompt_tokens=counted)
         yield CandidateFinished(index, reason or FinishReason.STOP, output)
 
     async def keep_prefix(self, key: str, prompt: list[int]) -> None:
@@ -558,6 +670,7 @@ def openai_factory(settings: Any) -> Any:
             model=config.upstream_model,
             context_length=config.context_length,
             tokenizer=config.tokenizer,
+            kind=config.upstream_kind,
         )
 
     return load
