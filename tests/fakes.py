@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -32,7 +33,8 @@ class FakeEngine:
     """Tokens are characters; the answer cycles through WORDS, one word per token.
 
     ``fail_after`` makes generation raise after that many tokens (a mid-stream failure);
-    ``delay`` slows each token so tests can disconnect mid-generation.
+    ``delay`` slows each token so tests can disconnect mid-generation; ``hold`` (a threading.Event) stops
+    generation after the first token until it is set.
     """
 
     fail_after: int | None = None
@@ -53,6 +55,7 @@ class FakeEngine:
     capabilities: EngineCapabilities = field(
         default_factory=lambda: EngineCapabilities(constrained_output=True, kept_prefixes=True, logprobs=True)
     )
+    hold: threading.Event | None = None
     cancelled: int = 0
     #: Answers to give instead of WORDS, one per request in turn (then WORDS again), each split into
     #: word-sized tokens: e.g. a function call block.
@@ -83,6 +86,8 @@ class FakeEngine:
                         yield DeadlineReached()
                         return
                     await asyncio.sleep(self.delay)
+                    if produced == 1 and self.hold is not None:
+                        await asyncio.to_thread(self.hold.wait)
                     if words is not None and produced >= len(words):
                         if (tail := text.finish()).text:
                             yield TextDelta(index, tail.text, tail.logprobs)

@@ -57,7 +57,7 @@ def kinds(parts: list[types.Part]) -> list[str]:
         next(
             k
             for k in ("text", "executable_code", "code_execution_result", "inline_data", "function_call")
-            if getattr(p, k)
+            if getattr(p, k) is not None
         )
         for p in parts
     ]

@@ -34,8 +34,8 @@ def test_sse_framing_is_googles(http: httpx.Client) -> None:
     events = raw.split(b"\r\n\r\n")[:-1]
     assert all(e.startswith(b"data: {") and b"\n" not in e for e in events)
     chunks = [json.loads(e[len(b"data: ") :]) for e in events]
-    assert "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks) == "alpha beta gamma"
-    assert [c["candidates"][0].get("finishReason") for c in chunks] == [None, None, "MAX_TOKENS"]
+    assert [c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks] == ["alpha", " beta", " gamma", ""]
+    assert [c["candidates"][0].get("finishReason") for c in chunks] == [None, None, None, "MAX_TOKENS"]
     assert len({c["responseId"] for c in chunks}) == 1
     assert all(c["modelVersion"] == "smollm2-135m-instruct" for c in chunks)
     assert all(c["usageMetadata"]["promptTokenCount"] > 0 for c in chunks)
@@ -43,11 +43,27 @@ def test_sse_framing_is_googles(http: httpx.Client) -> None:
     assert chunks[-1]["usageMetadata"]["candidatesTokenCount"] == 3
 
 
+def test_each_text_goes_out_before_the_next_token_is_made(fake_engine: FakeEngine, http: httpx.Client) -> None:
+    """The first chunk does not wait for the second token (nor the last text for the finish reason)."""
+    fake_engine.hold = threading.Event()
+    try:
+        path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        with http.stream("POST", path, json=BODY, timeout=10) as response:
+            events = (json.loads(line[5:]) for line in response.iter_lines() if line.startswith("data:"))
+            assert next(events)["candidates"][0]["content"]["parts"][0]["text"] == "alpha"  # while the engine waits
+            fake_engine.hold.set()
+            rest = list(events)
+        assert [c["candidates"][0]["content"]["parts"][0]["text"] for c in rest] == [" beta", " gamma", ""]
+    finally:
+        fake_engine.hold.set()
+        fake_engine.hold = None
+
+
 def test_json_array_framing_without_alt(http: httpx.Client) -> None:
     response = http.post("/v1beta/models/gemini-2.5-flash:streamGenerateContent", json=BODY)
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     chunks = response.json()
-    assert isinstance(chunks, list) and len(chunks) == 3
+    assert isinstance(chunks, list) and len(chunks) == 4
     assert chunks[-1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
     gapic = http.post(
         "/v1beta/models/gemini-2.5-flash:streamGenerateContent?%24alt=json%3Benum-encoding%3Dint", json=BODY

@@ -229,7 +229,10 @@ class UnaryResponseBuilder:
 
 @dataclass
 class StreamChunker:
-    """Holds each candidate's latest text back by one event, so the finish reason rides on its last chunk.
+    """Sends each candidate's text as it comes: holding it back until the next event (so that the finish
+    reason rode on the last text) made the first chunk wait one decode step. The finish reason goes out on
+    a chunk of its own, with what was held (a call block) or an empty text, as Google's streams also end
+    at times (with no text at all there; an empty text here, so that ``chunk.text`` is ``""``, not None).
 
     When the output may call functions, text that is (or may become) a call block is held until the
     candidate finishes: a function call arrives whole, in the last chunk, as Google sends it. Thoughts
@@ -238,7 +241,6 @@ class StreamChunker:
 
     shape: ResponseShape
     candidates: int
-    _held: dict[int, TextDelta] = field(default_factory=dict)
     _pending_calls: dict[int, str] = field(default_factory=dict)
     _finished: int = 0
     _output_tokens: int = 0
@@ -254,17 +256,14 @@ class StreamChunker:
             self._thought_tokens += event.tokens
             self._signatures[event.index] = event.signature
             return None
-        previous = self._held.pop(event.index, None)
         if isinstance(event, PartReady):
-            return self._chunk(previous or TextDelta(event.index, ""), None, event.part)
+            return self._chunk(TextDelta(event.index, ""), None, event.part)
         if isinstance(event, TextDelta):
-            self._held[event.index] = self._visible(event) if self.shape.function_calling else event
-            if previous is None or (not previous.text and not previous.logprobs):
-                return None
-            return self._chunk(previous, None)
+            delta = self._visible(event) if self.shape.function_calling else event
+            return self._chunk(delta, None) if delta.text or delta.logprobs else None
         self._finished += 1
         self._output_tokens += event.output_tokens
-        return self._chunk(previous or TextDelta(event.index, ""), event)
+        return self._chunk(TextDelta(event.index, ""), event)
 
     def _visible(self, delta: TextDelta) -> TextDelta:
         text = self._pending_calls.pop(delta.index, "") + delta.text
