@@ -56,7 +56,9 @@ def test_a_prompt_resumed_at_a_boundary_is_cut_as_a_cold_start_cuts_it(chunk: in
     ("cached", "prompt", "expected"),
     [
         (P[:39], P[:35] + OTHER, 32),  # shares 35: the last chunk boundary below
-        (P[:39], P, 32),  # the same prompt again: its last chunk is computed again, as cut cold
+        (P[:39], P, 39),  # the same prompt again: all of its cells, cut as cold (only its last token is decoded)
+        (P[:35], P[:36], 35),  # the same, its last chunk longer than a chunk (a short tail joined it)
+        (P[:38], P, 32),  # one token more than the cached prompt: no chunk of this prompt's cut ends at 38
         (P[:32], P, 32),  # the cached cells end on a chunk boundary
         (P[:36], P[:36] + OTHER, 32),  # 4 tokens after 32: a chunk of the cached prompt ended at 32
         (P[:35], P[:35] + OTHER, 16),  # 3 tokens after 32: the cached prompt's chunk spanned 16..35
@@ -83,7 +85,7 @@ def test_reuse_is_the_longest_start_that_is_a_boundary_of_both_cuts() -> None:
         def allowed(m: int, cached=cached, last=last) -> bool:
             return m == 0 or (boundary(m, last, CHUNK) and boundary(m, len(cached), CHUNK))
 
-        assert n % CHUNK == 0 and n <= shared < len(prompt) and allowed(n)
+        assert (n % CHUNK == 0 or n == last == len(cached)) and n <= shared < len(prompt) and allowed(n)
         assert not any(allowed(m) for m in range(n + CHUNK, shared + 1, CHUNK)), (cached, prompt, n)
         if n:
             # What follows is the very chunk a cold start computes, and the cached cut ended one there.

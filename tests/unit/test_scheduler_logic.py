@@ -117,8 +117,8 @@ async def test_candidates_start_from_a_copy_of_the_first_candidates_prompt_cells
     }
     await events_of(submit(scheduler, request(B, 2)))  # slot 1 holds B
     events = await events_of(submit(scheduler, request(A, 4, candidates=2)))
-    # The first candidate reuses slot 0's cells; the second still starts from a copy of them.
-    assert events[0] == Admitted(32) and text(events, 0) == text(events, 1) == continuation(A, 4)
+    # The first candidate reuses all of slot 0's cells (the same prompt); the second starts from a copy of them.
+    assert events[0] == Admitted(39) and text(events, 0) == text(events, 1) == continuation(A, 4)
 
 
 async def test_running_sequences_decode_together_in_slot_order(build: Build) -> None:
@@ -151,7 +151,7 @@ async def test_a_request_whose_client_leaves_frees_its_slot_keeping_its_prompt(b
     await until(lambda: stats.requests_aborted == 1 and stats.active_sequences == 0)
     assert decoder.samplers[0].released
     again = await events_of(submit(scheduler, request(A, 3)))
-    assert again[0] == Admitted(32) and text(again) == continuation(A, 3)
+    assert again[0] == Admitted(39) and text(again) == continuation(A, 3)
     while not job.events.empty():  # what it sent after the client left
         batch = job.events.get_nowait()
         assert isinstance(batch, list)

@@ -42,9 +42,13 @@ def reusable(cached: Tokens[int], prompt: list[int], chunk: int) -> int:
     """How many of ``cached``'s cells ``prompt`` may start from: a chunk boundary of both prompts' cuts,
     so that what is computed next is the very chunk a cold start computes. (A cached slot's cells
     always end where a chunk of its prompt ended, so ``len(cached)`` stands for that prompt's end.)
-    At least the prompt's last token is left to decode."""
+    At least the prompt's last token is left to decode. The same prompt again starts from all of its cells:
+    they were cut as its cold start cuts them, and only its last token is decoded."""
     last = len(prompt) - 1
-    n = common_prefix(cached, prompt, last) // chunk * chunk
+    shared = common_prefix(cached, prompt, last)
+    if shared == last == len(cached):
+        return last
+    n = shared // chunk * chunk
     while n and not (boundary(n, last, chunk) and boundary(n, len(cached), chunk)):
         n -= chunk
     return n
