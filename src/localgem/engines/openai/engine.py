@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from localgem import errors
@@ -319,7 +320,10 @@ class OpenAIEngine:
         self._tokenizer_path = tokenizer
         self._local_tokenizer: Any = None
         self._tokenize_upstream = True
-        self._client: httpx.AsyncClient | None = None
+        # llama-server closes the connection after each stream without saying so (no ``Connection: close``):
+        # one it had closed, taken again from the pool for the next request, fails that request.
+        self._stream_headers = {"Connection": "close"} if found.props is not None else {}
+        self._client: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._up = True
         self._closed = threading.Event()
@@ -329,12 +333,19 @@ class OpenAIEngine:
 
     # -- the HTTP client ------------------------------------------------------------------------------
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> aiohttp.ClientSession:
+        """aiohttp, not httpx, on the hot path: its C HTTP parser spends about a quarter of httpx's CPU per
+        request and half per relayed chunk (bench: localgem's own CPU shares the cores with the engine)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-            timeout = httpx.Timeout(10.0, read=600.0)
-            self._client = httpx.AsyncClient(base_url=self.root, headers=self._headers, timeout=timeout, limits=limits)
+            self._client = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=600.0),
+                # Idle connections go before servers close them (uvicorn and llama-server: after 5 s).
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=0, keepalive_timeout=4.0),
+                read_bufsize=1 << 22,  # an SSE line may hold a long text with its logprobs
+                raise_for_status=False,
+            )
             self._loop = loop
         return self._client
 
@@ -356,12 +367,12 @@ class OpenAIEngine:
     def healthy(self) -> bool:
         return self._up
 
-    async def _error(self, response: httpx.Response) -> errors.ApiError:
+    async def _error(self, response: aiohttp.ClientResponse) -> errors.ApiError:
         """The engine's refusal as ours: its 429 and 503 as Google's, its 400 (a grammar or schema it could
         not take) as a 400 that says so."""
         try:
-            body = (await response.aread()).decode("utf-8", errors="replace")
-        except httpx.HTTPError:
+            body = (await response.read()).decode("utf-8", errors="replace")
+        except (aiohttp.ClientError, TimeoutError):
             body = ""
         message = body
         try:
@@ -370,7 +381,7 @@ class OpenAIEngine:
             message = error.get("message", body) if isinstance(error, dict) else str(error)
         except ValueError:
             pass
-        status = response.status_code
+        status = response.status
         if status == 429:
             return errors.ResourceExhausted(f"The upstream engine is at capacity: {message}")
         if status == 503:
@@ -387,13 +398,14 @@ class OpenAIEngine:
         if self._tokenize_upstream:
             body = tokenize_body(self.flavour, self.model, text, add_bos, parse_special=True)
             try:
-                response = await self._http().post("/tokenize", json=body)
-            except httpx.TransportError as exc:
+                async with self._http().post(self.root + "/tokenize", json=body) as response:
+                    if response.status == 200:
+                        tokens = json.loads(await response.read())["tokens"]
+                        return [int(t) if not isinstance(t, dict) else int(t["id"]) for t in tokens]
+                    if response.status not in (404, 405):
+                        raise await self._error(response)
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self._down(exc) from None
-            if response.status_code == 200:
-                return [int(t) if not isinstance(t, dict) else int(t["id"]) for t in response.json()["tokens"]]
-            if response.status_code not in (404, 405):
-                raise await self._error(response)
             self._tokenize_upstream = False  # it has none: the model's tokenizer, from its configured path
         return await asyncio.to_thread(self._tokenize_locally, text, add_bos)
 
@@ -533,47 +545,52 @@ class OpenAIEngine:
             try:
                 # Leaving this block (a client that left, a deadline) closes the response: the engine sees
                 # the connection close and aborts the request.
-                async with http.stream("POST", path, json=body) as response:
-                    if response.status_code != 200:
+                async with http.post(self.root + path, json=body, headers=self._stream_headers) as response:
+                    if response.status != 200:
                         self.stats.requests_rejected += 1
                         raise await self._error(response)
-                    async with aclosing(response.aiter_lines()) as lines:
-                        while True:
-                            timeout = None if request.deadline is None else request.deadline - loop.time()
-                            if timeout is not None and timeout <= 0:
-                                yield DeadlineReached()
-                                return
+                    read = response.content.readline
+                    while True:
+                        if request.deadline is None:
+                            line = await read()
+                        elif request.deadline <= loop.time():
+                            yield DeadlineReached()
+                            return
+                        else:
                             try:
-                                line = await asyncio.wait_for(anext(lines), timeout)
-                            except StopAsyncIteration:
-                                break
+                                async with asyncio.timeout_at(request.deadline):
+                                    line = await read()
+                            except aiohttp.ServerTimeoutError:
+                                raise  # the engine said nothing for sock_read seconds: it is down (below)
                             except TimeoutError:
                                 yield DeadlineReached()
                                 return
-                            if not line.startswith("data:"):
-                                continue
-                            data = line[5:].strip()
-                            if data == "[DONE]":
-                                break
-                            chunk = json.loads(data)
-                            if "error" in chunk:
-                                error = chunk["error"]
-                                message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
-                                raise errors.Internal(f"The upstream engine failed mid-stream: {message}")
-                            usage = chunk.get("usage") or usage
-                            timings = chunk.get("timings") or timings
-                            for choice in chunk.get("choices") or ():
-                                delta = choice.get("delta")  # the chat API's form
-                                text = (delta.get("content") if delta else choice.get("text")) or ""
-                                if delta and delta.get("tool_calls"):
-                                    calls.add(delta["tool_calls"])
-                                steps = _logprobs(choice.get("logprobs"))
-                                produced += max(len(steps), 1 if text else 0)
-                                if text or steps:
-                                    yield TextDelta(index, text, steps if request.logprobs is not None else ())
-                                if choice.get("finish_reason"):
-                                    reason = _FINISH.get(choice["finish_reason"], FinishReason.STOP)
-            except httpx.TransportError as exc:
+                        if not line:
+                            break  # the end of the stream
+                        if not line.startswith(b"data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            break
+                        chunk = json.loads(data)
+                        if "error" in chunk:
+                            error = chunk["error"]
+                            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+                            raise errors.Internal(f"The upstream engine failed mid-stream: {message}")
+                        usage = chunk.get("usage") or usage
+                        timings = chunk.get("timings") or timings
+                        for choice in chunk.get("choices") or ():
+                            delta = choice.get("delta")  # the chat API's form
+                            text = (delta.get("content") if delta else choice.get("text")) or ""
+                            if delta and delta.get("tool_calls"):
+                                calls.add(delta["tool_calls"])
+                            steps = _logprobs(choice.get("logprobs"))
+                            produced += max(len(steps), 1 if text else 0)
+                            if text or steps:
+                                yield TextDelta(index, text, steps if request.logprobs is not None else ())
+                            if choice.get("finish_reason"):
+                                reason = _FINISH.get(choice["finish_reason"], FinishReason.STOP)
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self._down(exc) from None
         finally:
             self.stats.active_sequences -= 1
@@ -604,7 +621,7 @@ class OpenAIEngine:
         self._closed.set()
         if self._client is not None:
             try:
-                await self._client.aclose()
+                await self._client.close()
             except RuntimeError:  # its event loop is gone
                 pass
             self._client = None
