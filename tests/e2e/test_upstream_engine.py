@@ -210,6 +210,37 @@ def test_count_tokens_is_the_engines(sdk: genai.Client, gateway: RunningServer) 
     evaluates_what_it_counted(sdk, gateway, contents, counted)
 
 
+def test_tokenizes_in_process_with_the_servers_own_vocabulary(gateway: RunningServer, upstream: Upstream) -> None:
+    # localgem runs beside llama-server: the GGUF it serves is on this machine, so localgem tokenizes with
+    # llama.cpp over that file's vocabulary (checked against /tokenize at start), not a round trip a request.
+    from localgem.engines.openai.engine import TOKENIZER_PROBES
+
+    upstream_engine = engine(gateway)
+    assert upstream_engine.local_tokenizer is not None
+    assert upstream_engine.local_tokenizer.path == smollm2_135m_instruct(None)
+    for text in (TOKENIZER_PROBES[0], "A longer text, tokenized on a worker thread. " * 40):
+        body = {"content": text, "add_special": True, "parse_special": True}
+        theirs = httpx.post(f"{upstream.url}/tokenize", json=body).json()["tokens"]
+        assert asyncio.run(upstream_engine.tokenize(text, True)) == theirs
+
+
+def test_a_tokenizer_unlike_the_servers_is_not_used(upstream: Upstream, tmp_path: Path) -> None:
+    # all-MiniLM's WordPiece vocabulary is not SmolLM2's: the check at start finds it out, and localgem counts
+    # with the server's /tokenize instead.
+    from localgem.models.packaged import all_minilm_l6_v2
+
+    server = start_localgem(tmp_path / "data", upstream.url, model={"tokenizer": str(all_minilm_l6_v2(None))})
+    try:
+        assert engine(server).local_tokenizer is None
+        sdk = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=server.url))
+        contents = "How many tokens is this sentence, in SmolLM2's own tokenizer?"
+        counted = sdk.models.count_tokens(model=UPSTREAM, contents=contents).total_tokens
+        assert counted == sdk.models.count_tokens(model=SMOLLM, contents=contents).total_tokens
+        evaluates_what_it_counted(sdk, server, contents, counted)
+    finally:
+        server.stop()
+
+
 def writes_json_valid_against_the_schema(sdk: genai.Client) -> None:
     schema = {
         "type": "object",

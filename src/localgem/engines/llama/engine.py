@@ -26,15 +26,12 @@ from localgem.engines.base import (
     OutputConstraint,
     Picture,
     SamplingParams,
+    tokenize_in_process,
 )
 from localgem.engines.llama.constraints import grammar_for
 from localgem.engines.llama.native import NativeModel
 from localgem.engines.llama.prefixes import PrefixStore
 from localgem.engines.llama.scheduler import MIN_CHUNK, Job, Scheduler
-
-#: Texts this short are tokenized on the event loop: a hop to a worker thread costs more than they do
-#: (~100 µs for 256 characters; a thread hop ~140 µs idle, more under load).
-INLINE_TOKENIZE_CHARS = 256
 
 
 class LlamaCppEngine:
@@ -88,9 +85,7 @@ class LlamaCppEngine:
         vision = self._native.vision
         if vision is not None and PICTURE_MARKER in text:
             return await asyncio.to_thread(vision.tokenize, text, add_bos, pictures)
-        if len(text) <= INLINE_TOKENIZE_CHARS:
-            return self._native.tokenize(text, add_bos)
-        return await asyncio.to_thread(self._native.tokenize, text, add_bos)
+        return await tokenize_in_process(self._native.tokenize, text, add_bos)
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
         """Its grammar must build, and llama.cpp must parse it over this model's vocabulary."""

@@ -68,6 +68,40 @@ def native_log_callback() -> object:
     return _backend_state["log_callback"]
 
 
+def tokenize_with(lc: Any, vocab: Any, text: str, add_bos: bool, special: bool = True) -> list[int]:
+    """llama.cpp's tokenizer over ``vocab``; ``special``: text such as ``<|im_start|>`` is that token."""
+    data = text.encode("utf-8")
+    capacity = len(data) + 8
+    tokens = (lc.llama_token * capacity)()
+    n = lc.llama_tokenize(vocab, data, len(data), tokens, capacity, add_bos, special)
+    if n < 0:
+        raise errors.Internal("llama.cpp failed to tokenize the text")
+    return list(tokens[:n])
+
+
+class GgufVocabulary:
+    """A GGUF file's vocabulary without its weights: llama.cpp's own tokenizer, as llama-server runs it over
+    the same file (a few MB, loaded in well under a second)."""
+
+    def __init__(self, path: Path) -> None:
+        _init_backend()
+        lc = self.lc = _llama()
+        params = lc.llama_model_default_params()
+        params.vocab_only = True
+        self.model = lc.llama_model_load_from_file(str(path).encode(), params)
+        if not self.model:
+            raise errors.FailedPrecondition(f"llama.cpp could not read the vocabulary of {path}")
+        self.vocab = lc.llama_model_get_vocab(self.model)
+
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        return tokenize_with(self.lc, self.vocab, text, add_bos)
+
+    def close(self) -> None:
+        if self.model:
+            self.lc.llama_model_free(self.model)
+            self.model = None
+
+
 class NativeModel:
     """A GGUF model with a context of ``slots`` sequences, each with its own KV stream.
 
@@ -168,21 +202,11 @@ class NativeModel:
         return raw.decode("utf-8", errors="replace") if raw else ""
 
     def tokenize(self, text: str, add_bos: bool) -> list[int]:
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        tokens = (self.lc.llama_token * capacity)()
-        n = self.lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, True)
-        if n < 0:
-            raise errors.Internal("llama.cpp failed to tokenize the prompt")
-        return list(tokens[:n])
+        return tokenize_with(self.lc, self.vocab, text, add_bos)
 
     def plain_tokens(self, text: str) -> list[int]:
         """``text`` as tokens, reading nothing in it as a special token."""
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        tokens = (self.lc.llama_token * capacity)()
-        n = self.lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, False, False)
-        return list(tokens[: max(n, 0)])
+        return tokenize_with(self.lc, self.vocab, text, False, special=False)
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(self.lc.llama_vocab_is_eog(self.vocab, token))
