@@ -116,8 +116,11 @@ class ModelConfig(BaseModel):
     )
     tokenizer: Path | None = Field(
         None,
-        description="engine 'openai': the model's tokenizer.json (or its Hugging Face folder), for a server "
-        "without /tokenize; its folder's chat template is the model's where the server does not say it (vLLM).",
+        description="engine 'openai': the model's tokenizer: its GGUF file (llama.cpp's tokenizer, as llama-server "
+        "runs it) or its tokenizer.json (or Hugging Face folder). Used in localgem's process instead of the "
+        "server's /tokenize once it tokenizes test texts exactly as the server does (or unchecked, on a server "
+        "without /tokenize). The folder's chat template is the model's where the server does not say it (vLLM). "
+        "Unset: the GGUF file llama-server says it serves, where this machine has it.",
     )
 
     @field_validator("id")

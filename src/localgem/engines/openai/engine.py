@@ -3,7 +3,9 @@ Ollama, LocalAI.
 
 On llama-server and vLLM, localgem keeps doing what it does for its own engine: it renders the chat template
 (function declarations, thinking, code execution, cached contents included) and tokenizes the prompt with the
-upstream engine's own tokenizer (its ``/tokenize``), so that what it counts is what the engine computes. The
+upstream engine's own tokenizer, so that what it counts is what the engine computes: in its own process where it
+has that tokenizer (the GGUF file llama-server serves, or the ``tokenizer`` configured) and it tokenizes test
+texts exactly as the server's ``/tokenize`` does, else through that ``/tokenize`` (a round trip). The
 engine gets the token ids on ``/v1/completions`` (streamed; each SSE chunk is relayed as it comes) with the
 sampling parameters mapped one by one (each candidate is a request of its own, in turn, seeded
 ``seed + index``), and enforces the output constraint itself:
