@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from google import genai
+from google.genai import errors as genai_errors
 from google.genai import types
 
 from localgem.app import create_app
@@ -27,10 +28,12 @@ WEATHER = types.FunctionDeclaration(
 
 
 def scripted_server() -> FastAPI:
-    """Answers each chat request with ``app.state.script`` (the deltas of one choice), then usage."""
+    """Answers each chat request with ``app.state.script`` (the deltas of one choice), then usage; or with
+    ``app.state.refusal`` (status, message) where it is set; a ``None`` in the script is an error event."""
     app = FastAPI()
     app.state.requests = []
     app.state.script = []
+    app.state.refusal = None
 
     @app.get("/v1/models")
     def models() -> dict:
@@ -46,11 +49,18 @@ def scripted_server() -> FastAPI:
         return {"tokens": list(range(len((body.get("content") or body["prompt"]).split())))}
 
     @app.post("/v1/chat/completions")
-    async def completions(request: Request) -> StreamingResponse:
+    async def completions(request: Request) -> Response:
         app.state.requests.append(await request.json())
+        if app.state.refusal is not None:
+            status, message = app.state.refusal
+            return JSONResponse({"error": {"code": status, "message": message}}, status_code=status)
 
         def events() -> Iterator[str]:
-            for delta, finish in app.state.script:
+            for step in app.state.script:
+                if step is None:
+                    yield f"data: {json.dumps({'error': {'message': 'the slot crashed'}})}\n\n"
+                    return
+                delta, finish = step
                 chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
                 yield f"data: {json.dumps(chunk)}\n\n"
             usage = {"prompt_tokens": 42, "completion_tokens": 9, "total_tokens": 51}
@@ -165,3 +175,38 @@ def test_features_that_extend_the_prompt_are_refused(sdk: genai.Client, upstream
     with pytest.raises(genai.errors.ClientError) as raised:
         sdk.models.generate_content(model="chat-up", contents="Hello", config=thinking)
     assert raised.value.code == 400 and "renders the prompt itself" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "says"),
+    [
+        (429, "RESOURCE_EXHAUSTED", "at capacity: all slots busy"),
+        (503, "UNAVAILABLE", "unavailable: loading model"),
+        (400, "INVALID_ARGUMENT", "refused the request: bad grammar"),
+        (500, "INTERNAL", "failed (500): boom"),
+    ],
+)
+def test_the_servers_refusals_become_googles(
+    sdk: genai.Client, upstream: RunningServer, status: int, code: str, says: str
+) -> None:
+    upstream.app.state.refusal = (status, says.rsplit(": ", 1)[1])
+    try:
+        with pytest.raises(genai_errors.APIError) as raised:
+            sdk.models.generate_content(model="chat-up", contents="Hi")
+        assert raised.value.code == status and raised.value.status == code
+        assert says in raised.value.message
+        upstream.app.state.script = [({"content": "Hi."}, "stop")]
+        upstream.app.state.refusal = None
+        assert sdk.models.generate_content(model="chat-up", contents="Hi").text == "Hi."  # and the next one works
+    finally:
+        upstream.app.state.refusal = None
+
+
+def test_an_error_mid_stream_ends_the_stream_with_an_error(sdk: genai.Client, upstream: RunningServer) -> None:
+    upstream.app.state.script = [({"content": "Once"}, None), ({"content": " upon"}, None), None]
+    texts = []
+    with pytest.raises(genai_errors.APIError) as raised:
+        for chunk in sdk.models.generate_content_stream(model="chat-up", contents="Tell a story"):
+            texts.append(chunk.text)
+    assert texts == ["Once", " upon"]
+    assert raised.value.code == 500 and "failed mid-stream: the slot crashed" in raised.value.message
