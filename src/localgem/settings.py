@@ -241,6 +241,13 @@ class Settings(BaseModel):
     flash_attention: bool = Field(
         False, description="~10% faster batches, but seeded output may then depend on what else runs."
     )
+    sliding_window_full: bool = Field(
+        True,
+        description="Sliding-window layers (Gemma 3's) keep all of each slot's cells. false: only their window "
+        "and a batch, as llama-server does (Gemma 3 270M at 8 slots of 8,192 cells: KV cache 1,152 → 312 MiB); a "
+        "slot's cells are then reused only where they still hold the window before the point a prompt goes on "
+        "from, and a long prompt's cells are placed in a ring, so its seeded output may differ cold and warm.",
+    )
     inference_niceness: int = Field(
         5,
         ge=0,

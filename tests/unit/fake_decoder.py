@@ -70,6 +70,10 @@ class FakeDecoder:
     capacity: int | None = None
     #: ``load_sequence`` answers False (the saved cells do not fit back).
     fail_loads: bool = False
+    #: As a windowed sliding-window cache: its layers attend ``window`` positions back and keep the last
+    #: ``ring`` cells of each sequence (older ones are overwritten); 0: all of them.
+    window: int = 0
+    ring: int = 0
     info: ModelInfo = field(init=False)
     cells: dict[int, list[int]] = field(init=False)
     batches: list[list[BatchItem]] = field(default_factory=list)
@@ -92,6 +96,7 @@ class FakeDecoder:
         self.info = ModelInfo(self.context_length, self.context_length, len(ALPHABET), None, "<s>", "</s>", True)
         self.cells = {i: [] for i in range(self.slots)}
         self._digests = {i: [] for i in range(self.slots)}
+        self.earliest = dict.fromkeys(range(self.slots), 0)  # per sequence: the first position still kept
 
     # -- test controls ----------------------------------------------------------------------------
 
@@ -149,6 +154,8 @@ class FakeDecoder:
             digests = self._digests[item.sequence]
             digests.append(_mix(digests[-1] if digests else 0, item.token))
             cells.append(item.token)
+            if self.ring:
+                self.earliest[item.sequence] = max(self.earliest[item.sequence], len(cells) - self.ring)
         self.batches.append(list(items))
         self.adapters.append(self.adapter)
         self._rows = [item.sequence if item.logits else -1 for item in items]
@@ -159,10 +166,18 @@ class FakeDecoder:
         start = max(start, 0)
         del self.cells[sequence][start:]
         del self._digests[sequence][start:]
+        if not self.cells[sequence]:
+            self.earliest[sequence] = 0
 
     def copy(self, source: int, target: int) -> None:
         self.cells[target] = list(self.cells[source])
         self._digests[target] = list(self._digests[source])
+        self.earliest[target] = self.earliest[source]
+
+    def holds(self, sequence: int, cells: int) -> bool:
+        if not self.window or cells == 0:
+            return True
+        return bool(self.cells[sequence]) and self.earliest[sequence] <= max(0, cells - self.window)
 
     def clear(self) -> None:
         for sequence in self.cells:
@@ -181,6 +196,8 @@ class FakeDecoder:
             digest = _mix(digest, token)
             self.cells[sequence].append(token)
             self._digests[sequence].append(digest)
+        if self.ring:
+            self.earliest[sequence] = max(0, len(self.cells[sequence]) - self.ring)  # its last ring was saved
         return True
 
     def sampler(

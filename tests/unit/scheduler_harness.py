@@ -45,8 +45,10 @@ def schedulers() -> Iterator[Build]:
         prefixes: PrefixStore | None = None,
         reuse: bool = True,
         capacity: int | None = None,
+        window: int = 0,
+        ring: int = 0,
     ) -> tuple[Scheduler, FakeDecoder]:
-        decoder = FakeDecoder(slots, capacity=capacity)
+        decoder = FakeDecoder(slots, capacity=capacity, window=window, ring=ring)
         stats = EngineStats()
         scheduler = Scheduler(
             decoder, max_queue=max_queue, prefill_chunk=CHUNK, stats=stats, prefixes=prefixes, reuse_prefixes=reuse

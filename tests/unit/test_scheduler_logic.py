@@ -244,6 +244,26 @@ async def test_a_kept_prefix_is_restored_into_a_slot_and_computed_when_it_does_n
     assert scheduler.stats.prefixes_restored == 1
 
 
+async def test_a_windowed_cache_is_reused_only_where_it_still_holds_the_window(build: Build) -> None:
+    # As Gemma 3's sliding-window layers with sliding_window_full off: they attend 8 positions back and keep
+    # only a sequence's last ``ring`` cells. Going on at 32 needs the cells from 24 on.
+    follow = A[:35] + OTHER
+    for ring, reused in ((48, 32), (20, 32), (16, 0)):
+        scheduler, decoder = build(window=8, ring=ring)
+        await events_of(submit(scheduler, request(A, 5)))  # 44 cells: the first 44 - ring are overwritten
+        events = await events_of(submit(scheduler, request(follow, 3)))
+        assert events[0] == Admitted(reused) and text(events) == continuation(follow, 3), ring
+
+    for ring, restored in ((16, 1), (12, 0)):  # a kept prefix holds its last ``ring`` cells
+        store = PrefixStore(None, ram_bytes=1 << 30, disk_bytes=0)
+        scheduler, decoder = build(prefixes=store, window=8, ring=ring)
+        await events_of(submit(scheduler, request(A, 1, keep_as="k")))
+        await events_of(submit(scheduler, request(B, 2)))
+        events = await events_of(submit(scheduler, request(follow, 3, prefix_key="k")))
+        assert events[0] == Admitted(32 if restored else 0) and text(events) == continuation(follow, 3), ring
+        assert scheduler.stats.prefixes_restored == restored
+
+
 async def test_closing_fails_running_and_queued_requests(build: Build) -> None:
     scheduler, decoder = build(1)
     decoder.hold()

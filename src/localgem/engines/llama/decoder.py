@@ -93,6 +93,11 @@ class Decoder(Protocol):
         """A sequence's cells, serialised (for ``load_sequence``)."""
         ...
 
+    def holds(self, sequence: int, cells: int) -> bool:
+        """Does the sequence still hold what a prompt that starts from its first ``cells`` cells needs? Always,
+        but in a windowed sliding-window cache, whose layers keep only their window (older cells are gone)."""
+        ...
+
     def load_sequence(self, sequence: int, state: bytes) -> bool:
         """Replace a sequence's cells with saved ones; False (and an empty sequence) if they do not fit."""
         ...

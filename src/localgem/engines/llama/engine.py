@@ -45,6 +45,7 @@ class LlamaCppEngine:
         max_queue: int = 64,
         prefill_chunk: int = 16,
         flash_attention: bool = False,
+        sliding_window_full: bool = True,
         prefixes: PrefixStore | None = None,
         niceness: int = 0,
         reuse_prefixes: bool = True,
@@ -58,6 +59,7 @@ class LlamaCppEngine:
             sequence_length=context_length,
             batch_size=max(512, prefill_chunk + MIN_CHUNK, 2 * slots),
             flash_attention=flash_attention,
+            sliding_window_full=sliding_window_full,
             threads=threads,
             mmproj=mmproj,
         )

@@ -26,6 +26,7 @@ def llama_cpp_factory(settings: Settings) -> Callable[[ModelEntry], LlamaCppEngi
             max_queue=settings.max_queue,
             prefill_chunk=settings.prefill_chunk,
             flash_attention=settings.flash_attention,
+            sliding_window_full=settings.sliding_window_full,
             niceness=settings.inference_niceness,
             reuse_prefixes=entry.config.reuse_prefixes,
             repetition_stop=settings.repetition_stop_tokens,

@@ -128,6 +128,7 @@ class NativeModel:
         threads: int | None,
         flash_attention: bool = False,
         mmproj: Path | None = None,
+        sliding_window_full: bool = True,
     ) -> None:
         _init_backend()
         lc = self.lc = _llama()
@@ -149,12 +150,17 @@ class NativeModel:
         params.n_threads_batch = n_threads
         params.kv_unified = False
         params.flash_attn_type = _FLASH_ATTENTION[flash_attention]
+        # Sliding-window layers (Gemma 3's) keep all of a slot's cells, or only their window (as llama-server
+        # does by default): a slot's cells then hold only what continues from their end (see ``holds``).
+        params.swa_full = sliding_window_full
         params.no_perf = True
         self.ctx = lc.llama_init_from_model(self.model, params)
         if not self.ctx:
             lc.llama_model_free(self.model)
             raise errors.Internal(f"llama.cpp could not create a context for {path}")
         self.memory = lc.llama_get_memory(self.ctx)
+        #: Positions a sliding-window layer attends back over, where it keeps only those (0: it keeps all).
+        self.window = 0 if sliding_window_full else max(int(lc.llama_model_n_swa(self.model)), 0)
         self.batch_size = batch_size
         self.slots = slots
         self._batch = lc.llama_batch_init(batch_size, 0, 1)
@@ -312,6 +318,14 @@ class NativeModel:
         buffer = (ctypes.c_uint8 * size)()
         written = self.lc.llama_state_seq_get_data(self.ctx, buffer, size, sequence)
         return bytes(buffer)[:written]
+
+    def holds(self, sequence: int, cells: int) -> bool:
+        """As llama-server checks: the earliest position the sequence still holds in every layer must be within
+        one window of ``cells`` (a windowed sliding-window cache has dropped the cells before it)."""
+        if not self.window or cells == 0:
+            return True
+        earliest = self.lc.llama_memory_seq_pos_min(self.memory, sequence)
+        return 0 <= earliest <= max(0, cells - self.window)
 
     def load_sequence(self, sequence: int, state: bytes) -> bool:
         """Replace a sequence's cells with saved ones; False (and an empty sequence) if they do not fit."""

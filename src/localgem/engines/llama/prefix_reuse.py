@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from collections.abc import Sequence as Tokens
 
 from localgem.engines.base import EngineStats
@@ -54,8 +55,17 @@ def reusable(cached: Tokens[int], prompt: list[int], chunk: int) -> int:
     return n
 
 
+def _always(_slot: Slot, _cells: int) -> bool:
+    return True
+
+
 def best_slot(
-    free: list[Slot], prompt: list[int], chunk: int, reuse: bool = True, adapter: str | None = None
+    free: list[Slot],
+    prompt: list[int],
+    chunk: int,
+    reuse: bool = True,
+    adapter: str | None = None,
+    holds: Callable[[Slot, int], bool] = _always,
 ) -> tuple[Slot, int]:
     """The free slot that already holds the longest start of ``prompt``, and how much of it is reused;
     else an empty one, else the one used longest ago (so useful caches live longest).
@@ -63,14 +73,15 @@ def best_slot(
     A slot is taken for what it shares only if that is at least half of what it holds (as
     llama-server's slot similarity): a prompt that merely starts like a long cached one (the
     same chat template, another document) goes elsewhere and leaves that cache alone. Only cells computed
-    under the same LoRA ``adapter`` (or none) are reused.
+    under the same LoRA ``adapter`` (or none) are reused, and only where the slot ``holds`` what continues
+    from there (a windowed sliding-window cache keeps only each layer's last window).
     """
     best, reused = min(free, key=spare_first), 0
     for slot in free if reuse else ():
         if slot.adapter != adapter:
             continue
         n = reusable(slot.cached, prompt, chunk)
-        if n > reused and 2 * common_prefix(slot.cached, prompt, len(prompt)) >= len(slot.cached):
+        if n > reused and 2 * common_prefix(slot.cached, prompt, len(prompt)) >= len(slot.cached) and holds(slot, n):
             best, reused = slot, n
     return best, reused
 
@@ -107,7 +118,7 @@ class PrefixReuse:
         """The slot a prompt starts in, and how many of its cells it starts from (see ``best_slot``); a
         kept prefix (the base model's) is loaded into a free slot when it covers more of the prompt than any
         slot holds."""
-        first, reused = best_slot(free, prompt, self._chunk, self._reuse, adapter)
+        first, reused = best_slot(free, prompt, self._chunk, self._reuse, adapter, self._holds)
         if prefix_key is not None and self._reuse and adapter is None:
             first, reused = self._restore(prefix_key, free, prompt, first, reused)
         return first, reused
@@ -121,10 +132,16 @@ class PrefixReuse:
         slot.cached, slot.adapter = [], None
         if not self._decoder.load_sequence(slot.seq_id, kept.state):
             log.warning("the kept state of %s did not load; computing its prompt instead", key)
-            return best_slot(free, prompt, self._chunk, self._reuse)
+            return best_slot(free, prompt, self._chunk, self._reuse, holds=self._holds)
+        if not self._decoder.holds(slot.seq_id, n):  # the window it kept ends before where this prompt goes on
+            self._decoder.forget(slot.seq_id)
+            return best_slot(free, prompt, self._chunk, self._reuse, holds=self._holds)
         slot.cached = list(kept.tokens)
         self._stats.prefixes_restored += 1
         return slot, n
+
+    def _holds(self, slot: Slot, cells: int) -> bool:
+        return self._decoder.holds(slot.seq_id, cells)
 
     def vacate(self, sequence: Sequence) -> None:
         """The sequence leaves its slot, which keeps the cells computed as prompt (those decoded one
