@@ -5,7 +5,9 @@ In one run, on the same model and prompts, with greedy decoding:
   (b) localgem over HTTP, one stream at a time;
   (c) localgem over HTTP, 8 and 16 concurrent streams;
   (d) the second turn of a chat with a long first turn: time to first token warm (the first turn
-      is in the prefix cache) vs cold (same length, nothing to reuse).
+      is in the prefix cache) vs cold (same length, nothing to reuse);
+  (e) prompt processing: time to first token of fresh prompts of ~500 and ~2,000 tokens (``--prompts``);
+  (f) with ``--long``: decode speed 4,000 tokens into a conversation, and a fresh 8,000-token prompt.
 Prints tokens/s, the ratios, and the issue's targets.
 
     .venv/bin/python bench/throughput.py --model smollm2-135m-instruct [--rounds 3]
@@ -26,6 +28,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import common
@@ -84,7 +87,13 @@ class Baseline:
         )
 
     def render(self, topic: str) -> str:
-        return self.template.render([Message("user", prompt_text(topic))])
+        return self.render_text(prompt_text(topic))
+
+    def render_text(self, text: str) -> str:
+        return self.template.render([Message("user", text)])
+
+    def count(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode(), add_bos=False, special=False))
 
     def run(self, tokens: int, topics: list[str]) -> float:
         produced, start = 0, time.perf_counter()
@@ -98,7 +107,8 @@ def start_llama_server(binary: str, model_path: Path) -> tuple[str, subprocess.P
     port = free_port()
     env = {**os.environ, "LD_LIBRARY_PATH": str(Path(binary).resolve().parent)}
     process = subprocess.Popen(
-        [binary, "-m", str(model_path), "-np", "8", "-t", str(os.cpu_count() or 1), "-c", "16384", "--port", str(port)],
+        # 8 slots of 8,192 cells, as localgem's default (prompts of 8,000 tokens fit both)
+        [binary, "-m", str(model_path), "-np", "8", "-t", str(os.cpu_count() or 1), "-c", "65536", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -179,6 +189,51 @@ async def chat_ttft(url: str, model: str) -> tuple[float, float]:
         return warm, cold
 
 
+def document(tag: str, tokens: int, count: Callable[[str], int]) -> str:
+    """A request of about ``tokens`` tokens (by the model's tokenizer), unlike any other ``tag``'s from the start."""
+    lines, total = [f"[{tag}] Read these notes, then summarise them."], 0
+    i = 0
+    while total < tokens:
+        topic = TOPICS[i % len(TOPICS)]
+        line = f"Note {i} ({tag}): at {i % 24}:{i * 7 % 60:02d} the keeper of {topic} counted {i * 13 % 97} visitors."
+        lines.append(line)
+        total += count(line) + 1
+        i += 1
+    return "\n".join(lines)
+
+
+async def localgem_timed(url: str, model: str, text: str, tokens: int) -> tuple[float, float, int]:
+    """(time to first token, decode tok/s after it, prompt tokens) of one streamed request."""
+    body = {
+        "contents": [{"parts": [{"text": text}]}],
+        "generationConfig": {"temperature": 0, "maxOutputTokens": tokens},
+    }
+    async with httpx.AsyncClient(base_url=url, headers={"x-goog-api-key": KEY}, timeout=900) as client:
+        start, first, last, final = time.perf_counter(), 0.0, "", ""
+        path = f"/v1beta/models/{model}:streamGenerateContent?alt=sse"
+        async with client.stream("POST", path, json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    first, final = first or time.perf_counter(), line
+        last = time.perf_counter()
+    usage = json.loads(final[6:])["usageMetadata"]
+    produced = usage.get("candidatesTokenCount", 0)
+    return first - start, (produced - 1) / max(last - first, 1e-9), usage["promptTokenCount"]
+
+
+async def llama_server_timed(url: str, prompt: str, tokens: int) -> tuple[float, float, int]:
+    body = {"prompt": prompt, "n_predict": tokens, "temperature": 0, "stream": True, "cache_prompt": False}
+    async with httpx.AsyncClient(base_url=url, timeout=900, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        start, first, final = time.perf_counter(), 0.0, ""
+        async with client.stream("POST", "/completion", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    first, final = first or time.perf_counter(), line
+        last = time.perf_counter()
+    end = json.loads(final[6:])
+    return first - start, (end["tokens_predicted"] - 1) / max(last - first, 1e-9), end["timings"]["prompt_n"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -186,7 +241,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--llama-server", help="a llama-server binary to measure side by side")
     parser.add_argument("--flash-attention", action="store_true", help="serve with flash_attention = true")
+    parser.add_argument("--prompts", default="500,2000", help="prompt lengths (tokens) for time to first token")
+    parser.add_argument("--long", action="store_true", help="also decode 4,000 tokens in, and an 8,000-token prompt")
     args = parser.parse_args()
+    lengths = [int(n) for n in args.prompts.split(",") if n]
     results: dict[str, list[float]] = {}
 
     def record(name: str, value: float) -> None:
@@ -214,6 +272,29 @@ def main() -> None:
                 warm, cold = asyncio.run(chat_ttft(url, args.model))
                 record("warm", warm)
                 record("cold", cold)
+                round_tag = f"r{len(results['a'])}"
+                count = baseline.count
+                for n in lengths:
+                    text = document(f"{round_tag} pp{n}", n, count)
+                    ttft, _, used = asyncio.run(localgem_timed(url, args.model, text, 1))
+                    record(f"pp{n}", used / ttft)
+                    if other:
+                        ttft, _, used = asyncio.run(llama_server_timed(other[0], baseline.render_text(text), 1))
+                        record(f"spp{n}", used / ttft)
+                if args.long:
+                    text = document(f"{round_tag} long", 4000, count)
+                    record("long", asyncio.run(localgem_timed(url, args.model, text, args.tokens))[1])
+                    if other:
+                        record(
+                            "slong",
+                            asyncio.run(llama_server_timed(other[0], baseline.render_text(text), args.tokens))[1],
+                        )
+                    text = document(f"{round_tag} pp8000", 7900, count)
+                    ttft, _, used = asyncio.run(localgem_timed(url, args.model, text, 1))
+                    record("pp8000", used / ttft)
+                    if other:
+                        ttft, _, used = asyncio.run(llama_server_timed(other[0], baseline.render_text(text), 1))
+                        record("spp8000", used / ttft)
         finally:
             for process in (server, other[1] if other else None):
                 if process is not None:
@@ -245,6 +326,16 @@ def main() -> None:
         f"  (d) chat turn 2 time to first token: warm {m['warm'] * 1000:6.0f} ms, cold {m['cold'] * 1000:6.0f} ms, "
         f"warm/cold = {m['warm'] / m['cold']:4.2f}  target <= 0.50"
     )
+    for n in [*lengths, *([8000] if args.long else [])]:
+        line = f"  (e) prompt of ~{n} tokens, fresh: localgem {m[f'pp{n}']:6.1f} tok/s"
+        if other:
+            line += f", llama-server {m[f'spp{n}']:6.1f} tok/s, ratio {m[f'pp{n}'] / m[f'spp{n}']:4.2f}  target >= 1.0"
+        print(line)
+    if args.long:
+        line = f"  (f) decode 4,000 tokens in: localgem {m['long']:6.1f} tok/s"
+        if other:
+            line += f", llama-server {m['slong']:6.1f} tok/s, ratio {m['long'] / m['slong']:4.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

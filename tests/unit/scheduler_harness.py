@@ -47,11 +47,18 @@ def schedulers() -> Iterator[Build]:
         capacity: int | None = None,
         window: int = 0,
         ring: int = 0,
+        call: int = CHUNK,
     ) -> tuple[Scheduler, FakeDecoder]:
         decoder = FakeDecoder(slots, capacity=capacity, window=window, ring=ring)
         stats = EngineStats()
         scheduler = Scheduler(
-            decoder, max_queue=max_queue, prefill_chunk=CHUNK, stats=stats, prefixes=prefixes, reuse_prefixes=reuse
+            decoder,
+            max_queue=max_queue,
+            prefill_chunk=CHUNK,
+            stats=stats,
+            prefixes=prefixes,
+            reuse_prefixes=reuse,
+            prefill_call=call,
         )
         made.append((scheduler, decoder))
         return scheduler, decoder

@@ -12,6 +12,8 @@ import pytest
 
 from localgem import errors
 from localgem.engines.base import Admitted, CandidateFinished, TextDelta
+from localgem.engines.llama.admission import candidate_slots
+from localgem.engines.llama.jobs import Slot
 from tests.unit.fake_decoder import continuation
 from tests.unit.scheduler_harness import (
     A,
@@ -162,3 +164,14 @@ async def test_a_full_queue_rejects_at_once_and_batch_work_queued_does_not_count
     results = await asyncio.gather(events_of(running), events_of(batch), events_of(online))
     assert [text(events) for events in results] == [continuation(A, 3), continuation(B, 3), continuation(C, 3)]
     assert scheduler.stats.queued_requests == 0 and scheduler.stats.requests_finished == 3
+
+
+def test_candidates_take_the_free_neighbours_of_the_first_slot() -> None:
+    slots = [Slot(i, cached=[1] * (i + 1), last_used=10.0 - i) for i in range(6)]
+    ids = lambda chosen: [slot.seq_id for slot in chosen]  # noqa: E731
+    assert ids(candidate_slots(slots[2], slots, 3)) == [3, 4, 5]
+    assert ids(candidate_slots(slots[4], slots, 3)) == [5, 3, 2]  # right, then left, of the run
+    free = [slots[i] for i in (0, 2, 3, 5)]
+    # 2..3 is the longest run around 3; then the free slot whose cache matters least (5: used longest ago).
+    assert ids(candidate_slots(slots[3], free, 3)) == [2, 5, 0]
+    assert candidate_slots(slots[3], free, 0) == []

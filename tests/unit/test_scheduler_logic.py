@@ -86,6 +86,16 @@ async def test_a_follow_up_takes_the_slot_holding_its_start_and_reuses_it_to_a_c
     assert scheduler.stats.prompt_tokens_reused == 32 + 16
 
 
+async def test_a_prompt_call_takes_neighbouring_chunks_and_keeps_their_boundaries(build: Build) -> None:
+    scheduler, decoder = build(2, call=32)
+    await events_of(submit(scheduler, request(A, 3)))  # slot 0: 0..16 and 16..32 in one call, then 32..39
+    assert decoder.prompt_chunks(0) == [(0, 32), (32, 39)]
+    longer = A * 3  # 120 tokens, of which slot 0 holds the first 39: reused up to the boundary at 32
+    events = await events_of(submit(scheduler, request(longer, 2)))
+    assert events[0] == Admitted(32) and text(events) == continuation(longer, 2)
+    assert decoder.prompt_chunks(0)[2:] == [(32, 64), (64, 96), (96, 119)]  # 96..112 and 112..119
+
+
 async def test_cells_decoded_token_by_token_are_not_reused_as_prompt(build: Build) -> None:
     scheduler, decoder = build()
     first = await events_of(submit(scheduler, request(A, 20)))

@@ -133,6 +133,24 @@ def swap_victims(running: list[Sequence], needed: int) -> list[Job] | None:
     return victims if len(victims) == needed else None
 
 
+def candidate_slots(first: Slot, free: list[Slot], n: int) -> list[Slot]:
+    """Slots for a request's other ``n`` candidates: the free neighbours of ``first`` (llama.cpp decodes a run of
+    neighbouring streams in one pass, so the candidates' rows then round as they do in any other run of the same
+    request), then the free slots whose caches matter least."""
+    by_id = {slot.seq_id: slot for slot in free}
+    chosen: list[Slot] = []
+    low = high = first.seq_id
+    while len(chosen) < n and (high + 1 in by_id or low - 1 in by_id):
+        if high + 1 in by_id:
+            high += 1
+            chosen.append(by_id[high])
+        else:
+            low -= 1
+            chosen.append(by_id[low])
+    rest = sorted((slot for slot in free if slot is not first and slot not in chosen), key=spare_first)
+    return chosen + rest[: n - len(chosen)]
+
+
 class Admission:
     """Moves jobs from the queue into free slots, and frees their slots when they end.
 
@@ -223,8 +241,7 @@ class Admission:
                 job.fail(exc)
                 return
         first, reused = self._reuse.choose(free, prompt, request.prefix_key, request.adapter)
-        others = sorted((slot for slot in free if slot is not first), key=spare_first)
-        slots = [first] + others[: request.candidates - 1]
+        slots = [first] + candidate_slots(first, free, request.candidates - 1)
         self._stats.requests_started += 1
         self._stats.prompt_tokens_reused += reused
         self._stats.last_request_tokens_generated = 0

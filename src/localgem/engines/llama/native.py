@@ -30,6 +30,8 @@ _backend_lock = threading.Lock()
 _backend_state: dict[str, object] = {}
 _NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
 _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off, 1 on
+#: Prompt chunks end on a multiple of this many cells (see ``NativeModel._padding``).
+PROMPT_CELLS_MULTIPLE = 8
 #: LoRA adapters kept loaded per model (the least recently used beyond this is freed; loading one again is a
 #: read of a few MB).
 MAX_ADAPTERS = 16
@@ -143,8 +145,8 @@ class NativeModel:
         context_length = min(sequence_length, trained)
         params = lc.llama_context_default_params()
         params.n_ctx = context_length * slots  # split evenly into one stream per sequence
-        params.n_batch = batch_size
-        params.n_ubatch = batch_size
+        params.n_batch = batch_size + PROMPT_CELLS_MULTIPLE  # room for a chunk's filler rows (see ``_padding``)
+        params.n_ubatch = batch_size + PROMPT_CELLS_MULTIPLE
         params.n_seq_max = slots
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
@@ -163,7 +165,9 @@ class NativeModel:
         self.window = 0 if sliding_window_full else max(int(lc.llama_model_n_swa(self.model)), 0)
         self.batch_size = batch_size
         self.slots = slots
-        self._batch = lc.llama_batch_init(batch_size, 0, 1)
+        self._flash_attention = flash_attention
+        self._batch_capacity = batch_size + PROMPT_CELLS_MULTIPLE
+        self._batch = lc.llama_batch_init(self._batch_capacity, 0, 1)
         self.vocab_size = lc.llama_vocab_n_tokens(self.vocab)
         self.eos_token = int(lc.llama_vocab_eos(self.vocab))
         self._piece_buffer = ctypes.create_string_buffer(256)
@@ -228,6 +232,12 @@ class NativeModel:
 
     def decode(self, items: list[BatchItem]) -> bool:
         """Decode one batch; False when the KV cache has no room for it (nothing was changed)."""
+        padding = self._padding(items)
+        if padding:
+            last = items[-1]
+            items = items + [
+                BatchItem(last.sequence, last.token, last.position + k, False) for k in range(1, padding + 1)
+            ]
         batch = self._batch
         for i, item in enumerate(items):
             batch.token[i] = item.token
@@ -241,7 +251,25 @@ class NativeModel:
             return False
         if status != 0:
             raise errors.Internal(f"llama.cpp decode failed with status {status}")
+        if padding:
+            self.forget(items[0].sequence, items[-1].position - padding + 1)
         return True
+
+    def _padding(self, items: list[BatchItem]) -> int:
+        """Filler rows that make a prompt chunk end on a multiple of PROMPT_CELLS_MULTIPLE cells (removed after).
+
+        Why: llama.cpp attends over as many cells as the stream uses, and its CPU matmul takes a different kernel
+        (summing in another order) when that count is not a multiple of 8, so the rows of a chunk that ended at an
+        odd place would round differently from the same rows cut elsewhere (a cold start against a prompt that goes
+        on from reused cells). Not for decode steps (the same cell counts cold and warm), flash attention (no such
+        promise) or a windowed sliding-window cache (whose layers would drop cells that later rows still need)."""
+        if self._flash_attention or self.window or not items or items[0].logits:
+            return 0
+        end = items[-1].position + 1
+        padding = -end % PROMPT_CELLS_MULTIPLE
+        if end + padding > self.info.context_length or len(items) + padding > self._batch_capacity:
+            return 0
+        return padding
 
     def load_adapter(self, adapter: str) -> None:
         """Loads a LoRA adapter file for ``use_adapter`` (kept: see MAX_ADAPTERS)."""
