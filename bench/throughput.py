@@ -64,9 +64,11 @@ def prompt_text(topic: str) -> str:
     return f"Write a long, detailed story about {topic}."
 
 
-def serve(model: str, data_dir: str, flash_attention: bool = False) -> tuple[str, subprocess.Popen]:
+def serve(
+    model: str, data_dir: str, flash_attention: bool = False, src: str | None = None
+) -> tuple[str, subprocess.Popen]:
     """``localgem serve`` in its own process, as users run it (the load generator stays out of its GIL)."""
-    return common.serve(data_dir, preload=model, max_queue="64", flash_attention=str(flash_attention).lower())
+    return common.serve(data_dir, src=src, preload=model, max_queue="64", flash_attention=str(flash_attention).lower())
 
 
 class Baseline:
@@ -242,6 +244,7 @@ def main() -> None:
     parser.add_argument("--llama-server", help="a llama-server binary to measure side by side")
     parser.add_argument("--flash-attention", action="store_true", help="serve with flash_attention = true")
     parser.add_argument("--prompts", default="500,2000", help="prompt lengths (tokens) for time to first token")
+    parser.add_argument("--src", help="serve the localgem of this source tree (e.g. a worktree of an earlier commit)")
     parser.add_argument("--long", action="store_true", help="also decode 4,000 tokens in, and an 8,000-token prompt")
     args = parser.parse_args()
     lengths = [int(n) for n in args.prompts.split(",") if n]
@@ -253,7 +256,7 @@ def main() -> None:
     single, eight, sixteen = TOPICS[:4], TOPICS[:8], TOPICS
     with tempfile.TemporaryDirectory() as data_dir:
         baseline = Baseline(args.model, data_dir)
-        url, server = serve(args.model, data_dir, args.flash_attention)
+        url, server = serve(args.model, data_dir, args.flash_attention, args.src)
         other = start_llama_server(args.llama_server, baseline.path) if args.llama_server else None
         try:
             for _ in range(args.rounds):

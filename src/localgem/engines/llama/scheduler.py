@@ -13,9 +13,10 @@ request start from a copy of the first candidate's prompt cells.
 Batch invariance rules this module keeps, so that seeded output does not depend on the load
 (llama.cpp's kernels round differently for one row, a few, or many): prompts are decoded in
 chunks that start at multiples of the chunk size, whatever is reused, so a prompt is always cut
-the same way; chunks hold at least MIN_CHUNK tokens; a prompt's last token is always decoded in
-a decode step, never in a chunk; and only cells computed as prompt (not decoded one by one) are
-reused by later prompts.
+the same way (a call takes several whole chunks, which rounds alike, and ends on a multiple of 8
+cells: see ``NativeModel._padding``); chunks hold at least MIN_CHUNK tokens; a prompt's last token
+is always decoded in a decode step, never in a chunk; and only cells computed as prompt (not
+decoded one by one) are reused by later prompts.
 
 Threads and locks: the event loop calls ``submit``, ``wake``, ``close`` and ``healthy``; all else
 runs on the scheduler thread. The only lock is the wait queue's condition (see ``WaitQueue``); the
