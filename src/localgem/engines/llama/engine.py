@@ -29,7 +29,7 @@ from localgem.engines.base import (
     tokenize_in_process,
 )
 from localgem.engines.llama.constraints import grammar_for
-from localgem.engines.llama.native import NativeModel
+from localgem.engines.llama.native import PROMPT_CELLS_MULTIPLE, NativeModel
 from localgem.engines.llama.prefixes import PrefixStore
 from localgem.engines.llama.scheduler import MIN_CHUNK, Job, Scheduler
 
@@ -57,7 +57,7 @@ class LlamaCppEngine:
             path,
             slots=slots,
             sequence_length=context_length,
-            batch_size=max(512, prefill_chunk + MIN_CHUNK, 2 * slots),
+            batch_size=max(512, prefill_chunk + MIN_CHUNK + PROMPT_CELLS_MULTIPLE, 2 * slots),  # + filler rows
             flash_attention=flash_attention,
             sliding_window_full=sliding_window_full,
             threads=threads,

@@ -145,8 +145,8 @@ class NativeModel:
         context_length = min(sequence_length, trained)
         params = lc.llama_context_default_params()
         params.n_ctx = context_length * slots  # split evenly into one stream per sequence
-        params.n_batch = batch_size + PROMPT_CELLS_MULTIPLE  # room for a chunk's filler rows (see ``_padding``)
-        params.n_ubatch = batch_size + PROMPT_CELLS_MULTIPLE
+        params.n_batch = batch_size
+        params.n_ubatch = batch_size
         params.n_seq_max = slots
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
@@ -166,8 +166,7 @@ class NativeModel:
         self.batch_size = batch_size
         self.slots = slots
         self._flash_attention = flash_attention
-        self._batch_capacity = batch_size + PROMPT_CELLS_MULTIPLE
-        self._batch = lc.llama_batch_init(self._batch_capacity, 0, 1)
+        self._batch = lc.llama_batch_init(batch_size, 0, 1)
         self.vocab_size = lc.llama_vocab_n_tokens(self.vocab)
         self.eos_token = int(lc.llama_vocab_eos(self.vocab))
         self._piece_buffer = ctypes.create_string_buffer(256)
@@ -267,7 +266,7 @@ class NativeModel:
             return 0
         end = items[-1].position + 1
         padding = -end % PROMPT_CELLS_MULTIPLE
-        if end + padding > self.info.context_length or len(items) + padding > self._batch_capacity:
+        if end + padding > self.info.context_length or len(items) + padding > self.batch_size:
             return 0
         return padding
 
