@@ -135,8 +135,8 @@ def swap_victims(running: list[Sequence], needed: int) -> list[Job] | None:
 
 def candidate_slots(first: Slot, free: list[Slot], n: int) -> list[Slot]:
     """Slots for a request's other ``n`` candidates: the free neighbours of ``first`` (llama.cpp decodes a run of
-    neighbouring streams in one pass, so the candidates' rows then round as they do in any other run of the same
-    request), then the free slots whose caches matter least."""
+    neighbouring streams in one pass, and each stream apart from its neighbours in a pass of its own), then the free
+    slots whose caches matter least."""
     by_id = {slot.seq_id: slot for slot in free}
     chosen: list[Slot] = []
     low = high = first.seq_id
