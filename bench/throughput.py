@@ -204,6 +204,16 @@ def document(tag: str, tokens: int, count: Callable[[str], int]) -> str:
     return "\n".join(lines)
 
 
+async def timed_stream(client: httpx.AsyncClient, path: str, body: dict) -> tuple[float, float, dict]:
+    """(seconds to the first SSE event, seconds from it to the end, the last event) of one streamed request."""
+    start, first, final = time.perf_counter(), 0.0, ""
+    async with client.stream("POST", path, json=body) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                first, final = first or time.perf_counter(), line
+    return first - start, time.perf_counter() - first, json.loads(final[6:])
+
+
 async def localgem_timed(url: str, model: str, text: str, tokens: int) -> tuple[float, float, int]:
     """(time to first token, decode tok/s after it, prompt tokens) of one streamed request."""
     body = {
@@ -211,29 +221,17 @@ async def localgem_timed(url: str, model: str, text: str, tokens: int) -> tuple[
         "generationConfig": {"temperature": 0, "maxOutputTokens": tokens},
     }
     async with httpx.AsyncClient(base_url=url, headers={"x-goog-api-key": KEY}, timeout=900) as client:
-        start, first, last, final = time.perf_counter(), 0.0, "", ""
         path = f"/v1beta/models/{model}:streamGenerateContent?alt=sse"
-        async with client.stream("POST", path, json=body) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    first, final = first or time.perf_counter(), line
-        last = time.perf_counter()
-    usage = json.loads(final[6:])["usageMetadata"]
-    produced = usage.get("candidatesTokenCount", 0)
-    return first - start, (produced - 1) / max(last - first, 1e-9), usage["promptTokenCount"]
+        ttft, rest, end = await timed_stream(client, path, body)
+    usage = end["usageMetadata"]
+    return ttft, (usage.get("candidatesTokenCount", 0) - 1) / max(rest, 1e-9), usage["promptTokenCount"]
 
 
 async def llama_server_timed(url: str, prompt: str, tokens: int) -> tuple[float, float, int]:
     body = {"prompt": prompt, "n_predict": tokens, "temperature": 0, "stream": True, "cache_prompt": False}
     async with httpx.AsyncClient(base_url=url, timeout=900, limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        start, first, final = time.perf_counter(), 0.0, ""
-        async with client.stream("POST", "/completion", json=body) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    first, final = first or time.perf_counter(), line
-        last = time.perf_counter()
-    end = json.loads(final[6:])
-    return first - start, (end["tokens_predicted"] - 1) / max(last - first, 1e-9), end["timings"]["prompt_n"]
+        ttft, rest, end = await timed_stream(client, "/completion", body)
+    return ttft, (end["tokens_predicted"] - 1) / max(rest, 1e-9), end["timings"]["prompt_n"]
 
 
 def main() -> None:
