@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -100,6 +100,9 @@ from localgem.tuning.service import TuningLimits
 from localgem.vision.reading import Reading, reader_loader
 
 log = logging.getLogger(__name__)
+#: How long shutdown waits for background steps to end on their own before cancelling them (a step cancelled
+#: mid-transaction may leave its SQLite connection, and the write lock, to the garbage collector).
+SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 def create_app(
@@ -264,18 +267,19 @@ def create_app(
     worker.add("webhooks", webhooks.step)
     runner.when_added(lambda: worker.wake("operations"))
     runner.when_ended(lambda: worker.wake("batch endings"))
+    # Housekeeping runs on every server, batches or not: sweeping expired things, re-reading the model catalogue.
+    housekeeping = Worker(settings.sweep_interval_seconds)
+    housekeeping.add("sweeping", _sweeping(files.sweeper, caches, live_states, auth_tokens))
+    housekeeping.add("catalogue", lambda: catalogue.try_refresh(max_age=REFRESH_SECONDS / 2), every=REFRESH_SECONDS)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await database.migrate()
         await index.open()
         await catalogue.refresh()
-        refresher = asyncio.create_task(catalogue.run_forever(REFRESH_SECONDS))
-        await files.processing.resume()
-        sweeper = asyncio.create_task(
-            _sweep_forever(files.sweeper, caches, live_states, auth_tokens, settings.sweep_interval_seconds)
-        )
-        background = asyncio.create_task(worker.run_forever() if settings.run_batches else asyncio.sleep(0))
+        housekeeping.start()
+        if settings.run_batches:
+            worker.start()
         for model_id in preload:
             entry = registry.resolve(model_id, "load")
             if entry.draws:
@@ -286,10 +290,7 @@ def create_app(
         await _app.state.installs.close()  # an install stops (its pip too) before the database closes
         if code_execution.sandbox is not None:
             await code_execution.sandbox.close()
-        sweeper.cancel()
-        refresher.cancel()
-        background.cancel()
-        await asyncio.gather(background, refresher, return_exceptions=True)
+        await asyncio.gather(worker.stop(SHUTDOWN_GRACE_SECONDS), housekeeping.stop(SHUTDOWN_GRACE_SECONDS))
         webhooks.close()
         drawing.studio.close()
         await files.processing.close()
@@ -432,22 +433,22 @@ def _code_execution(settings: Settings) -> CodeExecutionTool:
     return CodeExecutionTool(sandbox)
 
 
-async def _sweep_forever(
-    sweeper: FileSweeper, caches: CacheService, live_states: LiveStates, auth_tokens: AuthTokens, interval: float
-) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            report = await sweeper.sweep()
-            swept_caches = await caches.sweep()
-            await live_states.sweep()
-            await auth_tokens.sweep()
-        except Exception:  # a failed sweep is retried next interval; it must not end the loop
-            log.exception("sweeping expired files and caches failed")
-            continue
+def _sweeping(
+    sweeper: FileSweeper, caches: CacheService, live_states: LiveStates, auth_tokens: AuthTokens
+) -> Callable[[], Awaitable[None]]:
+    """A housekeeping duty: remove expired files, uploads, caches, Live states and tokens (a failed sweep is
+    logged by the worker and retried next interval)."""
+
+    async def sweep() -> None:
+        report = await sweeper.sweep()
+        swept_caches = await caches.sweep()
+        await live_states.sweep()
+        await auth_tokens.sweep()
         if report.files or report.uploads or report.blobs or report.local_copies:
             log.info(
                 "swept %s expired files, %s upload sessions, %s stray blobs, %s local copies", *vars(report).values()
             )
         if swept_caches:
             log.info("swept %s expired cached contents", swept_caches)
+
+    return sweep

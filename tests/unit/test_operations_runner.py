@@ -314,3 +314,51 @@ async def test_the_worker_wakes_each_duty_and_survives_a_failing_step() -> None:
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_stopping_the_worker_lets_a_transaction_finish_and_cancels_only_what_outlives_the_grace(
+    tmp_path: Path,
+) -> None:
+    """A step cancelled inside a SQLite transaction leaves its write lock behind (aiosqlite < 0.22.1 cannot
+    terminate the connection): the next server on the same file would find the database locked."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'stop.db'}"
+    first = Database(url)
+    async with first.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE marks (step TEXT)")
+    inside, release, stuck_cancelled = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def writer() -> float | None:
+        async with first.begin() as conn:
+            await conn.exec_driver_sql("INSERT INTO marks VALUES ('writer')")
+            inside.set()
+            await release.wait()
+        return None
+
+    async def stuck() -> float | None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stuck_cancelled.set()
+            raise
+        return None
+
+    worker = Worker(poll_interval=60)
+    worker.add("writer", writer)
+    worker.add("stuck", stuck)
+    worker.start()
+    await asyncio.wait_for(inside.wait(), 5)
+    asyncio.get_running_loop().call_later(0.2, release.set)
+    started = time.monotonic()
+    await worker.stop(grace=1.0)
+    assert 0.9 <= time.monotonic() - started < 5  # waited out the grace for the stuck step, no longer
+    assert stuck_cancelled.is_set()
+    await first.close()
+    second = Database(url)  # a restart: the lock is free and the writer's row was committed, once
+    try:
+        async with asyncio.timeout(5), second.begin() as conn:
+            await conn.exec_driver_sql("INSERT INTO marks VALUES ('second')")
+        async with second.read() as conn:
+            rows = (await conn.exec_driver_sql("SELECT step FROM marks ORDER BY rowid")).all()
+        assert [row[0] for row in rows] == ["writer", "second"]
+    finally:
+        await second.close()

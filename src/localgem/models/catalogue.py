@@ -11,8 +11,8 @@ Freshness, without making ``ModelRegistry.resolve`` async: the catalogue re-read
   a model added on another server is found on its first use. A name that only matches an alias pattern
   (``gemini-*``, ``gemma-*``) may be a catalogue model this server has not seen yet: it re-reads at most once a
   ``PATTERN_MAX_AGE``;
-- every ``REFRESH_SECONDS`` in the background (``run_forever``), which bounds how long a removal, or a model
-  named only in a request body (cachedContents, batches), takes to reach the other servers.
+- every ``REFRESH_SECONDS`` in the background (one of the app's housekeeping duties), which bounds how long a
+  removal, or a model named only in a request body (cachedContents, batches), takes to reach the other servers.
 Requests never wait long for the database: a read that fails or takes over ``READ_WAIT`` is logged, the request
 goes on with the catalogue as last read, and for ``FAILED_READ_PAUSE`` seconds only the background refresh asks.
 A model's weights are read once per server, on first use: a changed or removed model's engine stays loaded on
@@ -149,11 +149,6 @@ class ModelCatalogue:
                 # Waiters that gave up (try_refresh's timeout) leave its failure to no one: mark it seen.
                 self._reading.add_done_callback(lambda read: read.cancelled() or read.exception())
             await asyncio.shield(self._reading)
-
-    async def run_forever(self, interval: float = REFRESH_SECONDS) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await self.try_refresh(max_age=interval / 2)
 
     async def _read(self) -> None:
         started = time.monotonic()

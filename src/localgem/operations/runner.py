@@ -8,8 +8,11 @@ cancelled, deleted or expired, or another server took it over after the lease la
 stopped at once. An executor that raises leaves the lease to lapse: the operation runs again later, here or
 elsewhere, keeping the results already recorded. A server claims only kinds it has an executor for.
 
-``Worker`` runs duties (the runner, results files, webhook deliveries), each in its own loop: run a step,
-then wait until the step asks to run again, someone wakes the duty, or the poll interval passes.
+``Worker`` runs duties (the runner, results files, webhook deliveries, sweeping), each in its own loop: run a
+step, then wait until the step asks to run again, someone wakes the duty, or its interval passes. ``stop``
+ends the loops between steps: a step cancelled inside a transaction can leave SQLite's write lock held by a
+connection nobody closes (aiosqlite before 0.22.1 cannot be terminated), and a server started next on the
+same file would find the database locked.
 """
 
 from __future__ import annotations
@@ -223,6 +226,7 @@ class Runner:
 class _Duty:
     name: str
     step: Step
+    every: float | None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -232,15 +236,32 @@ class Worker:
     def __init__(self, poll_interval: float) -> None:
         self._poll = poll_interval
         self._duties: dict[str, _Duty] = {}
+        self._stopping = False
+        self._running: asyncio.Task | None = None
 
-    def add(self, name: str, step: Step) -> None:
+    def add(self, name: str, step: Step, every: float | None = None) -> None:
+        """``every``: this duty's own interval (seconds) instead of the poll interval."""
         if name in self._duties:
             raise ValueError(f"a duty named {name!r} exists already")
-        self._duties[name] = _Duty(name, step)
+        self._duties[name] = _Duty(name, step, every)
 
     def wake(self, name: str) -> None:
         """``name`` runs its next step now rather than at its next poll."""
         self._duties[name].wake.set()
+
+    def start(self) -> None:
+        self._running = asyncio.ensure_future(self.run_forever())
+
+    async def stop(self, grace: float) -> None:
+        """Ends every loop once its step is done; steps still running after ``grace`` seconds are cancelled."""
+        self._stopping = True
+        for duty in self._duties.values():
+            duty.wake.set()
+        if self._running is None:
+            return
+        await asyncio.wait({self._running}, timeout=grace)
+        self._running.cancel()
+        await asyncio.gather(self._running, return_exceptions=True)
 
     async def run_forever(self) -> None:
         loops = [asyncio.ensure_future(self._loop(duty)) for duty in self._duties.values()]
@@ -252,14 +273,17 @@ class Worker:
             await asyncio.gather(*loops, return_exceptions=True)
 
     async def _loop(self, duty: _Duty) -> None:
-        while True:
+        interval = self._poll if duty.every is None else duty.every
+        while not self._stopping:
             duty.wake.clear()  # a wake during the step brings the next one forward
             try:
                 delay = await duty.step()
             except Exception:  # a failed round (a database hiccup, a lease left to lapse) is retried later
                 log.exception("background duty %r failed", duty.name)
                 delay = None
-            wait = self._poll if delay is None else min(max(delay, 0.0), self._poll)
+            wait = interval if delay is None else min(max(delay, 0.0), interval)
+            if self._stopping:
+                return
             if wait == 0:
                 await asyncio.sleep(0)  # let the other duties and requests in
                 continue
