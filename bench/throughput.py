@@ -8,10 +8,12 @@ In one run, on the same model and prompts, with greedy decoding:
       is in the prefix cache) vs cold (same length, nothing to reuse);
   (e) prompt processing: time to first token of fresh prompts of ~500 and ~2,000 tokens (``--prompts``);
   (f) with ``--long``: decode speed 4,000 tokens into a conversation, and a fresh 8,000-token prompt.
-Prints tokens/s, the ratios, and the issue's targets.
+Prints tokens/s, the ratios, and the issue's targets. ``--attention both`` serves localgem twice, without and
+with flash attention (the per-deployment setting ``flash_attention``), and measures both in the same rounds.
 
     .venv/bin/python bench/throughput.py --model smollm2-135m-instruct [--rounds 3]
-    .venv/bin/python bench/throughput.py --model gemma-3-270m --llama-server /path/to/llama-server
+    .venv/bin/python bench/throughput.py --model gemma-3-270m --llama-server /path/to/llama-server --attention both
+    .venv/bin/python bench/throughput.py --model qwen2.5-coder-0.5b-instruct --gguf <data_dir>/models/<file>.gguf
 
 Each figure is the median of ``--rounds`` interleaved rounds (these shared machines are noisy).
 With ``--llama-server`` (a llama.cpp server binary built with the same flags; never committed),
@@ -65,19 +67,31 @@ def prompt_text(topic: str) -> str:
 
 
 def serve(
-    model: str, data_dir: str, flash_attention: bool = False, src: str | None = None
+    model: str, data_dir: str, flash_attention: bool = False, src: str | None = None, config: str | None = None
 ) -> tuple[str, subprocess.Popen]:
     """``localgem serve`` in its own process, as users run it (the load generator stays out of its GIL)."""
-    return common.serve(data_dir, src=src, preload=model, max_queue="64", flash_attention=str(flash_attention).lower())
+    extra = {"config": config} if config else {}
+    return common.serve(
+        data_dir, src=src, preload=model, max_queue="64", flash_attention=str(flash_attention).lower(), **extra
+    )
+
+
+def gguf_config(model: str, gguf: str, directory: str) -> str:
+    """A settings file that serves ``gguf`` as ``model`` (``--gguf``: e.g. an installed Qwen2.5-Coder)."""
+    path = os.path.join(directory, "bench.toml")
+    with open(path, "w") as handle:
+        handle.write(f'[[models]]\nid = "{model}"\npath = "{os.path.abspath(gguf)}"\n')
+    return path
 
 
 class Baseline:
     """(a): the same rendered prompts through llama-cpp-python's own completion API."""
 
-    def __init__(self, model: str, data_dir: str) -> None:
+    def __init__(self, model: str, data_dir: str, config: str | None = None) -> None:
         from llama_cpp import Llama
 
-        entry = ModelRegistry(load_settings(environ={}, data_dir=Path(data_dir))).resolve(model, "bench")
+        settings = load_settings(config_file=Path(config) if config else None, environ={}, data_dir=Path(data_dir))
+        entry = ModelRegistry(settings).resolve(model, "bench")
         self.path = entry.weights(Path(data_dir))
         threads = os.cpu_count() or 1
         self.llm = Llama(str(self.path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
@@ -234,109 +248,127 @@ async def llama_server_timed(url: str, prompt: str, tokens: int) -> tuple[float,
     return ttft, (end["tokens_predicted"] - 1) / max(rest, 1e-9), end["timings"]["prompt_n"]
 
 
+def localgem_round(url: str, args: argparse.Namespace, lengths: list[int], count: Callable[[str], int], tag: str):
+    """One round of every localgem row: {row: value}."""
+    model, tokens = args.model, args.tokens
+    single, eight, sixteen = TOPICS[:4], TOPICS[:8], TOPICS
+    row = {
+        "b": asyncio.run(streams(url, model, tokens, single, concurrent=False)),
+        "c8": asyncio.run(streams(url, model, tokens, eight, concurrent=True)),
+        "c16": asyncio.run(streams(url, model, tokens, sixteen, concurrent=True)),
+    }
+    row["warm"], row["cold"] = asyncio.run(chat_ttft(url, model))
+    for n in [*lengths, *([8000] if args.long else [])]:
+        text = document(f"{tag} pp{n}", 7900 if n == 8000 else n, count)
+        ttft, _, used = asyncio.run(localgem_timed(url, model, text, 1))
+        row[f"pp{n}"] = used / ttft
+    if args.long:
+        row["long"] = asyncio.run(localgem_timed(url, model, document(f"{tag} long", 4000, count), tokens))[1]
+    return row
+
+
+def llama_server_round(url: str, baseline: Baseline, args: argparse.Namespace, lengths: list[int], tag: str):
+    """The same rows (same prompts, as the model's template renders them) from llama-server."""
+    single, eight, sixteen = TOPICS[:4], TOPICS[:8], TOPICS
+    row = {
+        name: asyncio.run(llama_server_streams(url, [baseline.render(t) for t in topics], args.tokens, concurrent))
+        for name, topics, concurrent in (("b", single, False), ("c8", eight, True), ("c16", sixteen, True))
+    }
+    for n in [*lengths, *([8000] if args.long else [])]:
+        text = document(f"{tag} pp{n}", 7900 if n == 8000 else n, baseline.count)
+        ttft, _, used = asyncio.run(llama_server_timed(url, baseline.render_text(text), 1))
+        row[f"pp{n}"] = used / ttft
+    if args.long:
+        text = baseline.render_text(document(f"{tag} long", 4000, baseline.count))
+        row["long"] = asyncio.run(llama_server_timed(url, text, args.tokens))[1]
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--llama-server", help="a llama-server binary to measure side by side")
-    parser.add_argument("--flash-attention", action="store_true", help="serve with flash_attention = true")
+    parser.add_argument(
+        "--attention",
+        default="plain",
+        help="localgem's attention: plain, flash, or both (two servers, measured in the same rounds)",
+    )
     parser.add_argument("--prompts", default="500,2000", help="prompt lengths (tokens) for time to first token")
     parser.add_argument("--src", help="serve the localgem of this source tree (e.g. a worktree of an earlier commit)")
     parser.add_argument("--long", action="store_true", help="also decode 4,000 tokens in, and an 8,000-token prompt")
+    parser.add_argument("--gguf", help="serve this GGUF file as --model (e.g. one `localgem models install` put)")
     args = parser.parse_args()
+    modes = {"plain": ["plain"], "flash": ["flash"], "both": ["plain", "flash"]}[args.attention]
     lengths = [int(n) for n in args.prompts.split(",") if n]
-    results: dict[str, list[float]] = {}
+    results: dict[str, dict[str, list[float]]] = {}
 
-    def record(name: str, value: float) -> None:
-        results.setdefault(name, []).append(value)
+    def record(column: str, row: dict[str, float]) -> None:
+        for name, value in row.items():
+            results.setdefault(column, {}).setdefault(name, []).append(value)
 
-    single, eight, sixteen = TOPICS[:4], TOPICS[:8], TOPICS
     with tempfile.TemporaryDirectory() as data_dir:
-        baseline = Baseline(args.model, data_dir)
-        url, server = serve(args.model, data_dir, args.flash_attention, args.src)
+        config = gguf_config(args.model, args.gguf, data_dir) if args.gguf else None
+        baseline = Baseline(args.model, data_dir, config)
+        servers = {
+            mode: serve(args.model, os.path.join(data_dir, mode), mode == "flash", args.src, config) for mode in modes
+        }
         other = start_llama_server(args.llama_server, baseline.path) if args.llama_server else None
         try:
-            for _ in range(args.rounds):
-                record("a", baseline.run(args.tokens, single))
-                record("b", asyncio.run(streams(url, args.model, args.tokens, single, concurrent=False)))
-                record("c8", asyncio.run(streams(url, args.model, args.tokens, eight, concurrent=True)))
-                record("c16", asyncio.run(streams(url, args.model, args.tokens, sixteen, concurrent=True)))
+            for url, _ in servers.values():  # warm-up: the first request pays for loading, and first-touch pages
+                asyncio.run(streams(url, args.model, 8, TOPICS[:1], concurrent=False))
+            if other:
+                asyncio.run(llama_server_streams(other[0], [baseline.render(TOPICS[0])], 8, concurrent=False))
+            for round_index in range(args.rounds):
+                tag = f"r{round_index}"
+                record("a", {"b": baseline.run(args.tokens, TOPICS[:4])})
+                for mode, (url, _) in servers.items():
+                    record(mode, localgem_round(url, args, lengths, baseline.count, tag))
                 if other:
-                    for name, topics, concurrent in (
-                        ("s1", single, False),
-                        ("s8", eight, True),
-                        ("s16", sixteen, True),
-                    ):
-                        prompts = [baseline.render(t) for t in topics]
-                        record(name, asyncio.run(llama_server_streams(other[0], prompts, args.tokens, concurrent)))
-                warm, cold = asyncio.run(chat_ttft(url, args.model))
-                record("warm", warm)
-                record("cold", cold)
-                round_tag = f"r{len(results['a'])}"
-                count = baseline.count
-                for n in lengths:
-                    text = document(f"{round_tag} pp{n}", n, count)
-                    ttft, _, used = asyncio.run(localgem_timed(url, args.model, text, 1))
-                    record(f"pp{n}", used / ttft)
-                    if other:
-                        ttft, _, used = asyncio.run(llama_server_timed(other[0], baseline.render_text(text), 1))
-                        record(f"spp{n}", used / ttft)
-                if args.long:
-                    text = document(f"{round_tag} long", 4000, count)
-                    record("long", asyncio.run(localgem_timed(url, args.model, text, args.tokens))[1])
-                    if other:
-                        record(
-                            "slong",
-                            asyncio.run(llama_server_timed(other[0], baseline.render_text(text), args.tokens))[1],
-                        )
-                    text = document(f"{round_tag} pp8000", 7900, count)
-                    ttft, _, used = asyncio.run(localgem_timed(url, args.model, text, 1))
-                    record("pp8000", used / ttft)
-                    if other:
-                        ttft, _, used = asyncio.run(llama_server_timed(other[0], baseline.render_text(text), 1))
-                        record("spp8000", used / ttft)
+                    record("llama-server", llama_server_round(other[0], baseline, args, lengths, tag))
         finally:
-            for process in (server, other[1] if other else None):
-                if process is not None:
-                    process.terminate()
-                    process.wait()
-    m = {name: statistics.median(values) for name, values in results.items()}
+            for process in [p for _, p in servers.values()] + ([other[1]] if other else []):
+                process.terminate()
+                process.wait()
+    medians = {column: {name: statistics.median(v) for name, v in rows.items()} for column, rows in results.items()}
+    report(args, modes, lengths, medians)
+
+
+ROWS = [
+    ("b", "1 stream, decode tok/s"),
+    ("c8", "8 streams, aggregate tok/s"),
+    ("c16", "16 streams, aggregate tok/s"),
+]
+
+
+def report(args: argparse.Namespace, modes: list[str], lengths: list[int], m: dict[str, dict[str, float]]) -> None:
     target = TARGETS.get(args.model, 2.0)
+    server = m.get("llama-server")
     print(
-        f"{args.model}{' (flash attention)' if args.flash_attention else ''}, greedy, up to {args.tokens} tokens "
-        f"per request, {os.cpu_count()} CPU threads, "
-        f"median of {args.rounds} rounds"
+        f"{args.model}, greedy, up to {args.tokens} tokens per request, {os.cpu_count()} CPU threads, "
+        f"median of {args.rounds} rounds; localgem attention: {', '.join(modes)}"
     )
-    print(f"  (a) llama-cpp-python, 1 at a time   {m['a']:7.1f} tok/s")
-    print(
-        f"  (b) localgem HTTP, 1 stream         {m['b']:7.1f} tok/s   (b)/(a) = {m['b'] / m['a']:4.2f}  target >= 0.95"
-    )
-    print(
-        f"  (c) localgem HTTP, 8 streams        {m['c8']:7.1f} tok/s   (c)/(b) = {m['c8'] / m['b']:4.2f}  "
-        f"target >= {target}"
-    )
-    print(f"      localgem HTTP, 16 streams       {m['c16']:7.1f} tok/s   ratio   = {m['c16'] / m['b']:4.2f}")
-    if other:
-        print(
-            f"      llama-server -np 8: 1 stream {m['s1']:.1f}, 8 streams {m['s8']:.1f} ({m['s8'] / m['s1']:.2f}x), "
-            f"16 streams {m['s16']:.1f} ({m['s16'] / m['s1']:.2f}x); localgem/llama-server at 8 streams "
-            f"= {m['c8'] / m['s8']:.2f}"
-        )
-    print(
-        f"  (d) chat turn 2 time to first token: warm {m['warm'] * 1000:6.0f} ms, cold {m['cold'] * 1000:6.0f} ms, "
-        f"warm/cold = {m['warm'] / m['cold']:4.2f}  target <= 0.50"
-    )
-    for n in [*lengths, *([8000] if args.long else [])]:
-        line = f"  (e) prompt of ~{n} tokens, fresh: localgem {m[f'pp{n}']:6.1f} tok/s"
-        if other:
-            line += f", llama-server {m[f'spp{n}']:6.1f} tok/s, ratio {m[f'pp{n}'] / m[f'spp{n}']:4.2f}  target >= 1.0"
-        print(line)
+    print(f"  (a) llama-cpp-python, 1 at a time: {m['a']['b']:.1f} tok/s")
+    rows = [*ROWS, *((f"pp{n}", f"prompt of ~{n} tokens, fresh, tok/s") for n in lengths)]
     if args.long:
-        line = f"  (f) decode 4,000 tokens in: localgem {m['long']:6.1f} tok/s"
-        if other:
-            line += f", llama-server {m['slong']:6.1f} tok/s, ratio {m['long'] / m['slong']:4.2f}"
+        rows += [("pp8000", "prompt of ~8,000 tokens, fresh, tok/s"), ("long", "decode 4,000 tokens in, tok/s")]
+    header = f"  {'':34}" + "".join(f"{'localgem ' + mode:>18}" for mode in modes)
+    print(header + (f"{'llama-server':>14}" + "".join(f"{'ratio ' + mode:>12}" for mode in modes) if server else ""))
+    for name, label in rows:
+        line = f"  {label:34}" + "".join(f"{m[mode][name]:18.1f}" for mode in modes)
+        if server:
+            line += f"{server[name]:14.1f}" + "".join(f"{m[mode][name] / server[name]:12.2f}" for mode in modes)
         print(line)
+    for mode in modes:
+        own = m[mode]
+        print(
+            f"  localgem {mode}: 8 streams / 1 = {own['c8'] / own['b']:.2f} (target >= {target}); "
+            f"1 stream / llama-cpp-python = {own['b'] / m['a']['b']:.2f}; chat turn 2 time to first token "
+            f"warm {own['warm'] * 1000:.0f} ms, cold {own['cold'] * 1000:.0f} ms ({own['warm'] / own['cold']:.2f})"
+        )
+    if server:
+        print(f"  llama-server -np 8: 8 streams / 1 = {server['c8'] / server['b']:.2f}")
 
 
 if __name__ == "__main__":
