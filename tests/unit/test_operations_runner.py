@@ -319,8 +319,9 @@ async def test_the_worker_wakes_each_duty_and_survives_a_failing_step() -> None:
 async def test_stopping_the_worker_lets_a_transaction_finish_and_cancels_only_what_outlives_the_grace(
     tmp_path: Path,
 ) -> None:
-    """A step cancelled inside a SQLite transaction leaves its write lock behind (aiosqlite < 0.22.1 cannot
-    terminate the connection): the next server on the same file would find the database locked."""
+    """A step cancelled inside a SQLite transaction loses its work, and where its connection cannot be closed
+    (at event-loop teardown; aiosqlite < 0.22.1 cannot terminate one) leaves the write lock behind for the next
+    server on the same file. Stopping waits for the step; only one that outlives the grace is cancelled."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'stop.db'}"
     first = Database(url)
     async with first.begin() as conn:
