@@ -248,19 +248,25 @@ async def llama_server_timed(url: str, prompt: str, tokens: int) -> tuple[float,
     return ttft, (end["tokens_predicted"] - 1) / max(rest, 1e-9), end["timings"]["prompt_n"]
 
 
+#: (row, topics, concurrent): one stream at a time, then 8 and 16 at once.
+STREAM_ROWS = (("b", TOPICS[:4], False), ("c8", TOPICS[:8], True), ("c16", TOPICS, True))
+
+
+def prompt_rows(args: argparse.Namespace, lengths: list[int]) -> list[tuple[int, int]]:
+    """(row's length, tokens of text) of the fresh prompts a round reads; the 8,000 row's text is 7,900 tokens
+    (the chat template adds the rest)."""
+    return [(n, n) for n in lengths] + ([(8000, 7900)] if args.long else [])
+
+
 def localgem_round(url: str, args: argparse.Namespace, lengths: list[int], count: Callable[[str], int], tag: str):
     """One round of every localgem row: {row: value}."""
     model, tokens = args.model, args.tokens
-    single, eight, sixteen = TOPICS[:4], TOPICS[:8], TOPICS
     row = {
-        "b": asyncio.run(streams(url, model, tokens, single, concurrent=False)),
-        "c8": asyncio.run(streams(url, model, tokens, eight, concurrent=True)),
-        "c16": asyncio.run(streams(url, model, tokens, sixteen, concurrent=True)),
+        name: asyncio.run(streams(url, model, tokens, topics, concurrent)) for name, topics, concurrent in STREAM_ROWS
     }
     row["warm"], row["cold"] = asyncio.run(chat_ttft(url, model))
-    for n in [*lengths, *([8000] if args.long else [])]:
-        text = document(f"{tag} pp{n}", 7900 if n == 8000 else n, count)
-        ttft, _, used = asyncio.run(localgem_timed(url, model, text, 1))
+    for n, size in prompt_rows(args, lengths):
+        ttft, _, used = asyncio.run(localgem_timed(url, model, document(f"{tag} pp{n}", size, count), 1))
         row[f"pp{n}"] = used / ttft
     if args.long:
         row["long"] = asyncio.run(localgem_timed(url, model, document(f"{tag} long", 4000, count), tokens))[1]
@@ -269,13 +275,12 @@ def localgem_round(url: str, args: argparse.Namespace, lengths: list[int], count
 
 def llama_server_round(url: str, baseline: Baseline, args: argparse.Namespace, lengths: list[int], tag: str):
     """The same rows (same prompts, as the model's template renders them) from llama-server."""
-    single, eight, sixteen = TOPICS[:4], TOPICS[:8], TOPICS
     row = {
         name: asyncio.run(llama_server_streams(url, [baseline.render(t) for t in topics], args.tokens, concurrent))
-        for name, topics, concurrent in (("b", single, False), ("c8", eight, True), ("c16", sixteen, True))
+        for name, topics, concurrent in STREAM_ROWS
     }
-    for n in [*lengths, *([8000] if args.long else [])]:
-        text = document(f"{tag} pp{n}", 7900 if n == 8000 else n, baseline.count)
+    for n, size in prompt_rows(args, lengths):
+        text = document(f"{tag} pp{n}", size, baseline.count)
         ttft, _, used = asyncio.run(llama_server_timed(url, baseline.render_text(text), 1))
         row[f"pp{n}"] = used / ttft
     if args.long:
