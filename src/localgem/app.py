@@ -277,6 +277,7 @@ def create_app(
         await database.migrate()
         await index.open()
         await catalogue.refresh()
+        await files.processing.resume()
         housekeeping.start()
         if settings.run_batches:
             worker.start()

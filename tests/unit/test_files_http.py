@@ -4,6 +4,7 @@ tenancy, paging, expiry, a full disk, and files inside prompts."""
 from __future__ import annotations
 
 import errno
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -307,6 +308,21 @@ def test_pdf_text_is_extracted_once_while_processing(fake_server: RunningServer)
     assert failed["state"] == "FAILED" and "PDF" in failed["error"]["message"]
     # A google.rpc.Status, as Google's File.error is: the gRPC code (3, INVALID_ARGUMENT), not an HTTP one.
     assert failed["error"] == {"code": 3, "message": failed["error"]["message"]}
+
+
+def test_files_left_processing_are_processed_after_a_restart(make_server, tmp_path: Path) -> None:
+    first = make_server()
+    pdf = upload_bytes(first.url, API_KEY, make_pdf(["Invoice 7"]), "application/pdf")
+    assert _wait_processed(first, pdf["name"])["state"] == "ACTIVE"
+    first.stop()
+    with sqlite3.connect(tmp_path / "localgem.db") as db:  # as if the server had stopped mid-processing
+        db.execute("UPDATE files SET state = 'PROCESSING', text_sha256 = NULL WHERE id = ?", (pdf["name"][6:],))
+    second = make_server()
+    assert _wait_processed(second, pdf["name"])["state"] == "ACTIVE"
+    count = _counter(second)
+    assert count([{"fileData": {"fileUri": pdf["uri"], "mimeType": "application/pdf"}}]) == count(
+        [{"text": "Invoice 7"}]
+    )
 
 
 def test_files_the_model_cannot_read_are_refused(fake_server: RunningServer) -> None:
