@@ -297,6 +297,7 @@ def main() -> None:
     parser.add_argument("--llama-server", help="a llama-server binary to measure side by side")
     parser.add_argument(
         "--attention",
+        choices=["plain", "flash", "both"],
         default="plain",
         help="localgem's attention: plain, flash, or both (two servers, measured in the same rounds)",
     )
