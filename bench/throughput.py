@@ -67,10 +67,17 @@ def prompt_text(topic: str) -> str:
 
 
 def serve(
-    model: str, data_dir: str, flash_attention: bool = False, src: str | None = None, config: str | None = None
+    model: str,
+    data_dir: str,
+    flash_attention: bool = False,
+    src: str | None = None,
+    config: str | None = None,
+    niceness: int | None = None,
 ) -> tuple[str, subprocess.Popen]:
     """``localgem serve`` in its own process, as users run it (the load generator stays out of its GIL)."""
     extra = {"config": config} if config else {}
+    if niceness is not None:
+        extra["inference_niceness"] = str(niceness)
     return common.serve(
         data_dir, src=src, preload=model, max_queue="64", flash_attention=str(flash_attention).lower(), **extra
     )
@@ -305,6 +312,7 @@ def main() -> None:
     parser.add_argument("--src", help="serve the localgem of this source tree (e.g. a worktree of an earlier commit)")
     parser.add_argument("--long", action="store_true", help="also decode 4,000 tokens in, and an 8,000-token prompt")
     parser.add_argument("--gguf", help="serve this GGUF file as --model (e.g. one `localgem models install` put)")
+    parser.add_argument("--niceness", type=int, help="localgem's inference_niceness (default: the setting's, 5)")
     args = parser.parse_args()
     modes = {"plain": ["plain"], "flash": ["flash"], "both": ["plain", "flash"]}[args.attention]
     lengths = [int(n) for n in args.prompts.split(",") if n]
@@ -318,7 +326,8 @@ def main() -> None:
         config = gguf_config(args.model, args.gguf, data_dir) if args.gguf else None
         baseline = Baseline(args.model, data_dir, config)
         servers = {
-            mode: serve(args.model, os.path.join(data_dir, mode), mode == "flash", args.src, config) for mode in modes
+            mode: serve(args.model, os.path.join(data_dir, mode), mode == "flash", args.src, config, args.niceness)
+            for mode in modes
         }
         other = start_llama_server(args.llama_server, baseline.path) if args.llama_server else None
         try:

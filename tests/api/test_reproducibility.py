@@ -210,9 +210,11 @@ def test_streams_among_eight_give_the_cold_output(real_server: RunningServer, ca
             found.update(await asyncio.gather(*[one(i, stream) for i in order[start : start + 8]]))
         return found
 
-    steps, rows = engine.stats.decode_steps, engine.stats.decode_rows
+    steps, rows, copied = engine.stats.decode_steps, engine.stats.decode_rows, engine.stats.prompts_copied
     for stream in (True, False):
         found = asyncio.run(all_of(stream))
         for index, expected in enumerate(cold):
             assert found[index] == expected, (stream, cases[index][0][-1].parts[0].text)
     assert (engine.stats.decode_rows - rows) / (engine.stats.decode_steps - steps) > 3
+    # Prompts that arrived together with a shared system prompt started from copies of one another's cells.
+    assert engine.stats.prompts_copied - copied > 0, engine.stats.prompts_copied

@@ -68,7 +68,7 @@ class FakeDecoder:
     context_length: int = 1 << 30
     #: Cells the whole cache holds at most (decode answers False beyond).
     capacity: int | None = None
-    #: ``load_sequence`` answers False (the saved cells do not fit back).
+    #: ``load_sequence`` and ``copy_cells`` answer False (the cells do not fit).
     fail_loads: bool = False
     #: As a windowed sliding-window cache: its layers attend ``window`` positions back and keep the last
     #: ``ring`` cells of each sequence (older ones are overwritten); 0: all of them.
@@ -78,8 +78,9 @@ class FakeDecoder:
     cells: dict[int, list[int]] = field(init=False)
     batches: list[list[BatchItem]] = field(default_factory=list)
     samplers: list[FakeSampler] = field(default_factory=list)
-    #: The sequences whose cells were saved, in order.
+    #: The sequences whose cells were saved, in order; and each (source, target) of ``copy_cells``.
     saved: list[int] = field(default_factory=list)
+    copies: list[tuple[int, int]] = field(default_factory=list)
     #: The LoRA adapter the decodes apply now, and the one each batch was decoded under.
     adapter: str | None = None
     adapters: list[str | None] = field(default_factory=list)
@@ -169,10 +170,15 @@ class FakeDecoder:
         if not self.cells[sequence]:
             self.earliest[sequence] = 0
 
-    def copy(self, source: int, target: int) -> None:
+    def copy_cells(self, source: int, target: int) -> bool:
+        self.copies.append((source, target))
+        if self.fail_loads:
+            self.forget(target)
+            return False
         self.cells[target] = list(self.cells[source])
         self._digests[target] = list(self._digests[source])
         self.earliest[target] = self.earliest[source]
+        return True
 
     def holds(self, sequence: int, cells: int) -> bool:
         if not self.window or cells == 0:

@@ -131,6 +131,59 @@ async def test_candidates_start_from_a_copy_of_the_first_candidates_prompt_cells
     assert events[0] == Admitted(39) and text(events, 0) == text(events, 1) == continuation(A, 4)
 
 
+async def test_prompts_that_arrive_together_compute_their_shared_start_once(build: Build) -> None:
+    scheduler, decoder = build(4)
+    decoder.hold()
+    busy = submit(scheduler, request(B, 2))  # slot 0
+    decoder.wait_held()  # inside B's prompt: the three below are admitted together at the next turn
+    prompts = [A[:35] + OTHER, A[:35] + [2] * 15, A]
+    jobs = [submit(scheduler, request(prompt, 4)) for prompt in prompts]
+    decoder.release()
+    await events_of(busy)
+    results = [await events_of(job) for job in jobs]
+    assert [text(events) for events in results] == [continuation(prompt, 4) for prompt in prompts]
+    # The first computes its prompt; the others wait for its first 32 cells (the chunk boundary both cuts share),
+    # start from a copy of them, and compute only the rest.
+    assert decoder.prompt_chunks(1) == [(0, 16), (16, 32), (32, 49)]
+    assert decoder.prompt_chunks(2) == [(32, 49)] and decoder.prompt_chunks(3) == [(32, 39)]
+    assert decoder.copies == [(1, 2), (1, 3)]
+    assert [events[0] for events in results] == [Admitted(0)] * 3
+    assert [e for e in results[1] if isinstance(e, Admitted)] == [Admitted(0), Admitted(32)]
+    stats = scheduler.stats
+    assert stats.prompt_tokens_evaluated == 19 + 49 + 17 + 7
+    assert (stats.prompt_tokens_reused, stats.prompts_copied) == (64, 2)
+
+
+async def test_a_prompt_whose_copy_fails_computes_its_start_itself(build: Build) -> None:
+    scheduler, decoder = build(2)
+    decoder.fail_loads = True
+    decoder.hold()
+    first = submit(scheduler, request(A, 2))
+    decoder.wait_held()  # in A's first chunk: A[:35] + OTHER waits for its 32 cells
+    second = submit(scheduler, request(A[:35] + OTHER, 3))
+    decoder.release()
+    await events_of(first)
+    events = await events_of(second)
+    assert text(events) == continuation(A[:35] + OTHER, 3) and [e for e in events if isinstance(e, Admitted)] == [
+        Admitted(0)
+    ]
+    assert decoder.copies == [(0, 1)] and decoder.prompt_chunks(1) == [(0, 16), (16, 32), (32, 49)]
+    assert scheduler.stats.prompts_copied == 0
+
+
+async def test_a_free_slot_keeps_its_long_prompt_and_lends_a_copy_of_its_start(build: Build) -> None:
+    scheduler, decoder = build(2)
+    long = A + list(range(500, 560))  # 100 tokens: slot 0 keeps 99
+    await events_of(submit(scheduler, request(long, 1)))
+    follow = A[:35] + OTHER  # shares 35 of slot 0's 99 cells: too few to take the slot (and lose the rest)
+    events = await events_of(submit(scheduler, request(follow, 3)))
+    assert text(events) == continuation(follow, 3) and Admitted(32) in events
+    assert decoder.copies == [(0, 1)] and decoder.prompt_chunks(1) == [(32, 49)]
+    assert decoder.cells[0] == long[:99]
+    again = await events_of(submit(scheduler, request(long, 2)))
+    assert again[0] == Admitted(99) and text(again) == continuation(long, 2)
+
+
 async def test_running_sequences_decode_together_in_slot_order(build: Build) -> None:
     scheduler, decoder = build(3)
     decoder.hold()

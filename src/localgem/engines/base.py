@@ -175,7 +175,8 @@ class DeadlineReached:
 
 @dataclass(frozen=True)
 class Admitted:
-    """The request left the queue; ``cached_tokens`` of its prompt were reused, not recomputed.
+    """The request left the queue; ``cached_tokens`` of its prompt were reused, not recomputed (it may come again
+    with more, once the prompt starts from a copy of cells another request computed).
     ``prompt_tokens``: the prompt's length as the engine counted it, where it rendered the prompt itself."""
 
     cached_tokens: int = 0
@@ -204,6 +205,8 @@ class EngineStats:
     decode_rows: int = 0
     #: Requests that started from a kept prefix (a cached content's saved KV state).
     prefixes_restored: int = 0
+    #: Requests whose prompt started from a copy of another slot's cells (see ``PrefixReuse.source``).
+    prompts_copied: int = 0
     #: Batch requests paused (their cells saved) to give an online request their slot.
     swapped_out: int = 0
     #: KV cells the slots hold now (running sequences' tokens and the prefix cache), after the last turn.

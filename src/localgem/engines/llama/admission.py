@@ -22,7 +22,7 @@ from typing import Literal
 from localgem import errors
 from localgem.engines.base import Admitted, EngineEvent, EngineStats
 from localgem.engines.llama.decoder import Decoder
-from localgem.engines.llama.jobs import Job, Sequence, Slot
+from localgem.engines.llama.jobs import Job, Sequence, Slot, Source
 from localgem.engines.llama.prefix_reuse import PrefixReuse, spare_first
 from localgem.engines.repetition import RepetitionWatch
 from localgem.engines.text import TextAssembler
@@ -241,6 +241,7 @@ class Admission:
                 job.fail(exc)
                 return
         first, reused = self._reuse.choose(free, prompt, request.prefix_key, request.adapter)
+        source = self._reuse.source(self.slots, first, prompt, reused, request.adapter, request.background)
         slots = [first] + candidate_slots(first, free, request.candidates - 1)
         self._stats.requests_started += 1
         self._stats.prompt_tokens_reused += reused
@@ -260,7 +261,8 @@ class Admission:
                 decoded=kept,
                 sampler=self._decoder.sampler(request.sampling, seed, request.max_tokens, job.grammar),
                 text=TextAssembler(request.stop_sequences),
-                leader=leader,
+                # The other candidates start from a copy of the first one's prompt cells.
+                follows=source if leader is None else Source(first, len(prompt) - 1, leader),
                 repeats=RepetitionWatch(self._repetition_stop) if self._repetition_stop else None,
             )
             slot.sequence = sequence

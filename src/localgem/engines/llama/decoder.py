@@ -81,8 +81,8 @@ class Decoder(Protocol):
         """Drop a sequence's cells from ``start`` on (all of them by default)."""
         ...
 
-    def copy(self, source: int, target: int) -> None:
-        """Give ``target`` a copy of all of ``source``'s cells."""
+    def copy_cells(self, source: int, target: int) -> bool:
+        """Replace ``target``'s cells with a copy of ``source``'s; False (and an empty target) if they do not fit."""
         ...
 
     def clear(self) -> None:

@@ -117,8 +117,9 @@ class Sequence:
     decoded: int
     sampler: TokenSampler
     text: TextAssembler
-    #: Candidates after the first wait for its prompt cells, then start from a copy of them.
-    leader: Sequence | None = None
+    #: Prompt cells another slot computes (or holds): this sequence waits for them, then starts from a copy
+    #: (the first candidate's, for the other candidates of a request; see ``PrefixReuse.source``).
+    follows: Source | None = None
     repeats: RepetitionWatch | None = None
     produced: int = 0
     done: bool = False
@@ -128,3 +129,16 @@ class Sequence:
     @property
     def pending(self) -> int:
         return len(self.tokens) - self.decoded
+
+    def prompt_cells(self) -> list[int]:
+        """The tokens whose cells it holds computed as prompt (those decoded one by one are not reusable as such)."""
+        return self.tokens[: min(self.decoded, len(self.job.request.prompt_tokens) - 1)]
+
+
+@dataclass(frozen=True)
+class Source:
+    """The first ``cells`` cells of ``slot``, once ``sequence`` (running there, if not None) has computed them."""
+
+    slot: Slot
+    cells: int
+    sequence: Sequence | None = None

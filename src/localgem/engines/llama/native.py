@@ -35,6 +35,8 @@ PROMPT_CELLS_MULTIPLE = 8
 #: LoRA adapters kept loaded per model (the least recently used beyond this is freed; loading one again is a
 #: read of a few MB).
 MAX_ADAPTERS = 16
+#: The scratch buffer sequence states are serialised into is kept up to this size.
+SCRATCH_KEPT_BYTES = 64 << 20
 
 
 def _llama() -> Any:  # imported lazily: loading the shared library is work, not for import time
@@ -170,6 +172,7 @@ class NativeModel:
         self.vocab_size = lc.llama_vocab_n_tokens(self.vocab)
         self.eos_token = int(lc.llama_vocab_eos(self.vocab))
         self._piece_buffer = ctypes.create_string_buffer(256)
+        self._scratch: Any = None  # see ``_serialise``
         template = lc.llama_model_chat_template(self.model, None)
         self.info = ModelInfo(
             context_length=context_length,
@@ -332,19 +335,39 @@ class NativeModel:
         """Drop a sequence's cells from ``start`` on (all of them by default)."""
         self.lc.llama_memory_seq_rm(self.memory, sequence, start, -1)
 
-    def copy(self, source: int, target: int) -> None:
-        """Give ``target`` a copy of all of ``source``'s cells (done at the next decode)."""
-        self.lc.llama_memory_seq_cp(self.memory, source, target, -1, -1)
-
     def clear(self) -> None:
         self.lc.llama_memory_clear(self.memory, False)
 
     def save_sequence(self, sequence: int) -> bytes:
         """A sequence's KV cells, serialised by llama.cpp (for ``load_sequence``, in this model only)."""
+        buffer, written = self._serialise(sequence)
+        state = ctypes.string_at(buffer, written)
+        self._let_go_of_large_scratch()
+        return state
+
+    def copy_cells(self, source: int, target: int) -> bool:
+        """Replace ``target``'s cells with a copy of ``source``'s, through llama.cpp's sequence state: only the
+        cells in use are copied (``llama_memory_seq_cp`` copies whole streams); False (and an empty target) if they do
+        not fit."""
+        buffer, written = self._serialise(source)
+        self.forget(target)
+        copied = written > 0 and self.lc.llama_state_seq_set_data(self.ctx, buffer, written, target) != 0
+        if not copied:
+            self.forget(target)
+        self._let_go_of_large_scratch()
+        return copied
+
+    def _serialise(self, sequence: int) -> tuple[Any, int]:
+        """A sequence's state in the scratch buffer (kept between calls: fresh memory costs a page fault per
+        4 KiB, several times the copy itself), and its length."""
         size = self.lc.llama_state_seq_get_size(self.ctx, sequence)
-        buffer = (ctypes.c_uint8 * size)()
-        written = self.lc.llama_state_seq_get_data(self.ctx, buffer, size, sequence)
-        return bytes(buffer)[:written]
+        if self._scratch is None or len(self._scratch) < size:
+            self._scratch = (ctypes.c_uint8 * size)()
+        return self._scratch, self.lc.llama_state_seq_get_data(self.ctx, self._scratch, size, sequence)
+
+    def _let_go_of_large_scratch(self) -> None:
+        if self._scratch is not None and len(self._scratch) > SCRATCH_KEPT_BYTES:
+            self._scratch = None
 
     def holds(self, sequence: int, cells: int) -> bool:
         """As llama-server checks: the earliest position the sequence still holds in every layer must be within

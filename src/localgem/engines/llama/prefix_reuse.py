@@ -17,7 +17,7 @@ from collections.abc import Sequence as Tokens
 
 from localgem.engines.base import EngineStats
 from localgem.engines.llama.decoder import Decoder
-from localgem.engines.llama.jobs import Sequence, Slot
+from localgem.engines.llama.jobs import Sequence, Slot, Source
 from localgem.engines.llama.prefixes import KeptPrefix, PrefixStore
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 #: Prompt chunks are never shorter (but for prompts that short): llama.cpp's quantized matmuls
 #: switch kernels below four rows.
 MIN_CHUNK = 4
+#: A prompt starts from a copy of another slot's cells (see ``PrefixReuse.source``) only when that saves computing
+#: at least this many tokens, and one for every COPIED_CELLS_PER_TOKEN cells copied (the copy takes all the source's
+#: cells, at a few microseconds each; a prompt token costs milliseconds).
+FOLLOW_MIN_TOKENS = 8
+COPIED_CELLS_PER_TOKEN = 100
 
 
 def chunk_end(start: int, end: int, chunk: int) -> int:
@@ -143,12 +148,66 @@ class PrefixReuse:
     def _holds(self, slot: Slot, cells: int) -> bool:
         return self._decoder.holds(slot.seq_id, cells)
 
+    def source(
+        self, slots: list[Slot], target: Slot, prompt: list[int], reused: int, adapter: str | None, background: bool
+    ) -> Source | None:
+        """Another slot whose cells cover more of ``prompt`` than the ``reused`` cells of ``target``, free or running a
+        request that computes them (many requests that share a start arrive together, or a free slot holds a shared
+        start but is not taken for it, see ``best_slot``): the prompt waits for them and starts from a copy instead of
+        computing them again. Under the reuse rules above, as if those cells were ``target``'s own. An online prompt
+        does not wait for batch work (whose prompts are not read while an online prompt waits)."""
+        if not self._reuse:
+            return None
+        best: Source | None = None
+        for slot in slots:
+            running = slot.sequence
+            if slot is target or (running.job.request.adapter if running else slot.adapter) != adapter:
+                continue
+            # What the slot will hold as prompt cells: a running prompt's, once computed (cut as cut there).
+            planned = slot.cached if running is None else running.tokens[: len(running.job.request.prompt_tokens) - 1]
+            n = reusable(planned, prompt, self._chunk)
+            waits = running is not None and running.decoded < n
+            held = max(len(planned), running.decoded if running else 0)
+            if (
+                n - reused < max(FOLLOW_MIN_TOKENS, held // COPIED_CELLS_PER_TOKEN)
+                or (best is not None and n <= best.cells)
+                or (waits and running.job.request.background and not background)
+                or (not waits and not self._holds(slot, n))
+            ):
+                continue
+            best = Source(slot, n, running if waits else None)
+        return best
+
+    def follow(self, sequence: Sequence) -> int | None:
+        """A sequence that follows a ``Source``: None while the source has yet to compute the cells; else it starts
+        from a copy of them (and no longer follows), and this says how many (0: the source went away or the copy
+        failed, and it computes its prompt from where it was)."""
+        source = sequence.follows
+        assert source is not None
+        slot = source.slot
+        if source.sequence is not None and slot.sequence is source.sequence and source.sequence.decoded < source.cells:
+            return None
+        sequence.follows = None
+        target = sequence.slot.seq_id
+        held = slot.cached if slot.sequence is None else slot.sequence.prompt_cells()
+        adapter = slot.adapter if slot.sequence is None else slot.sequence.job.request.adapter
+        if adapter != sequence.job.request.adapter or held[: source.cells] != sequence.tokens[: source.cells]:
+            return 0
+        if self._decoder.copy_cells(slot.seq_id, target):
+            self._decoder.forget(target, source.cells)
+            if self._decoder.holds(target, source.cells):
+                sequence.decoded = source.cells
+                return source.cells
+        self._decoder.forget(target)  # its own cells went with the copy
+        sequence.decoded = 0
+        return 0
+
     def vacate(self, sequence: Sequence) -> None:
         """The sequence leaves its slot, which keeps the cells computed as prompt (those decoded one
         by one are not reusable as prompt)."""
-        kept = min(sequence.decoded, len(sequence.job.request.prompt_tokens) - 1)
-        self._decoder.forget(sequence.slot.seq_id, kept)
-        sequence.slot.cached = sequence.tokens[:kept]
+        kept = sequence.prompt_cells()
+        self._decoder.forget(sequence.slot.seq_id, len(kept))
+        sequence.slot.cached = kept
         sequence.slot.adapter = sequence.job.request.adapter
         sequence.slot.sequence = None
         sequence.slot.last_used = time.monotonic()

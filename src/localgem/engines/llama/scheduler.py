@@ -7,8 +7,9 @@ call, within a per-turn budget), so a long prompt never stalls the running strea
 
 Each slot is one KV stream (see ``NativeModel``). A slot keeps the tokens of its last request
 after it ends: a new prompt that starts the same way (the next turn of a chat, a shared system
-prompt) takes that slot and only computes the rest (see ``prefix_reuse``). Candidates of one
-request start from a copy of the first candidate's prompt cells.
+prompt) takes that slot and only computes the rest (see ``prefix_reuse``). A prompt whose start
+another slot holds or is computing (requests that share a system prompt and arrive together; the
+other candidates of a request) waits for those cells and starts from a copy of them.
 
 Batch invariance rules this module keeps, so that seeded output does not depend on the load
 (llama.cpp's kernels round differently for one row, a few, or many): prompts are decoded in
@@ -16,7 +17,8 @@ chunks that start at multiples of the chunk size, whatever is reused, so a promp
 the same way (a call takes several whole chunks, which rounds alike, and ends on a multiple of 8
 cells: see ``NativeModel._padding``); chunks hold at least MIN_CHUNK tokens; a prompt's last token
 is always decoded in a decode step, never in a chunk; and only cells computed as prompt (not
-decoded one by one) are reused by later prompts.
+decoded one by one) are reused by later prompts, in their own slot or copied into another (a copy
+holds the very numbers, at cells [0, n) of its stream).
 
 Threads and locks: the event loop calls ``submit``, ``wake``, ``close`` and ``healthy``; all else
 runs on the scheduler thread. The only lock is the wait queue's condition (see ``WaitQueue``); the
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from localgem import errors
 from localgem.engines.base import (
+    Admitted,
     CandidateFinished,
     DeadlineReached,
     EngineEvent,
@@ -85,9 +88,9 @@ class Scheduler:
         self._call = max(self._chunk, prefill_call)
         self.stats = stats
         self._queue = WaitQueue(max_queue=max_queue, slots=decoder.slots, stats=stats)
-        reuse = PrefixReuse(decoder, chunk=self._chunk, stats=stats, prefixes=prefixes, reuse=reuse_prefixes)
+        self._reuse = PrefixReuse(decoder, chunk=self._chunk, stats=stats, prefixes=prefixes, reuse=reuse_prefixes)
         self._admission = Admission(
-            decoder, self._queue, reuse, stats=stats, emit=self._emit, repetition_stop=repetition_stop
+            decoder, self._queue, self._reuse, stats=stats, emit=self._emit, repetition_stop=repetition_stop
         )
         self._running = self._admission.running  # the same list: Admission adds and removes, the loop decodes
         self._touched: set[Job] = set()  # jobs with events to flush at the end of the turn
@@ -184,13 +187,7 @@ class Scheduler:
     def _decode_step(self, online_only: bool = False) -> None:
         """One token for every sequence whose prompt is in its slot but for its last token."""
         for sequence in self._running:
-            leader = sequence.leader
-            if leader is not None and sequence.decoded == 0 and leader.decoded >= len(sequence.tokens) - 1:
-                # The first candidate's prompt is in: start from a copy of its cells, minus any it
-                # has added since.
-                self._decoder.copy(leader.slot.seq_id, sequence.slot.seq_id)
-                self._decoder.forget(sequence.slot.seq_id, len(sequence.tokens) - 1)
-                sequence.decoded = len(sequence.tokens) - 1
+            self._catch_up(sequence)  # candidates join their first in its first step
         ready = sorted(
             (s for s in self._running if s.pending == 1 and not (online_only and s.job.request.background)),
             key=lambda s: s.slot.seq_id,
@@ -216,7 +213,7 @@ class Scheduler:
         token budget; returns what is left of it. Batch prompts stop as soon as an online request
         arrives after ``arrivals``, so it is admitted at the next turn."""
         for sequence in list(self._running):
-            if sequence.job.request.background != background or sequence.leader is not None:
+            if sequence.job.request.background != background or not self._catch_up(sequence):
                 continue
             while budget > 0 and sequence.pending > 1:
                 if background and self._queue.online_arrivals != arrivals:
@@ -240,6 +237,21 @@ class Scheduler:
                 self.stats.prompt_tokens_evaluated += len(chunk)
                 budget -= len(chunk)
         return budget
+
+    def _catch_up(self, sequence: Sequence) -> bool:
+        """A sequence that follows another slot's prompt cells starts from a copy once they are computed (see
+        ``PrefixReuse.follow``): False while it waits for them."""
+        if sequence.follows is None:
+            return True
+        before = sequence.decoded
+        copied = self._reuse.follow(sequence)
+        if copied is None:
+            return False
+        if copied and sequence.index == 0:
+            self.stats.prompt_tokens_reused += copied - before
+            self.stats.prompts_copied += 1
+            self._emit(sequence.job, Admitted(cached_tokens=copied))
+        return True
 
     def _prefill_stop(self, start: int, end: int, budget: int) -> int:
         """Where one prompt call that starts at ``start`` ends: after the chunk there and as many whole chunks after
