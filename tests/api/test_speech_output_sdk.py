@@ -59,12 +59,14 @@ def test_voices_that_share_a_model_sound_apart(client: genai.Client) -> None:
         config = types.GenerateContentConfig(response_modalities=["AUDIO"], speech_config=_voice(voice))
         return _audio(client.models.generate_content(model=TTS, contents=LINE, config=config))
 
-    kore, puck, zephyr = spoken("Kore"), spoken("Puck"), spoken("Zephyr")
+    # Two takes of each: Piper's synthesis draws random noise, and one take's median pitch varies by a few per cent
+    # (Puck ÷ Kore measured 0.86-0.94 over 8 single takes, once 0.97).
+    kore, puck, zephyr = (spoken(voice) + spoken(voice) for voice in ("Kore", "Puck", "Zephyr"))
     # Puck and Zephyr are Kore's model at pitches 0.88 and 1.15: about the same length, the voice's
     # fundamental frequency lower and higher by about that much.
     assert abs(len(kore) - len(puck)) / len(kore) < 0.25 and abs(len(kore) - len(zephyr)) / len(kore) < 0.25
-    assert 0.8 < _pitch(puck) / _pitch(kore) < 0.95
-    assert 1.07 < _pitch(zephyr) / _pitch(kore) < 1.25
+    assert 0.8 < _pitch(puck) / _pitch(kore) < 0.96
+    assert 1.06 < _pitch(zephyr) / _pitch(kore) < 1.26
 
 
 def _pitch(pcm: bytes) -> float:
