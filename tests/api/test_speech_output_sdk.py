@@ -65,8 +65,8 @@ def test_voices_that_share_a_model_sound_apart(client: genai.Client) -> None:
     # Puck and Zephyr are Kore's model at pitches 0.88 and 1.15: about the same length, the voice's
     # fundamental frequency lower and higher by about that much.
     assert abs(len(kore) - len(puck)) / len(kore) < 0.25 and abs(len(kore) - len(zephyr)) / len(kore) < 0.25
-    assert 0.8 < _pitch(puck) / _pitch(kore) < 0.96
-    assert 1.06 < _pitch(zephyr) / _pitch(kore) < 1.26
+    assert 0.8 < _pitch(puck) / _pitch(kore) < 0.95
+    assert 1.07 < _pitch(zephyr) / _pitch(kore) < 1.25
 
 
 def _pitch(pcm: bytes) -> float:
