@@ -15,7 +15,8 @@ with flash attention (the per-deployment setting ``flash_attention``), and measu
     .venv/bin/python bench/throughput.py --model gemma-3-270m --llama-server /path/to/llama-server --attention both
     .venv/bin/python bench/throughput.py --model qwen2.5-coder-0.5b-instruct --gguf <data_dir>/models/<file>.gguf
 
-Each figure is the median of ``--rounds`` interleaved rounds (these shared machines are noisy).
+Each figure is the median of ``--rounds`` interleaved rounds (these shared machines are noisy), each round
+with freshly started servers.
 With ``--llama-server`` (a llama.cpp server binary built with the same flags; never committed),
 it also measures llama.cpp's own server with ``-np 8`` on the same prompts, as Ollama runs it.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -312,9 +314,20 @@ def main() -> None:
     parser.add_argument("--src", help="serve the localgem of this source tree (e.g. a worktree of an earlier commit)")
     parser.add_argument("--long", action="store_true", help="also decode 4,000 tokens in, and an 8,000-token prompt")
     parser.add_argument("--gguf", help="serve this GGUF file as --model (e.g. one `localgem models install` put)")
-    parser.add_argument("--niceness", type=int, help="localgem's inference_niceness (default: the setting's, 5)")
+    parser.add_argument(
+        "--niceness",
+        help="localgem's inference_niceness (default: the setting's, 5); several (e.g. 5,0): a server for each",
+    )
     args = parser.parse_args()
-    modes = {"plain": ["plain"], "flash": ["flash"], "both": ["plain", "flash"]}[args.attention]
+    attentions = {"plain": ["plain"], "flash": ["flash"], "both": ["plain", "flash"]}[args.attention]
+    nicenesses: list[int | None] = [int(n) for n in args.niceness.split(",")] if args.niceness else [None]
+    # Each server: its column's name -> (flash attention, niceness).
+    setups = {
+        attention if len(nicenesses) == 1 else f"{attention} nice{niceness}": (attention == "flash", niceness)
+        for attention in attentions
+        for niceness in nicenesses
+    }
+    modes = list(setups)
     lengths = [int(n) for n in args.prompts.split(",") if n]
     results: dict[str, dict[str, list[float]]] = {}
 
@@ -325,27 +338,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         config = gguf_config(args.model, args.gguf, data_dir) if args.gguf else None
         baseline = Baseline(args.model, data_dir, config)
-        servers = {
-            mode: serve(args.model, os.path.join(data_dir, mode), mode == "flash", args.src, config, args.niceness)
-            for mode in modes
-        }
-        other = start_llama_server(args.llama_server, baseline.path) if args.llama_server else None
-        try:
-            for url, _ in servers.values():  # warm-up: the first request pays for loading, and first-touch pages
-                asyncio.run(streams(url, args.model, 8, TOPICS[:1], concurrent=False))
-            if other:
-                asyncio.run(llama_server_streams(other[0], [baseline.render(TOPICS[0])], 8, concurrent=False))
-            for round_index in range(args.rounds):
-                tag = f"r{round_index}"
-                record("a", {"b": baseline.run(args.tokens, TOPICS[:4])})
-                for mode, (url, _) in servers.items():
-                    record(mode, localgem_round(url, args, lengths, baseline.count, tag))
+        for round_index in range(args.rounds):
+            tag = f"r{round_index}"
+            record("a", {"b": baseline.run(args.tokens, TOPICS[:4])})
+            # Fresh server processes every round: one process can run a few percent faster or slower than
+            # the next for its whole life (six starts of one server: 99.6-117.5 tok/s for one stream, each
+            # steady within ±2%), so a median over rounds of one process would measure its luck.
+            servers = {
+                mode: serve(args.model, os.path.join(data_dir, f"{index}-{tag}"), flash, args.src, config, niceness)
+                for index, (mode, (flash, niceness)) in enumerate(setups.items())
+            }
+            other = start_llama_server(args.llama_server, baseline.path) if args.llama_server else None
+            try:
+                for url, _ in servers.values():  # warm-up: the first request pays for loading, first-touch pages
+                    asyncio.run(streams(url, args.model, 8, TOPICS[:1], concurrent=False))
                 if other:
-                    record("llama-server", llama_server_round(other[0], baseline, args, lengths, tag))
-        finally:
-            for process in [p for _, p in servers.values()] + ([other[1]] if other else []):
-                process.terminate()
-                process.wait()
+                    asyncio.run(llama_server_streams(other[0], [baseline.render(TOPICS[0])], 8, concurrent=False))
+                turns: list[tuple[str, Callable[[], dict[str, float]]]] = [
+                    (mode, functools.partial(localgem_round, url, args, lengths, baseline.count, tag))
+                    for mode, (url, _) in servers.items()
+                ]
+                if other:
+                    turns.append(
+                        ("llama-server", functools.partial(llama_server_round, other[0], baseline, args, lengths, tag))
+                    )
+                for column, measure in turns[round_index % len(turns) :] + turns[: round_index % len(turns)]:
+                    record(column, measure())  # each round starts with the next server: no seat is better
+            finally:
+                for process in [p for _, p in servers.values()] + ([other[1]] if other else []):
+                    process.terminate()
+                    process.wait()
     medians = {column: {name: statistics.median(v) for name, v in rows.items()} for column, rows in results.items()}
     report(args, modes, lengths, medians)
 
@@ -368,10 +390,10 @@ def report(args: argparse.Namespace, modes: list[str], lengths: list[int], m: di
     rows = [*ROWS, *((f"pp{n}", f"prompt of ~{n} tokens, fresh, tok/s") for n in lengths)]
     if args.long:
         rows += [("pp8000", "prompt of ~8,000 tokens, fresh, tok/s"), ("long", "decode 4,000 tokens in, tok/s")]
-    header = f"  {'':34}" + "".join(f"{'localgem ' + mode:>18}" for mode in modes)
+    header = f"  {'':34}" + "".join(f"{'localgem ' + mode:>22}" for mode in modes)
     print(header + (f"{'llama-server':>14}" + "".join(f"{'ratio ' + mode:>12}" for mode in modes) if server else ""))
     for name, label in rows:
-        line = f"  {label:34}" + "".join(f"{m[mode][name]:18.1f}" for mode in modes)
+        line = f"  {label:34}" + "".join(f"{m[mode][name]:22.1f}" for mode in modes)
         if server:
             line += f"{server[name]:14.1f}" + "".join(f"{m[mode][name] / server[name]:12.2f}" for mode in modes)
         print(line)

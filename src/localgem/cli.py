@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_webhooks(args, settings))
     if args.command == "models":
         return asyncio.run(_models(args, settings, registry))
+    from localgem.allocator import keep_freed_memory
     from localgem.app import create_app
 
     try:
@@ -300,5 +301,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"localgem: TLS: {exc}", file=sys.stderr)
         return 2
     print(_banner(settings, certificate), flush=True)
+    keep_freed_memory()
     Server(server_config(create_app(settings), settings, certificate, log_level=settings.log_level)).run()
     return 0

@@ -5,6 +5,7 @@ tests/storage/test_blob_contract.py."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from localgem.storage import blobs
+from localgem.storage import blobs, direct_writes
 from localgem.storage.blobs import LocalBlobStore, StorageFull
 
 
@@ -113,3 +114,70 @@ async def test_a_failure_in_a_write_overlapping_the_network_rolls_back_too(
     assert await store.write_partial("upload000009", 4, chunks(*many), 1 << 30) == 4 + 12 * (1 << 20)
     sealed = await store.seal_partial("upload000009")
     assert sealed.sha256 == hashlib.sha256(b"head" + b"".join(many)).hexdigest()
+
+
+def _recording_writes(monkeypatch: pytest.MonkeyPatch, refuse_direct: bool = False) -> list[tuple[int, int, bool]]:
+    """Records each write the store makes as (file offset, length, through O_DIRECT); ``refuse_direct``
+    answers O_DIRECT writes as a file system without it does (EINVAL)."""
+    writes: list[tuple[int, int, bool]] = []
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        if direct and refuse_direct:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        writes.append((os.lseek(fd, 0, os.SEEK_CUR), len(data), direct))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_writes.os, "write", write)
+    return writes
+
+
+async def test_upload_bytes_skip_the_page_cache_in_whole_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole aligned blocks go through O_DIRECT (no page-cache page is filled for them); only the last
+    partial block goes through the cache. Pieces of any size, hashed in order."""
+    writes = _recording_writes(monkeypatch)
+    store = LocalBlobStore(tmp_path)
+    pieces = [os.urandom(size) for size in (1, 65_535, 262_144, 3_000_001, 7 << 20, 12_345)]
+    data = b"".join(pieces)
+    assert await store.write_partial("upload000010", 0, chunks(*pieces), 1 << 30) == len(data)
+    assert (tmp_path / "partial" / "upload000010").read_bytes() == data
+    assert (await store.seal_partial("upload000010")).sha256 == hashlib.sha256(data).hexdigest()
+    direct = [(at, size) for at, size, is_direct in writes if is_direct]
+    cached = [(at, size) for at, size, is_direct in writes if not is_direct]
+    assert all(at % 4096 == 0 and size % 4096 == 0 for at, size in direct)
+    assert sum(size for _, size in direct) == len(data) - len(data) % 4096
+    assert cached == [(len(data) - len(data) % 4096, len(data) % 4096)]
+
+
+async def test_a_write_that_starts_mid_block_aligns_itself_and_takes_pieces_larger_than_its_buffer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = _recording_writes(monkeypatch)
+    store = LocalBlobStore(tmp_path)
+    head, big, more = b"12345", os.urandom(direct_writes.BUFFER_BYTES * 2 + 777), os.urandom(10_000)
+    await store.write_partial("upload000011", 0, chunks(head), 1 << 30)
+    writes.clear()
+    assert await store.write_partial("upload000011", 5, chunks(big), 1 << 30) == 5 + len(big)
+    assert writes[0] == (5, 4091, False)  # up to the first aligned offset through the cache
+    assert all(at % 4096 == 0 and size % 4096 == 0 for at, size, is_direct in writes if is_direct)
+    assert sum(size for _, size, is_direct in writes if is_direct) >= len(big) - 8192
+    assert await store.write_partial("upload000011", 5 + len(big), chunks(more), 1 << 30) == 5 + len(big) + 10_000
+    expected = head + big + more
+    assert (tmp_path / "partial" / "upload000011").read_bytes() == expected
+    assert (await store.seal_partial("upload000011")).sha256 == hashlib.sha256(expected).hexdigest()
+
+
+async def test_a_file_system_that_refuses_direct_writes_gets_them_through_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = _recording_writes(monkeypatch, refuse_direct=True)
+    store = LocalBlobStore(tmp_path)
+    pieces = [os.urandom(1 << 20) for _ in range(9)] + [b"tail"]
+    data = b"".join(pieces)
+    assert await store.write_partial("upload000012", 0, chunks(*pieces), 1 << 30) == len(data)
+    assert (tmp_path / "partial" / "upload000012").read_bytes() == data
+    assert (await store.seal_partial("upload000012")).sha256 == hashlib.sha256(data).hexdigest()
+    assert writes and not any(is_direct for _, _, is_direct in writes)

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from localgem.storage.direct_writes import Buffers, DirectWriter
+
 SHA256 = re.compile(r"[0-9a-f]{64}")
 UPLOAD_ID = re.compile(r"[a-z0-9]{12,40}")
 _WRITE_BUFFER = 4 << 20
-_IOV_MAX = 1024
 _READ_CHUNK = 1 << 20
 _OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
@@ -105,6 +106,7 @@ class LocalBlobStore:
         # Running sha256 of each partial written by this process, with the size it covers: sealing then
         # needs no second read. After a restart or a rollback it is recomputed from the bytes.
         self._hashers: dict[str, tuple[int, Any]] = {}
+        self._buffers = Buffers()
 
     def _partial_path(self, upload_id: str) -> Path:
         if not UPLOAD_ID.fullmatch(upload_id):
@@ -124,9 +126,11 @@ class LocalBlobStore:
         if covered != offset:
             hasher = None
         writing: asyncio.Future[int] | None = None  # the previous batch, written while the next arrives
+        buffer = self._buffers.take()
         try:
-            # Pieces are gathered and written with one writev per few MiB, in a thread, overlapping the
-            # network: fewer thread hops, no copying, the disk busy while the next batch is received.
+            writer = DirectWriter(fd, offset, buffer)
+            # Pieces are gathered and written a few MiB at a time, in a thread, overlapping the network:
+            # fewer thread hops, the disk busy while the next batch is received.
             pending: list[bytes] = []
             pending_size = 0
             queued = 0
@@ -138,14 +142,13 @@ class LocalBlobStore:
                 if pending_size >= _WRITE_BUFFER:
                     if writing is not None:
                         size += await writing
-                    writing = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, pending, hasher))
+                    writing = asyncio.ensure_future(asyncio.to_thread(_write_all, writer, pending, hasher))
                     queued += pending_size
                     pending, pending_size = [], 0
             if writing is not None:
                 size += await writing
                 writing = None
-            if pending:
-                size += await asyncio.to_thread(_write_all, fd, pending, hasher)
+            size += await asyncio.to_thread(_write_last, writer, pending, hasher)
             await asyncio.to_thread(os.fsync, fd)
             if hasher is not None:
                 self._hashers[upload_id] = (size, hasher)
@@ -161,6 +164,8 @@ class LocalBlobStore:
             raise
         finally:
             os.close(fd)
+            if writing is None or writing.done():  # else a thread still reads it: let it go with the thread
+                self._buffers.give(buffer)
 
     async def seal_partial(self, upload_id: str) -> Sealed:
         path = self._partial_path(upload_id)
@@ -241,23 +246,12 @@ def _open_at(path: Path, offset: int) -> int:
     return fd
 
 
-def _write_all(fd: int, pieces: list[bytes], hasher: Any = None) -> int:
-    if hasher is not None:
-        for piece in pieces:
-            hasher.update(piece)
-    total = sum(len(piece) for piece in pieces)
-    remaining = total
-    while remaining:
-        written = os.writev(fd, pieces[:_IOV_MAX])
-        remaining -= written
-        while written and pieces:  # drop what was written, keep a partial piece's tail
-            if written >= len(pieces[0]):
-                written -= len(pieces[0])
-                pieces = pieces[1:]
-            else:
-                pieces = [memoryview(pieces[0])[written:], *pieces[1:]]  # type: ignore[list-item]
-                written = 0
-    return total
+def _write_all(writer: DirectWriter, pieces: list[bytes], hasher: Any = None) -> int:
+    return writer.write(pieces, hasher)
+
+
+def _write_last(writer: DirectWriter, pieces: list[bytes], hasher: Any = None) -> int:
+    return _write_all(writer, pieces, hasher) + writer.finish()
 
 
 def _truncate(fd: int, size: int) -> None:
