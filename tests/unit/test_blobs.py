@@ -4,6 +4,7 @@ tests/storage/test_blob_contract.py."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import hashlib
@@ -181,3 +182,20 @@ async def test_a_file_system_that_refuses_direct_writes_gets_them_through_the_ca
     assert (tmp_path / "partial" / "upload000012").read_bytes() == data
     assert (await store.seal_partial("upload000012")).sha256 == hashlib.sha256(data).hexdigest()
     assert writes and not any(is_direct for _, _, is_direct in writes)
+
+
+async def test_more_concurrent_writes_than_kept_buffers_each_get_their_own(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+
+    async def slow(data: bytes) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 1 << 20):
+            await asyncio.sleep(0.001)  # every writer holds its buffer at once
+            yield data[start : start + (1 << 20)]
+
+    payloads = {f"upload00002{i}": os.urandom((5 << 20) + i) for i in range(6)}
+    sizes = await asyncio.gather(
+        *(store.write_partial(name, 0, slow(data), 1 << 30) for name, data in payloads.items())
+    )
+    assert sizes == [len(data) for data in payloads.values()]
+    for name, data in payloads.items():
+        assert (tmp_path / "partial" / name).read_bytes() == data

@@ -35,8 +35,7 @@ class Buffers:
     def give(self, buffer: mmap.mmap) -> None:
         if len(self._free) < self._kept:
             self._free.append(buffer)
-        else:
-            buffer.close()
+        # else it is unmapped once its writer's view of it is gone too
 
 
 class DirectWriter:
