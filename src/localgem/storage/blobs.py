@@ -247,6 +247,7 @@ def _open_at(path: Path, offset: int) -> int:
 
 
 def _write_all(writer: DirectWriter, pieces: list[bytes], hasher: Any = None) -> int:
+    """A batch's write, in a worker thread (tests replace it to fail a write)."""
     return writer.write(pieces, hasher)
 
 
