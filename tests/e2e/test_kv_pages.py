@@ -1,0 +1,87 @@
+"""The KV cache is backed as slots fill, not whole from the start (SmolLM2 on real llama.cpp).
+
+llama.cpp writes zeros over a new context's whole KV cache; ``NativeModel`` hands those zero pages back to the
+kernel (localgem.zeroed_pages). Here two contexts of 4 slots × 4,096 cells, one handing back and one keeping
+its cache, must give bit-identical logits for the same prompt, while the first holds only the pages its cells
+were written to.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localgem.engines.llama.decoder import BatchItem
+from localgem.engines.llama.native import NativeModel
+from localgem.models.packaged import smollm2_135m_instruct
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/status and madvise")
+
+MIB = 1 << 20
+SLOTS, CELLS = 4, 4096
+#: SmolLM2-135M's f16 K and V: 30 layers × 192 numbers each × 2 bytes (22.5 KiB a cell).
+KV_BYTES = SLOTS * CELLS * 30 * 2 * 192 * 2
+
+
+def resident() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+
+def context(weights: Path, hand_back: bool) -> tuple[NativeModel, int]:
+    """A context of SLOTS × CELLS, and the resident bytes its making added."""
+    before = resident()
+    model = NativeModel(
+        weights, slots=SLOTS, sequence_length=CELLS, batch_size=512, threads=None, hand_back_kv_pages=hand_back
+    )
+    return model, resident() - before
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return smollm2_135m_instruct(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def pair(weights: Path) -> Iterator[tuple[tuple[NativeModel, int], tuple[NativeModel, int]]]:
+    kept = context(weights, hand_back=False)  # loaded first: the model's own pages land on it
+    handed = context(weights, hand_back=True)
+    yield kept, handed
+    kept[0].close()
+    handed[0].close()
+
+
+def prompt_logits(model: NativeModel, slot: int, tokens: list[int]) -> np.ndarray:
+    model.clear()
+    assert model.decode([BatchItem(slot, t, i, i == len(tokens) - 1) for i, t in enumerate(tokens)])
+    return model.logits(len(tokens) - 1).copy()
+
+
+def test_a_new_context_holds_none_of_its_kv_cache(pair) -> None:
+    (kept, kept_bytes), (handed, handed_bytes) = pair
+    assert kept.handed_back == 0
+    assert handed.handed_back >= 0.97 * KV_BYTES
+    assert kept_bytes >= 0.97 * KV_BYTES  # llama.cpp backs the whole cache from the start
+    assert handed_bytes <= kept_bytes - 0.9 * KV_BYTES
+
+
+def test_cells_written_are_backed_again_and_read_the_same(pair, weights: Path) -> None:
+    (kept, _), (handed, _) = pair
+    text = " ".join(f"Line {n}: the river runs past the old mill and on to the sea." for n in range(28))
+    tokens = kept.tokenize(text, add_bos=kept.info.add_bos)
+    assert 380 <= len(tokens) <= 512
+    before = resident()
+    expected = prompt_logits(kept, SLOTS - 1, tokens)
+    kept_growth = resident() - before  # the compute buffers' first touch
+    before = resident()
+    assert np.array_equal(prompt_logits(handed, SLOTS - 1, tokens), expected)
+    handed_growth = resident() - before - kept_growth
+    # ~450 cells of one slot: K's rows (384 bytes a cell) and, V being stored transposed, one page of each of
+    # V's 192 rows per layer: ~28 MiB, against the 360 MiB the whole cache holds.
+    assert handed_growth <= 45 * MIB, handed_growth / MIB
+    # Next to a slot the other context has filled, the same (ruling out a page read back stale).
+    assert np.array_equal(prompt_logits(handed, 0, tokens), prompt_logits(kept, 0, tokens))
