@@ -161,7 +161,7 @@ class PrefixReuse:
         best: Source | None = None
         for slot in slots:
             running = slot.sequence
-            if slot is target or (running.job.request.adapter if running else slot.adapter) != adapter:
+            if slot is target or _adapter_of(slot) != adapter:
                 continue
             # What the slot will hold as prompt cells: a running prompt's, once computed (cut as cut there).
             planned = slot.cached if running is None else running.tokens[: len(running.job.request.prompt_tokens) - 1]
@@ -190,8 +190,7 @@ class PrefixReuse:
         sequence.follows = None
         target = sequence.slot.seq_id
         held = slot.cached if slot.sequence is None else slot.sequence.prompt_cells()
-        adapter = slot.adapter if slot.sequence is None else slot.sequence.job.request.adapter
-        if adapter != sequence.job.request.adapter or held[: source.cells] != sequence.tokens[: source.cells]:
+        if _adapter_of(slot) != sequence.job.request.adapter or held[: source.cells] != sequence.tokens[: source.cells]:
             return 0
         if self._decoder.copy_cells(slot.seq_id, target):
             self._decoder.forget(target, source.cells)
@@ -217,3 +216,8 @@ class PrefixReuse:
         if self._prefixes is not None and slot.cached:
             state = self._decoder.save_sequence(slot.seq_id)
             self._prefixes.put(key, KeptPrefix(tuple(slot.cached), state))
+
+
+def _adapter_of(slot: Slot) -> str | None:
+    """The LoRA adapter a slot's cells are computed under: its running request's, else the one they were."""
+    return slot.sequence.job.request.adapter if slot.sequence is not None else slot.adapter
