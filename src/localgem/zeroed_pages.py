@@ -24,6 +24,7 @@ import os
 import struct
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +38,9 @@ MINIMUM_BUFFER = 8 << 20
 #: ends on a page.
 SIZE_SLACK = PAGE + (8 << 10)
 IS_MMAPPED = 0x2
-#: Bytes read at a time.
+#: Bytes read at a time, by this many threads.
 CHUNK = 4 << 20
+READERS = 2
 MADV_DONTNEED = 4
 
 
@@ -93,10 +95,11 @@ def hand_back_zeroed_buffers(before: Mappings, sizes: list[int]) -> int:
         log.debug("cannot read this process's memory (%s): the KV cache stays backed", error)
         return 0
     handed = 0
-    buffer = np.empty(CHUNK // 8, dtype=np.uint64)
+    # Reading this process's memory is copying it (~3.5 GB/s a core here): two readers take half the time.
+    readers = ThreadPoolExecutor(READERS, thread_name_prefix="zeroed-pages")
     try:
         for start, end in Mappings.now().since(before):
-            for run_start, run_end in _zero_runs(memory, buffer, start, end):
+            for run_start, run_end in _zero_runs(memory, start, end, readers):
                 if not wanted:
                     return handed
                 # The header's page was mapped with the block's: it too lies in the new range.
@@ -108,6 +111,7 @@ def hand_back_zeroed_buffers(before: Mappings, sizes: list[int]) -> int:
                 if madvise(ctypes.c_void_p(run_start), ctypes.c_size_t(data_end - run_start), MADV_DONTNEED) == 0:
                     handed += data_end - run_start
     finally:
+        readers.shutdown(cancel_futures=True)
         os.close(memory)
     return handed
 
@@ -138,15 +142,15 @@ def _ggml_block_end(memory: int, run_start: int, wanted: list[int]) -> int | Non
     return None
 
 
-def _zero_pages(memory: int, buffer: np.ndarray, start: int, length: int) -> np.ndarray | None:
+def _zero_pages(memory: int, start: int, length: int) -> np.ndarray | None:
     """For each page of [start, start + length): whether it holds only zeros; None if it cannot be read."""
-    view = memoryview(buffer).cast("B")[:length]
+    buffer = np.empty(length // 8, dtype=np.uint64)
     try:
-        if os.preadv(memory, [view], start) != length:
+        if os.preadv(memory, [memoryview(buffer).cast("B")], start) != length:
             return None
     except OSError:
         return None
-    return ~buffer[: length // 8].reshape(-1, PAGE // 8).any(axis=1)
+    return ~buffer.reshape(-1, PAGE // 8).any(axis=1)
 
 
 def _runs(zero: np.ndarray, base: int) -> Iterator[tuple[int, int]]:
@@ -156,15 +160,16 @@ def _runs(zero: np.ndarray, base: int) -> Iterator[tuple[int, int]]:
         yield base + int(first) * PAGE, base + int(past) * PAGE
 
 
-def _zero_runs(memory: int, buffer: np.ndarray, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """Maximal runs of zero pages in [start, end), read a chunk at a time (a run may span chunks)."""
+def _zero_runs(memory: int, start: int, end: int, readers: ThreadPoolExecutor) -> Iterator[tuple[int, int]]:
+    """Maximal runs of zero pages in [start, end), read a chunk at a time by ``readers`` (a run may span chunks)."""
     carried: int | None = None  # where a run reaching the end of the chunk before began
     reached = start
-    for chunk in range(start, end, CHUNK):
-        length = min(CHUNK, end - chunk)
-        zero = _zero_pages(memory, buffer, chunk, length)
+    chunks = range(start, end, CHUNK)
+    pages = readers.map(lambda chunk: _zero_pages(memory, chunk, min(CHUNK, end - chunk)), chunks)
+    for chunk, zero in zip(chunks, pages, strict=True):
         if zero is None:
             break
+        length = min(CHUNK, end - chunk)
         reached = chunk + length
         incoming, carried = carried, None
         for first, past in _runs(zero, chunk):
