@@ -256,11 +256,11 @@ class Settings(BaseModel):
         "preempts them, so requests are read and answered promptly while a model computes. 0: same priority.",
     )
     prefill_chunk: int = Field(
-        16,
+        4,
         ge=4,
         le=2048,
-        description="Prompts are cut at multiples of this many tokens, the unit of prefix reuse; one decode call "
-        "takes up to 256 tokens of one prompt's neighbouring chunks.",
+        description="Prompts are cut at multiples of this many tokens, the unit of prefix reuse (a smaller one reuses "
+        "more of an earlier prompt); one decode call takes up to 256 tokens of one prompt's neighbouring chunks.",
     )
     json_string_max_chars: int = Field(
         2000,

@@ -1,8 +1,9 @@
 """Same request, same output: cold or warm, streamed or unary, alone or among 8 (SmolLM2).
 
-A property test over many prompts whose lengths cover every position of a prompt's end within a
-prefill chunk (the short tails that join the chunk before them included), with and without a shared
-system prompt, chat turns that extend earlier prompts, greedy and seeded sampling, and two candidates.
+A property test over many prompts whose lengths cover every position of a prompt's end within 16 tokens (every
+offset within a prefill chunk, the short tails that join the chunk before them included, and within the 8 cells
+prompt calls end on), with and without a shared system prompt, chat turns that extend earlier prompts, greedy
+and seeded sampling, and two candidates.
 The reference is a server that never reuses cells (every prompt computed whole, one at a time); the
 session's server reuses what its slots and earlier prompts left. Outputs are compared with their log
 probabilities, so a difference in the last bit of a logit fails even where the text agrees.
@@ -11,6 +12,7 @@ probabilities, so a difference in the last bit of a logit fails even where the t
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Iterator
 
@@ -20,6 +22,7 @@ from google import genai
 from google.genai import types
 
 from localgem.app import create_app
+from localgem.engines.llama.native import PROMPT_CELLS_MULTIPLE
 from localgem.models.builtin import BUILTIN_MODELS
 from localgem.settings import Settings, load_settings
 from tests.conftest import API_KEY, SMOLLM, engine_of
@@ -72,19 +75,20 @@ Request = tuple[list[types.Content], types.GenerateContentConfig]
 def requests(
     server: RunningServer, model: str = MODEL, systems: tuple[str | None, ...] = (GUIDE, None), every: int = 1
 ) -> list[Request]:
-    """Prompts whose last token falls on every offset within a chunk (``every``: every other one, ...), in
-    families (one per system instruction; None: without one), then chat turns extending some of them; greedy
-    and seeded."""
+    """Prompts whose last token falls on every offset within a span of at least 16 tokens, a whole number of
+    chunks and of the cell multiple prompt calls end on (``every``: every other one, ...), in families (one per
+    system instruction; None: without one), then chat turns extending some of them; greedy and seeded."""
     chunk = Settings().prefill_chunk
+    span = math.lcm(chunk, PROMPT_CELLS_MULTIPLE, 16)
     rng = random.Random(14)
     made: list[Request] = []
     for family, system in enumerate(systems):
         words: list[str] = []
-        for offset in range(0, chunk, every):
+        for offset in range(0, span, every):
             while True:
                 words.append(rng.choice(WORDS))
                 contents = [types.Content(role="user", parts=[types.Part(text=" ".join(words))])]
-                if (prompt_tokens(server, model, contents, system) - 1) % chunk == offset:
+                if (prompt_tokens(server, model, contents, system) - 1) % span == offset:
                     break
             made.append((contents, config(system, sampled=(offset + family) % 2 == 1, seed=offset)))
     for i in range(0, len(made), 5):  # the next turn of a chat: the earlier prompt, an answer, a question

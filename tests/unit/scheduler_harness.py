@@ -48,6 +48,7 @@ def schedulers() -> Iterator[Build]:
         window: int = 0,
         ring: int = 0,
         call: int = CHUNK,
+        alone: int | None = None,
     ) -> tuple[Scheduler, FakeDecoder]:
         decoder = FakeDecoder(slots, capacity=capacity, window=window, ring=ring)
         stats = EngineStats()
@@ -59,6 +60,7 @@ def schedulers() -> Iterator[Build]:
             prefixes=prefixes,
             reuse_prefixes=reuse,
             prefill_call=call,
+            prefill_call_alone=call if alone is None else alone,
         )
         made.append((scheduler, decoder))
         return scheduler, decoder

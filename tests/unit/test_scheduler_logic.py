@@ -96,6 +96,21 @@ async def test_a_prompt_call_takes_neighbouring_chunks_and_keeps_their_boundarie
     assert decoder.prompt_chunks(0)[2:] == [(32, 64), (64, 96), (96, 119)]  # 96..112 and 112..119
 
 
+async def test_a_prompt_read_while_no_stream_waits_for_a_step_takes_larger_calls(build: Build) -> None:
+    scheduler, decoder = build(2, call=32, alone=64)
+    await events_of(submit(scheduler, request(A * 3, 2)))
+    assert decoder.prompt_chunks(0) == [(0, 64), (64, 119)]
+    # While a stream decodes, calls hold 32 tokens at most.
+    decoder.hold(steps=len(decoder.step_rows()) + 3)
+    running = submit(scheduler, request(B, 40))  # into slot 1
+    await asyncio.to_thread(decoder.wait_held)  # in its fourth decode step
+    waiting = submit(scheduler, request(C * 3, 2))  # into slot 0
+    decoder.release()
+    await events_of(waiting)
+    await events_of(running)
+    assert decoder.prompt_chunks(0)[2:] == [(0, 32), (32, 64), (64, 96), (96, 104)]
+
+
 async def test_cells_decoded_token_by_token_are_not_reused_as_prompt(build: Build) -> None:
     scheduler, decoder = build()
     first = await events_of(submit(scheduler, request(A, 20)))

@@ -51,6 +51,9 @@ class Sampler:
                     native.vocab_size, window, 1.0, params.frequency_penalty, params.presence_penalty
                 ),
             )
+        #: Greedy without penalties keeps no state: the most likely token, read straight off the logits (llama.cpp's
+        #: greedy sampler first copies the whole vocabulary into a candidate array: 262k entries for Gemma).
+        self._argmax = params.temperature <= 0 and not self._penalized
         if params.temperature <= 0:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
         else:
@@ -68,7 +71,7 @@ class Sampler:
         if self._forced is not None:
             return self._forced.popleft() if self._forced else self._native.eos_token
         if self._grammar is None:
-            return int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
+            return self._free_pick(batch_index)
         token, into_chain = self._choose(batch_index)
         closer = self._closer
         if closer is not None and self._trigger is None and not closer.fits(self._native.piece(token)):
@@ -108,12 +111,18 @@ class Sampler:
             token = self._pick(_candidates(logits), grammar_first=False)
         else:
             # Without penalties the chain keeps no history, so its own (C-side) sampling can go first.
-            token = int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
+            token = self._free_pick(batch_index)
         if self._acceptable(token):
             return token, self._penalized
         logits = self._native.logits(batch_index)
         token = self._pick_short_of_trigger(logits) if self._trigger is not None else self._pick_allowed(logits)
         return token, True
+
+    def _free_pick(self, batch_index: int) -> int:
+        """The chain's pick, which also accepts it (without penalties, nothing in the chain keeps it)."""
+        if self._argmax:  # as llama.cpp's greedy sampler: the first of equal maxima
+            return int(self._native.logits(batch_index).argmax())
+        return int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
 
     def _acceptable(self, token: int) -> bool:
         if self._trigger is not None:  # a lazy grammar allows anything until its trigger
