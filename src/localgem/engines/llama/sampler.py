@@ -119,7 +119,7 @@ class Sampler:
         return token, True
 
     def _free_pick(self, batch_index: int) -> int:
-        """The chain's pick, which also accepts it (without penalties, nothing in the chain keeps it)."""
+        """The chain's pick, accepted into it (greedy without penalties has nothing to accept it into)."""
         if self._argmax:  # as llama.cpp's greedy sampler: the first of equal maxima
             return int(self._native.logits(batch_index).argmax())
         return int(self._lc.llama_sampler_sample(self._chain, self._native.ctx, batch_index))
