@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -26,14 +27,19 @@ MMAP_BYTES = 16 << 20
 _ENVIRONMENT = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
 
 
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, its ``errno`` kept for ``ctypes.get_errno``; OSError where there is none to load."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
 def keep_freed_memory() -> bool:
     """Tells glibc's malloc to keep freed memory for reuse; False where it does not apply (another C
     library, or the user tuned malloc through its environment variables)."""
     if not sys.platform.startswith("linux") or any(name in os.environ for name in _ENVIRONMENT):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = libc().mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

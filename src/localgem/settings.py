@@ -16,6 +16,7 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from localgem.engines.llama.prefix_reuse import MIN_CHUNK
 from localgem.engines.registry import DEFAULT_ENGINES, engine_kind
 
 MODEL_ID = re.compile(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?")
@@ -256,8 +257,8 @@ class Settings(BaseModel):
         "preempts them, so requests are read and answered promptly while a model computes. 0: same priority.",
     )
     prefill_chunk: int = Field(
-        4,
-        ge=4,
+        MIN_CHUNK,  # the smallest: a prompt reuses an earlier one's cells to within MIN_CHUNK - 1 tokens
+        ge=MIN_CHUNK,
         le=2048,
         description="Prompts are cut at multiples of this many tokens, the unit of prefix reuse (a smaller one reuses "
         "more of an earlier prompt); one decode call takes up to 256 tokens of one prompt's neighbouring chunks.",

@@ -17,7 +17,6 @@ through ``/proc/self/mem``, where an address another thread unmapped meanwhile f
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import mmap
 import os
@@ -28,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from localgem.allocator import libc
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +101,15 @@ def hand_back_zeroed_buffers(before: Mappings, sizes: list[int]) -> int:
     try:
         for start, end in Mappings.now().since(before):
             for run_start, run_end in _zero_runs(memory, start, end, readers):
-                if not wanted:
-                    return handed
                 # The header's page was mapped with the block's: it too lies in the new range.
                 if run_end - run_start < min(wanted) - SIZE_SLACK or run_start - PAGE < start:
                     continue
                 data_end = _ggml_block_end(memory, run_start, wanted)
-                if data_end is None or data_end > run_end:
-                    continue
-                if madvise(ctypes.c_void_p(run_start), ctypes.c_size_t(data_end - run_start), MADV_DONTNEED) == 0:
-                    handed += data_end - run_start
+                if data_end is not None and data_end <= run_end:
+                    if madvise(ctypes.c_void_p(run_start), ctypes.c_size_t(data_end - run_start), MADV_DONTNEED) == 0:
+                        handed += data_end - run_start
+                if not wanted:  # every block found: the rest is not read
+                    return handed
     finally:
         readers.shutdown(cancel_futures=True)
         os.close(memory)
@@ -190,8 +190,7 @@ def _zero_runs(memory: int, start: int, end: int, readers: ThreadPoolExecutor) -
 
 
 def _madvise():
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    madvise = libc.madvise
+    madvise = libc().madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     madvise.restype = ctypes.c_int
     return madvise

@@ -10,8 +10,6 @@ server, unloading an idle model) free memory between the snapshots, and glibc ma
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,10 +19,10 @@ import pytest
 from localgem.engines.llama.decoder import BatchItem
 from localgem.engines.llama.native import NativeModel
 from localgem.models.packaged import smollm2_135m_instruct
+from tests.fresh_interpreter import run_fresh
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/status and madvise")
 
-ROOT = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
 SLOTS, CELLS = 4, 4096
 #: SmolLM2-135M's f16 K and V: 30 layers × 192 numbers each × 2 bytes (22.5 KiB a cell).
@@ -84,10 +82,7 @@ def measure(weights: Path) -> dict:
 def measured(tmp_path_factory: pytest.TempPathFactory) -> dict:
     weights = smollm2_135m_instruct(tmp_path_factory.mktemp("models"))
     code = f"import json, pathlib, {__name__} as m; print(json.dumps(m.measure(pathlib.Path({str(weights)!r}))))"
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=environ)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(run_fresh(code).strip().splitlines()[-1])
 
 
 def test_a_new_context_holds_none_of_its_kv_cache(measured: dict) -> None:

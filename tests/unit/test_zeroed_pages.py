@@ -6,34 +6,27 @@ from __future__ import annotations
 import ctypes
 import functools
 import mmap
-import os
 import struct
-import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from localgem.zeroed_pages import PAGE, Mappings, hand_back_zeroed_buffers
+from tests.fresh_interpreter import run_fresh
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc, /proc/self/mem and madvise")
 
 MIB = 1 << 20
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def in_a_fresh_interpreter(test: Callable[[], None]) -> Callable[[], None]:
-    """Runs ``test`` in a new Python process: in a long-lived one, glibc may serve a block of tens of MiB from
-    free heap it already holds instead of mapping it on its own (not a block the server's KV cache ever is), and
-    other threads map and unmap memory between the test's snapshots."""
+    """Runs ``test`` in a new Python process (see ``tests.fresh_interpreter``): in a long-lived one, glibc may serve
+    a block of tens of MiB from free heap it already holds, which a server's KV cache never is."""
 
     @functools.wraps(test)
     def run() -> None:
-        code = f"import {__name__} as module; module.{test.__name__}.__wrapped__()"
-        environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=environ)
-        assert done.returncode == 0, done.stderr
+        run_fresh(f"import {__name__} as module; module.{test.__name__}.__wrapped__()")
 
     return run
 

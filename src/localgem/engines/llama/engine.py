@@ -43,7 +43,7 @@ class LlamaCppEngine:
         threads: int | None = None,
         slots: int = 8,
         max_queue: int = 64,
-        prefill_chunk: int = 4,
+        prefill_chunk: int = MIN_CHUNK,
         flash_attention: bool = False,
         sliding_window_full: bool = True,
         prefixes: PrefixStore | None = None,
