@@ -2,6 +2,8 @@
 
 In one run, on the same model and prompts, with greedy decoding:
   (a) llama-cpp-python's ``Llama.create_completion`` in this process, one request at a time;
+  (a8) llama.cpp's batch API in this process (``llama_batch.py``): the same prompts one at a time and 8 together,
+      in a context made as localgem's: the most 8 streams ÷ 1 can be on this machine;
   (b) localgem over HTTP, one stream at a time;
   (c) localgem over HTTP, 8 and 16 concurrent streams;
   (d) the second turn of a chat with a long first turn: time to first token warm (the first turn
@@ -39,6 +41,7 @@ from pathlib import Path
 import common
 import httpx
 from common import KEY, free_port, wait_ready
+from llama_batch import LlamaBatch
 
 from localgem.generation.chat_template import ChatTemplate, Message
 from localgem.models.registry import ModelRegistry
@@ -291,6 +294,18 @@ def localgem_round(url: str, args: argparse.Namespace, lengths: list[int], count
     return row
 
 
+def llama_batch_round(baseline: Baseline, flash: bool, tokens: int) -> dict[str, float]:
+    """(a8): the rows' prompts through llama.cpp's batch API in this process, 4 one at a time and 8 together."""
+    batch = LlamaBatch(baseline.path, flash)
+    try:
+        prompts = [batch.tokens(baseline.render(topic)) for topic in TOPICS[:8]]
+        alone = [batch.run([prompt], tokens) for prompt in prompts[:4]]
+        together = batch.run(prompts, tokens)
+    finally:
+        batch.close()
+    return {"b": sum(n for n, _ in alone) / sum(s for _, s in alone), "c8": together[0] / together[1]}
+
+
 def llama_server_round(url: str, baseline: Baseline, args: argparse.Namespace, lengths: list[int], tag: str):
     """The same rows (same prompts, as the model's template renders them) from llama-server."""
     row = {
@@ -384,14 +399,20 @@ def main() -> None:
                     turns.append(
                         ("llama-server", functools.partial(llama_server_round, other[0], baseline, args, lengths, tag))
                     )
+                turns += [
+                    (
+                        f"llama.cpp {attention}",
+                        functools.partial(llama_batch_round, baseline, attention == "flash", args.tokens),
+                    )
+                    for attention in attentions
+                ]
                 for column, measure in turns[round_index % len(turns) :] + turns[: round_index % len(turns)]:
                     record(column, measure())  # each round starts with the next server: no seat is better
             finally:
                 for process in [p for _, p in servers.values()] + ([other[1]] if other else []):
                     process.terminate()
                     process.wait()
-    medians = {column: {name: statistics.median(v) for name, v in rows.items()} for column, rows in results.items()}
-    report(args, modes, lengths, medians)
+    report(args, modes, attentions, lengths, results)
 
 
 ROWS = [
@@ -401,7 +422,17 @@ ROWS = [
 ]
 
 
-def report(args: argparse.Namespace, modes: list[str], lengths: list[int], m: dict[str, dict[str, float]]) -> None:
+def report(
+    args: argparse.Namespace,
+    modes: list[str],
+    attentions: list[str],
+    lengths: list[int],
+    rounds: dict[str, dict[str, list[float]]],
+) -> None:
+    """Medians over the rounds; each ratio to llama-server as the median (lowest-highest) of its rounds' ratios
+    (the servers of a round ran side by side, so a round's ratio is freer of the machine's drift than a ratio of
+    medians)."""
+    m = {column: {name: statistics.median(v) for name, v in rows.items()} for column, rows in rounds.items()}
     target = TARGETS.get(args.model, 2.0)
     server = m.get("llama-server")
     print(
@@ -413,11 +444,12 @@ def report(args: argparse.Namespace, modes: list[str], lengths: list[int], m: di
     if args.long:
         rows += [("pp8000", "prompt of ~8,000 tokens, fresh, tok/s"), ("long", "decode 4,000 tokens in, tok/s")]
     header = f"  {'':34}" + "".join(f"{'localgem ' + mode:>22}" for mode in modes)
-    print(header + (f"{'llama-server':>14}" + "".join(f"{'ratio ' + mode:>12}" for mode in modes) if server else ""))
+    print(header + (f"{'llama-server':>14}" + "".join(f"{'ratio ' + mode:>20}" for mode in modes) if server else ""))
     for name, label in rows:
         line = f"  {label:34}" + "".join(f"{m[mode][name]:22.1f}" for mode in modes)
         if server:
-            line += f"{server[name]:14.1f}" + "".join(f"{m[mode][name] / server[name]:12.2f}" for mode in modes)
+            theirs = rounds["llama-server"][name]
+            line += f"{server[name]:14.1f}" + "".join(f"{paired(rounds[mode][name], theirs):>20}" for mode in modes)
         print(line)
     for mode in modes:
         own = m[mode]
@@ -428,6 +460,22 @@ def report(args: argparse.Namespace, modes: list[str], lengths: list[int], m: di
         )
     if server:
         print(f"  llama-server -np 8: 8 streams / 1 = {server['c8'] / server['b']:.2f}")
+    for attention in attentions:
+        limit = rounds[f"llama.cpp {attention}"]
+        own = rounds[next(mode for mode in modes if mode.split()[0] == attention)]
+        scaling = [c8 / b for c8, b in zip(limit["c8"], limit["b"], strict=True)]
+        print(
+            f"  (a8) llama.cpp's batch API in this process, {attention} attention: 1 sequence "
+            f"{statistics.median(limit['b']):.1f}, 8 together {statistics.median(limit['c8']):.1f} tok/s, 8 / 1 = "
+            f"{statistics.median(scaling):.2f}; localgem {attention}'s 8 streams / 1 is "
+            f"{paired([c8 / b for c8, b in zip(own['c8'], own['b'], strict=True)], scaling)} of that"
+        )
+
+
+def paired(ours: list[float], theirs: list[float]) -> str:
+    """Round by round ratios: median (lowest-highest)."""
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 if __name__ == "__main__":
