@@ -152,3 +152,42 @@ def test_state_evicted_from_ram_and_disk_is_recomputed_and_kept_again(tmp_path: 
         assert [f.stem for f in kept_dir.glob("*.kv")] == [first_id]  # computed from the prompt, kept again
     finally:
         server.stop()
+
+
+def test_state_the_other_attention_mode_kept_is_recomputed_not_read(tmp_path: Path) -> None:
+    body = {"model": "models/gemini-2.5-flash", "contents": [{"role": "user", "parts": [{"text": MANUAL}]}]}
+    plain = load_settings(environ={}, data_dir=tmp_path, api_keys=[API_KEY], flash_attention=False)
+    first = start_server(create_app(plain))
+    try:
+        name = post(first.url, "cachedContents", body).json()["name"]
+    finally:
+        first.stop()
+    kept = tmp_path / "kv" / SMOLLM / f"{name.split('/')[1]}.kv"
+    written = kept.read_bytes()
+
+    flash = start_server(
+        create_app(load_settings(environ={}, data_dir=tmp_path, api_keys=[API_KEY], flash_attention=True))
+    )
+    try:
+        engine = engine_of(flash)
+        evaluated = engine.stats.prompt_tokens_evaluated
+        cached = {"cachedContent": name, "contents": [QUESTION], "generationConfig": GREEDY}
+        answer = post(flash.url, "models/gemini-2.5-flash:generateContent", cached).json()
+        assert engine.stats.prefixes_restored == 0  # the plain-attention state was not read
+        assert engine.stats.prompt_tokens_evaluated - evaluated >= answer["usageMetadata"]["cachedContentTokenCount"]
+        full = {"contents": [body["contents"][0], QUESTION], "generationConfig": GREEDY}
+        assert (
+            post(flash.url, "models/gemini-2.5-flash:generateContent", full).json()["candidates"]
+            == answer["candidates"]
+        )
+        assert kept.read_bytes() != written  # kept again, as flash attention computed it
+    finally:
+        flash.stop()
+
+    again = start_server(create_app(plain))
+    try:
+        engine = engine_of(again)
+        post(again.url, "models/gemini-2.5-flash:generateContent", cached)
+        assert engine.stats.prefixes_restored == 0  # nor the flash one by plain attention
+    finally:
+        again.stop()

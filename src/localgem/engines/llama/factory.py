@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 def llama_cpp_factory(settings: Settings) -> Callable[[ModelEntry], LlamaCppEngine]:
     def load(entry: ModelEntry) -> LlamaCppEngine:
         from localgem.engines.llama.engine import LlamaCppEngine  # loads libllama
+        from localgem.engines.llama.library import llama_build
 
         return LlamaCppEngine(
             entry.weights(settings.data_dir),
@@ -35,6 +36,8 @@ def llama_cpp_factory(settings: Settings) -> Callable[[ModelEntry], LlamaCppEngi
                 kept_prefix_dir(settings, entry.id),
                 ram_bytes=settings.cache_ram_bytes,
                 disk_bytes=settings.cache_disk_bytes,
+                # States are read only where they were computed alike: the attention modes round differently.
+                build=f"{llama_build()} {'flash' if settings.flash_attention else 'plain'} attention",
             ),
         )
 

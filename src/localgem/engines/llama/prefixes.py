@@ -1,5 +1,6 @@
 """Kept prefixes: the KV state of a cached content's prompt, by key, in RAM within a budget and on
-disk (so a restart keeps it), for the scheduler to restore into a slot instead of recomputing."""
+disk (so a restart keeps it), for the scheduler to restore into a slot instead of recomputing. A file that
+another build of llama.cpp, or the other attention mode, wrote is not read (recomputed instead)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ class KeptPrefix:
 class PrefixStore:
     """Thread-safe: the scheduler reads it, the event loop side fills and empties it."""
 
-    def __init__(self, directory: Path | None, ram_bytes: int, disk_bytes: int) -> None:
+    def __init__(self, directory: Path | None, ram_bytes: int, disk_bytes: int, build: str = "") -> None:
         self._dir = directory
+        self._build = build  # what computed these states: llama.cpp's build (``library.llama_build``), attention
         self._ram_bytes = ram_bytes
         self._disk_bytes = disk_bytes
         self._ram: OrderedDict[str, KeptPrefix] = OrderedDict()
@@ -52,7 +54,7 @@ class PrefixStore:
         self._dir.mkdir(parents=True, exist_ok=True)
         partial = self._dir / f"{key}.partial"
         with open(partial, "wb") as handle:
-            header = json.dumps(kept.tokens).encode()
+            header = json.dumps({"build": self._build, "tokens": kept.tokens}).encode()
             handle.write(len(header).to_bytes(8, "little") + header + kept.state)
             handle.flush()
             os.fsync(handle.fileno())
@@ -68,8 +70,11 @@ class PrefixStore:
         try:
             raw = self._path(key).read_bytes()
             size = int.from_bytes(raw[:8], "little")
-            kept = KeptPrefix(tuple(json.loads(raw[8 : 8 + size])), raw[8 + size :])
-        except (OSError, ValueError):
+            header = json.loads(raw[8 : 8 + size])
+            if not isinstance(header, dict) or header.get("build") != self._build:
+                return None  # computed otherwise (or by an older localgem, before builds were named)
+            kept = KeptPrefix(tuple(header["tokens"]), raw[8 + size :])
+        except (OSError, ValueError, KeyError, TypeError):
             return None
         self.put(key, kept)
         return kept
