@@ -18,6 +18,9 @@ def test_a_build_is_named_by_its_library_files(tmp_path: Path) -> None:
     assert build_of(tmp_path) != first
 
 
-def test_this_process_names_the_build_it_loaded() -> None:
-    assert (loaded_llama_folder() / "libllama.so").is_file()
+def test_the_build_named_is_the_library_this_process_mapped() -> None:
+    import llama_cpp  # noqa: F401  (loads libllama)
+
+    mapped = {Path(line.split()[-1]) for line in open("/proc/self/maps") if "/libllama.so" in line}
+    assert [path.parent.resolve() for path in mapped] == [loaded_llama_folder().resolve()]
     assert llama_build() == build_of(loaded_llama_folder()) != build_of(Path(__file__).parent)
