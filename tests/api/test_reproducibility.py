@@ -222,3 +222,34 @@ def test_streams_among_eight_give_the_cold_output(real_server: RunningServer, ca
     assert (engine.stats.decode_rows - rows) / (engine.stats.decode_steps - steps) > 3
     # Prompts that arrived together with a shared system prompt started from copies of one another's cells.
     assert engine.stats.prompts_copied - copied > 0, engine.stats.prompts_copied
+
+
+def test_long_prompts_alone_and_among_others_give_one_output(
+    real_server: RunningServer, reference: RunningServer
+) -> None:
+    """Past 512 cells llama.cpp's flash attention splits a lone decode row's cells across threads and sums the
+    parts (rounding otherwise than the same row among other sequences): prompts of ~600 tokens decoded one at a
+    time on the reference and four at once on the session's server give the same tokens and log probabilities."""
+    rng = random.Random(24)
+    cases = [
+        (
+            [types.Content(role="user", parts=[types.Part(text=f"{GUIDE} {' '.join(rng.choices(WORDS, k=420))}")])],
+            config(None, sampled=i % 2 == 1, seed=i),
+        )
+        for i in range(4)
+    ]
+    assert all(prompt_tokens(reference, MODEL, contents, None) > 520 for contents, _ in cases)
+    alone = cold_outputs(reference, MODEL, cases)
+    client = client_of(real_server)
+    engine = engine_of(real_server)
+    steps, rows = engine.stats.decode_steps, engine.stats.decode_rows
+
+    async def together() -> list[Fingerprint]:
+        async def one(contents: list[types.Content], config: types.GenerateContentConfig) -> Fingerprint:
+            chunks = await client.aio.models.generate_content_stream(model=MODEL, contents=contents, config=config)
+            return fingerprint([chunk async for chunk in chunks])
+
+        return list(await asyncio.gather(*[one(contents, config) for contents, config in cases]))
+
+    assert asyncio.run(together()) == alone
+    assert (engine.stats.decode_rows - rows) / (engine.stats.decode_steps - steps) > 2

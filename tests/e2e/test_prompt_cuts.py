@@ -1,9 +1,10 @@
 """A prompt's numbers do not depend on where it was cut into decode calls (SmolLM2 and Gemma 3, llama.cpp itself).
 
 The scheduler reads a prompt in calls of whole chunks, from wherever reuse starts it; a cold start cuts it
-elsewhere. llama.cpp's CPU attention sums in another order when the cells a stream uses are not a multiple of 8,
-so ``NativeModel`` ends each prompt call on such a multiple with filler rows (removed after). Here the same prompt,
-cut many ways, must give bit-identical logits for its next token.
+elsewhere. llama.cpp's CPU kernels take other paths for what is left over from a multiple of a few rows or cells,
+so ``NativeModel`` ends each prompt call on a multiple of 8 cells with filler rows (removed after). Here the same
+prompt, cut many ways, must give bit-identical logits for its next token, with flash attention (the default, V
+cached as bf16) and without.
 """
 
 from __future__ import annotations
@@ -22,14 +23,28 @@ WORDS = "river stone lamp garden window paper yellow quiet morning letter bridge
 RULES = " ".join(f"Rule {i}: answer in plain words and keep each line short." for i in range(6))
 
 
-@pytest.fixture(scope="module", params=[(smollm2_135m_instruct, 6), (gemma3_270m, 2)], ids=["smollm2", "gemma3"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        (smollm2_135m_instruct, 6, True),
+        (gemma3_270m, 2, True),
+        (smollm2_135m_instruct, 6, False),
+        (gemma3_270m, 2, False),
+    ],
+    ids=["smollm2", "gemma3", "smollm2-plain", "gemma3-plain"],
+)
 def model(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[NativeModel, int]]:
     """The model, and the step between the prompt lengths (in words) tried on it."""
     weights: Callable[[Path], Path] = request.param[0]
     native = NativeModel(
-        weights(tmp_path_factory.mktemp("models")), slots=2, sequence_length=1024, batch_size=512, threads=None
+        weights(tmp_path_factory.mktemp("models")),
+        slots=2,
+        sequence_length=1024,
+        batch_size=512,
+        threads=None,
+        flash_attention=request.param[2],
     )
     yield native, request.param[1]
     native.close()

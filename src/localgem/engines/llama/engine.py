@@ -44,7 +44,8 @@ class LlamaCppEngine:
         slots: int = 8,
         max_queue: int = 64,
         prefill_chunk: int = MIN_CHUNK,
-        flash_attention: bool = False,
+        flash_attention: bool = True,
+        batch_invariant: bool = True,
         sliding_window_full: bool = True,
         prefixes: PrefixStore | None = None,
         niceness: int = 0,
@@ -59,6 +60,7 @@ class LlamaCppEngine:
             sequence_length=context_length,
             batch_size=max(512, prefill_chunk + MIN_CHUNK + PROMPT_CELLS_MULTIPLE, 2 * slots),  # + filler rows
             flash_attention=flash_attention,
+            batch_invariant=batch_invariant,
             sliding_window_full=sliding_window_full,
             threads=threads,
             mmproj=mmproj,

@@ -27,6 +27,7 @@ def llama_cpp_factory(settings: Settings) -> Callable[[ModelEntry], LlamaCppEngi
             max_queue=settings.max_queue,
             prefill_chunk=settings.prefill_chunk,
             flash_attention=settings.flash_attention,
+            batch_invariant=settings.batch_invariant,
             sliding_window_full=settings.sliding_window_full,
             niceness=settings.inference_niceness,
             reuse_prefixes=entry.config.reuse_prefixes,
@@ -37,11 +38,18 @@ def llama_cpp_factory(settings: Settings) -> Callable[[ModelEntry], LlamaCppEngi
                 ram_bytes=settings.cache_ram_bytes,
                 disk_bytes=settings.cache_disk_bytes,
                 # States are read only where they were computed alike: the attention modes round differently.
-                build=f"{llama_build()} {'flash' if settings.flash_attention else 'plain'} attention",
+                build=f"{llama_build()} {attention_mode(settings)}",
             ),
         )
 
     return load
+
+
+def attention_mode(settings: Settings) -> str:
+    """How a model's attention is computed, as kept KV state names it (see ``NativeModel``)."""
+    if not settings.flash_attention:
+        return "plain attention"
+    return "flash attention, bf16 V" if settings.batch_invariant else "flash attention"
 
 
 def kept_prefix_dir(settings: Settings, model_id: str) -> Path:

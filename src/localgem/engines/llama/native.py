@@ -38,6 +38,7 @@ _making_context = threading.Lock()
 _KV_BUFFER_LINE = re.compile(r"KV buffer size =\s*([0-9.]+) MiB")
 _NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
 _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off, 1 on
+_GGML_TYPE_BF16 = 30  # enum ggml_type (llama-cpp-python names only some of its members)
 #: Prompt chunks end on a multiple of this many cells (see ``NativeModel._padding``).
 PROMPT_CELLS_MULTIPLE = 8
 #: LoRA adapters kept loaded per model (the least recently used beyond this is freed; loading one again is a
@@ -131,10 +132,15 @@ class NativeModel:
     Why one stream per sequence: llama.cpp's CPU attention sums over a stream's cells in cell
     order. In a shared (unified) cache a sequence's cells land wherever there is room, so its
     numbers would depend on what else is cached; in its own stream it always holds cells [0, n) in
-    position order. Why no flash attention: its CPU kernel switches to other variants by chunk
-    size and cache size, so a prompt's numbers would depend on how it was cut and what else ran.
-    With the scheduler's rules on top (see ``scheduler``), a seeded request gives the same text
-    alone or among others. (``flash_attention=True`` trades that for ~10% more speed at 8 streams.)
+    position order. Why bf16 V with flash attention (``batch_invariant``, the default): llama.cpp's CPU
+    flash attention takes other kernels for a lone decode row past 512 cells (its cells split across threads,
+    the parts summed after) and for prompt calls of 64 rows or more (tiles), each rounding otherwise than its
+    one-pass kernel; it takes them only where K and V are both f16 (or f32). With V cached as bf16 every row
+    is computed in one pass over its cells, in cell order, with an f32 sum, whatever else the call holds, so
+    a prompt's numbers do not depend on how it was cut or what else ran. Without flash attention (the plain
+    path) the same holds for f16 V. With the scheduler's rules on top (see ``scheduler``), a seeded request
+    gives the same text alone or among others. (``batch_invariant=False`` keeps f16 V and those kernels, as
+    llama-server runs: long prompts read faster, and output may depend on load.)
 
     That holds where llama.cpp's matmul kernels round the same whatever the batch width: it does
     for SmolLM2's Q4_1 weights; Gemma 3's Q4_K_M mix (Q4_K, Q5_0, Q8_0) rounds differently with
@@ -153,7 +159,8 @@ class NativeModel:
         sequence_length: int,
         batch_size: int,
         threads: int | None,
-        flash_attention: bool = False,
+        flash_attention: bool = True,
+        batch_invariant: bool = True,
         mmproj: Path | None = None,
         sliding_window_full: bool = True,
         hand_back_kv_pages: bool = True,
@@ -178,6 +185,10 @@ class NativeModel:
         params.n_threads_batch = n_threads
         params.kv_unified = False
         params.flash_attn_type = _FLASH_ATTENTION[flash_attention]
+        #: Each row's numbers do not depend on the rest of its call (see the class's docstring).
+        self.batch_invariant = batch_invariant or not flash_attention
+        if flash_attention and batch_invariant:
+            params.type_v = _GGML_TYPE_BF16
         # Sliding-window layers (Gemma 3's) keep all of a slot's cells, or only their window (as llama-server
         # does by default): a slot's cells then hold only what continues from their end (see ``holds``).
         params.swa_full = sliding_window_full
@@ -205,7 +216,6 @@ class NativeModel:
         self.window = 0 if sliding_window_full else max(int(lc.llama_model_n_swa(self.model)), 0)
         self.batch_size = batch_size
         self.slots = slots
-        self._flash_attention = flash_attention
         self._batch = lc.llama_batch_init(batch_size, 0, 1)
         self.vocab_size = lc.llama_vocab_n_tokens(self.vocab)
         self.eos_token = int(lc.llama_vocab_eos(self.vocab))
@@ -298,12 +308,14 @@ class NativeModel:
     def _padding(self, items: list[BatchItem]) -> int:
         """Filler rows that make a prompt chunk end on a multiple of PROMPT_CELLS_MULTIPLE cells (removed after).
 
-        Why: llama.cpp attends over as many cells as the stream uses, and its CPU matmul takes a different kernel
-        (summing in another order) when that count is not a multiple of 8, so the rows of a chunk that ended at an
-        odd place would round differently from the same rows cut elsewhere (a cold start against a prompt that goes
-        on from reused cells). Not for decode steps (the same cell counts cold and warm), flash attention (no such
-        promise) or a windowed sliding-window cache (whose layers would drop cells that later rows still need)."""
-        if self._flash_attention or self.window or not items or items[0].logits:
+        Why: llama.cpp's CPU kernels take another path for what is left over from a multiple of a few rows or
+        cells (the plain path's attention sums over the cells a stream uses eight at a time; repacked weights,
+        Gemma 3's Q4_K, are multiplied four rows at a time), so the rows of a chunk that ended at an odd place
+        would round differently from the same rows cut elsewhere (a cold start against a prompt that goes on
+        from reused cells). Not for decode steps (the same cell counts cold and warm), where rows need not be
+        invariant (``batch_invariant=False``) or a windowed sliding-window cache (whose layers would drop cells
+        that later rows still need)."""
+        if not self.batch_invariant or self.window or not items or items[0].logits:
             return 0
         end = items[-1].position + 1
         padding = -end % PROMPT_CELLS_MULTIPLE
