@@ -62,8 +62,9 @@ log = logging.getLogger(__name__)
 #: between them.
 PREFILL_TOKENS_PER_TURN = 256
 #: Prompt tokens one decode call takes at most: the neighbouring chunks of one prompt go in one call (llama.cpp
-#: reads 256 rows at once ~1.2-1.5x as fast as 16 at a time), which changes no number: its kernels without flash
-#: attention round each row alike whatever else the call holds (tested cold and warm by the reproducibility tests).
+#: reads 256 rows at once ~1.2-1.5x as fast as 16 at a time), which changes no number: while ``batch_invariant``
+#: holds its kernels round each row alike whatever else the call holds (see ``NativeModel``; tested cold and warm
+#: by the reproducibility tests).
 PREFILL_TOKENS_PER_CALL = 256
 #: Prompt tokens per turn, and per call, while no sequence waits for a decode step: llama.cpp reads a prompt ~3%
 #: faster in calls of 480 rows than of 256. Within the context's batch of 512 rows with a short tail and the
