@@ -115,7 +115,9 @@ def test_automatic_function_calling_round_trip(client: genai.Client) -> None:
 
     response = client.models.generate_content(
         model=MODEL,
-        contents="What's the weather in Paris?",
+        # (A question SmolLM2 ends its forced second call on, in both attention modes: asked "What's the weather in
+        # Paris?", with flash attention it repeats that call until the loop stop ends it, finishReason OTHER.)
+        contents="What is the weather like in Paris today?",
         config=types.GenerateContentConfig(
             tools=[get_weather],
             tool_config=types.ToolConfig(function_calling_config=types.FunctionCallingConfig(mode="ANY")),
