@@ -228,7 +228,7 @@ def test_long_prompts_alone_and_among_others_give_one_output(
     real_server: RunningServer, reference: RunningServer
 ) -> None:
     """Past 512 cells llama.cpp's flash attention splits a lone decode row's cells across threads and sums the
-    parts (rounding otherwise than the same row among other sequences): prompts of ~600 tokens decoded one at a
+    parts (rounding otherwise than the same row among other sequences): prompts of ~540 tokens decoded one at a
     time on the reference and four at once on the session's server give the same tokens and log probabilities."""
     rng = random.Random(24)
     cases = [
