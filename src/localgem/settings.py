@@ -241,16 +241,16 @@ class Settings(BaseModel):
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot; beyond: 503 UNAVAILABLE.")
     flash_attention: bool = Field(
         True,
-        description="llama.cpp's flash-attention kernels: faster decoding (most at 8 streams and deep into a "
-        "conversation). false: the plain path (V stored transposed; longer prompts read a little faster while "
-        "batch_invariant holds).",
+        description="llama.cpp's flash-attention kernels: faster decoding of short contexts (most at 8 streams). "
+        "false: the plain path (V stored transposed; while batch_invariant holds, prompts of thousands of tokens "
+        "read faster and decoding deep into a conversation is faster than flash attention's).",
     )
     batch_invariant: bool = Field(
         True,
         description="Seeded output does not depend on load or cache state (alone or among others, cold or warm). "
         "With flash attention V is then cached as bf16, so llama.cpp computes every attention row in one pass. "
         "false: f16 V and llama.cpp's split and tiled kernels, as llama-server runs them: prompts of ~2,000 tokens "
-        "read 23-63% faster, and output may then vary with load.",
+        "read 23-63% faster and of ~8,000 about 3x faster, and output may then vary with load.",
     )
     sliding_window_full: bool = Field(
         True,
