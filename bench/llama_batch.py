@@ -20,8 +20,8 @@ SLOTS = 8
 CELLS_PER_SLOT = 8192
 BATCH = 512
 GGML_TYPE_BF16 = 30
-#: localgem's attention settings by the bench's names: (flash_attention, V cached as bf16 for batch_invariant).
-ATTENTIONS = {"plain": (False, False), "flash": (True, True), "fast": (True, False)}
+#: localgem's attention settings by the bench's names: (flash_attention, batch_invariant).
+ATTENTIONS = {"plain": (False, True), "flash": (True, True), "fast": (True, False)}
 
 
 class LlamaBatch:
@@ -29,7 +29,7 @@ class LlamaBatch:
     ``attention``: one of ATTENTIONS, as localgem makes its context for it."""
 
     def __init__(self, path: Path, attention: str) -> None:
-        flash_attention, value_bf16 = ATTENTIONS[attention]
+        flash_attention, batch_invariant = ATTENTIONS[attention]
         lc.llama_backend_init()
         model_params = lc.llama_model_default_params()
         model_params.n_gpu_layers = 0
@@ -46,7 +46,7 @@ class LlamaBatch:
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = False
         params.flash_attn_type = 1 if flash_attention else 0
-        if value_bf16:
+        if flash_attention and batch_invariant:  # as NativeModel: V cached as bf16
             params.type_v = GGML_TYPE_BF16
         params.no_perf = True
         self.ctx = lc.llama_init_from_model(self.model, params)

@@ -94,7 +94,7 @@ def serve(
         preload=model,
         max_queue="64",
         flash_attention=str(ATTENTIONS[attention][0]).lower(),
-        batch_invariant=str(attention != "fast").lower(),
+        batch_invariant=str(ATTENTIONS[attention][1]).lower(),
         **extra,
     )
 
