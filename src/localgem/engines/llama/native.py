@@ -312,9 +312,9 @@ class NativeModel:
         cells (the plain path's attention sums over the cells a stream uses eight at a time; repacked weights,
         Gemma 3's Q4_K, are multiplied four rows at a time), so the rows of a chunk that ended at an odd place
         would round differently from the same rows cut elsewhere (a cold start against a prompt that goes on
-        from reused cells). Not for decode steps (the same cell counts cold and warm), where rows need not be
-        invariant (``batch_invariant=False``) or a windowed sliding-window cache (whose layers would drop cells
-        that later rows still need)."""
+        from reused cells). Not for decode steps (the same cell counts cold and warm), nor where rows need not be
+        invariant (``batch_invariant=False``), nor for a windowed sliding-window cache (whose layers would drop
+        cells that later rows still need)."""
         if not self.batch_invariant or self.window or not items or items[0].logits:
             return 0
         end = items[-1].position + 1
