@@ -179,6 +179,13 @@ def cold_outputs(reference: RunningServer, model: str, cases: list[Request]) -> 
     ]
 
 
+async def streamed_fingerprint(
+    client: genai.Client, contents: list[types.Content], config: types.GenerateContentConfig
+) -> Fingerprint:
+    chunks = await client.aio.models.generate_content_stream(model=MODEL, contents=contents, config=config)
+    return fingerprint([chunk async for chunk in chunks])
+
+
 def test_warm_prompts_give_the_cold_output(real_server: RunningServer, cases: list[Request], cold) -> None:
     assert_warm_equals_cold(real_server, MODEL, cases, cold)
 
@@ -202,8 +209,7 @@ def test_streams_among_eight_give_the_cold_output(real_server: RunningServer, ca
     async def one(index: int, stream: bool) -> tuple[int, Fingerprint]:
         contents, config = cases[index]
         if stream:
-            chunks = await client.aio.models.generate_content_stream(model=MODEL, contents=contents, config=config)
-            return index, fingerprint([chunk async for chunk in chunks])
+            return index, await streamed_fingerprint(client, contents, config)
         return index, fingerprint(
             [await client.aio.models.generate_content(model=MODEL, contents=contents, config=config)]
         )
@@ -245,11 +251,7 @@ def test_long_prompts_alone_and_among_others_give_one_output(
     steps, rows = engine.stats.decode_steps, engine.stats.decode_rows
 
     async def together() -> list[Fingerprint]:
-        async def one(contents: list[types.Content], config: types.GenerateContentConfig) -> Fingerprint:
-            chunks = await client.aio.models.generate_content_stream(model=MODEL, contents=contents, config=config)
-            return fingerprint([chunk async for chunk in chunks])
-
-        return list(await asyncio.gather(*[one(contents, config) for contents, config in cases]))
+        return list(await asyncio.gather(*[streamed_fingerprint(client, *case) for case in cases]))
 
     assert asyncio.run(together()) == alone
     assert (engine.stats.decode_rows - rows) / (engine.stats.decode_steps - steps) > 2
