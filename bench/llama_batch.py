@@ -8,7 +8,9 @@ settings: what 8 streams ÷ 1 can reach is this ratio, not llama-server's.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -26,13 +28,17 @@ ATTENTIONS = {"plain": (False, True), "flash": (True, True), "fast": (True, Fals
 
 class LlamaBatch:
     """One model and one context of ``SLOTS`` sequences; ``run`` decodes prompts together, greedily.
-    ``attention``: one of ATTENTIONS, as localgem makes its context for it."""
+    ``attention``: one of ATTENTIONS, as localgem makes its context for it (one mode a process: ggml reads its
+    tiled-kernel switch once, see ``measure``)."""
 
     def __init__(self, path: Path, attention: str) -> None:
         flash_attention, batch_invariant = ATTENTIONS[attention]
+        if batch_invariant:  # as NativeModel (``one_matmul_kernel``): K-quant weights by ggml's dot products alone
+            os.environ["GGML_CPU_TILED_MM"] = "0"
         lc.llama_backend_init()
         model_params = lc.llama_model_default_params()
         model_params.n_gpu_layers = 0
+        model_params.use_extra_bufts = not batch_invariant
         self.model = lc.llama_model_load_from_file(str(path).encode(), model_params)
         self.vocab = lc.llama_model_get_vocab(self.model)
         self.add_bos = bool(lc.llama_vocab_get_add_bos(self.vocab))
@@ -116,3 +122,21 @@ class LlamaBatch:
         pointer = lc.llama_get_logits_ith(self.ctx, row)
         logits = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), (self.vocab_size,))
         return int(np.argmax(logits))
+
+
+def measure(path: Path, attention: str, texts: list[str], tokens: int) -> dict[str, float]:
+    """Rendered prompts through llama.cpp's batch API in a process of their own (ggml reads its switches once per
+    process): 4 one at a time ("b") and 8 together ("c8"), tok/s."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measure_here, path, attention, texts, tokens).result()
+
+
+def _measure_here(path: Path, attention: str, texts: list[str], tokens: int) -> dict[str, float]:
+    batch = LlamaBatch(path, attention)
+    try:
+        prompts = [batch.tokens(text) for text in texts[:8]]
+        alone = [batch.run([prompt], tokens) for prompt in prompts[:4]]
+        together = batch.run(prompts, tokens)
+    finally:
+        batch.close()
+    return {"b": sum(n for n, _ in alone) / sum(s for _, s in alone), "c8": together[0] / together[1]}

@@ -41,8 +41,9 @@ from pathlib import Path
 
 import common
 import httpx
+import llama_batch
 from common import KEY, free_port, wait_ready
-from llama_batch import ATTENTIONS, LlamaBatch
+from llama_batch import ATTENTIONS
 
 from localgem.generation.chat_template import ChatTemplate, Message
 from localgem.models.registry import ModelRegistry
@@ -297,15 +298,8 @@ def localgem_round(url: str, args: argparse.Namespace, lengths: list[int], count
 
 
 def llama_batch_round(baseline: Baseline, attention: str, tokens: int) -> dict[str, float]:
-    """(a8): the rows' prompts through llama.cpp's batch API in this process, 4 one at a time and 8 together."""
-    batch = LlamaBatch(baseline.path, attention)
-    try:
-        prompts = [batch.tokens(baseline.render(topic)) for topic in TOPICS[:8]]
-        alone = [batch.run([prompt], tokens) for prompt in prompts[:4]]
-        together = batch.run(prompts, tokens)
-    finally:
-        batch.close()
-    return {"b": sum(n for n, _ in alone) / sum(s for _, s in alone), "c8": together[0] / together[1]}
+    """(a8): the rows' prompts through llama.cpp's batch API, 4 one at a time and 8 together."""
+    return llama_batch.measure(baseline.path, attention, [baseline.render(topic) for topic in TOPICS[:8]], tokens)
 
 
 def llama_server_round(url: str, baseline: Baseline, args: argparse.Namespace, lengths: list[int], tag: str):

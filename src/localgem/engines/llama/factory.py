@@ -46,10 +46,11 @@ def llama_cpp_factory(settings: Settings) -> Callable[[ModelEntry], LlamaCppEngi
 
 
 def attention_mode(settings: Settings) -> str:
-    """How a model's attention is computed, as kept KV state names it (see ``NativeModel``)."""
+    """How a model's attention and matrix products are computed, as kept KV state names it (see ``NativeModel``;
+    the invariant modes multiply K-quant weights by dot products alone since 2026-12-06)."""
     if not settings.flash_attention:
-        return "plain attention"
-    return "flash attention, bf16 V" if settings.batch_invariant else "flash attention"
+        return "plain attention, dot products"
+    return "flash attention, bf16 V, dot products" if settings.batch_invariant else "flash attention"
 
 
 def kept_prefix_dir(settings: Settings, model_id: str) -> Path:

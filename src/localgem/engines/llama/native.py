@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _backend_lock = threading.Lock()
 _backend_state: dict[str, object] = {}
+_matmul_choice: dict[str, bool] = {}  # see ``one_matmul_kernel``
 _kept_lines = threading.local()  # see ``native_lines``
 _making_context = threading.Lock()
 #: The line llama.cpp logs for each KV cache buffer it allocates.
@@ -39,6 +40,8 @@ _KV_BUFFER_LINE = re.compile(r"KV buffer size =\s*([0-9.]+) MiB")
 _NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
 _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off, 1 on
 _GGML_TYPE_BF16 = 30  # enum ggml_type (llama-cpp-python names only some of its members)
+#: ggml reads this switch once per process, at its first matrix product: "0" turns its tiled K-quant kernel off.
+TILED_MATMUL_SWITCH = "GGML_CPU_TILED_MM"
 #: Prompt chunks end on a multiple of this many cells (see ``NativeModel._padding``).
 PROMPT_CELLS_MULTIPLE = 8
 #: LoRA adapters kept loaded per model (the least recently used beyond this is freed; loading one again is a
@@ -84,6 +87,19 @@ def native_lines() -> Iterator[list[str]]:
         yield lines
     finally:
         _kept_lines.lines = None
+
+
+def one_matmul_kernel(batch_invariant: bool) -> bool:
+    """Where rows must be invariant, llama.cpp multiplies K-quant weights (Gemma 3's Q4_K and Q6_K) with its
+    per-row dot products whatever the rows a call holds: its repacked layout (Q4_K, AVX2: four rows and more at
+    once) and its tiled kernel (eight rows and more) round otherwise. Repacking is a model parameter (the caller's
+    ``use_extra_bufts``); the tiled kernel is a switch ggml reads once per process, so the first model made in a
+    process decides it for all: True where the switch is (now) as ``batch_invariant`` needs it."""
+    with _backend_lock:
+        first = _matmul_choice.setdefault("batch_invariant", batch_invariant)
+        if first and batch_invariant:
+            os.environ[TILED_MATMUL_SWITCH] = "0"
+    return first == batch_invariant or not batch_invariant
 
 
 def native_log_callback() -> object:
@@ -142,9 +158,9 @@ class NativeModel:
     gives the same text alone or among others. (``batch_invariant=False`` keeps f16 V and those kernels, as
     llama-server runs: long prompts read faster, and output may depend on load.)
 
-    That holds where llama.cpp's matmul kernels round the same whatever the batch width: it does
-    for SmolLM2's Q4_1 weights; Gemma 3's Q4_K_M mix (Q4_K, Q5_0, Q8_0) rounds differently with
-    more than about four rows per pass, so its seeded texts can differ under load.
+    The matrix products must round alike whatever the rows of a call too: they do for SmolLM2's Q4_1 weights and
+    for Q5_0 and Q8_0 (llamafile's kernel for two rows or more sums as ggml's dot product for one); K-quant weights
+    (Gemma 3's Q4_K and Q6_K) are then multiplied by ggml's dot products alone (see ``one_matmul_kernel``).
 
     The KV cache llama.cpp zeroes whole as it makes the context goes back to the kernel at once and is backed
     again as cells are written (``localgem.zeroed_pages``; ``hand_back_kv_pages=False`` keeps it whole, for
@@ -167,8 +183,17 @@ class NativeModel:
     ) -> None:
         _init_backend()
         lc = self.lc = _llama()
+        #: Each row's numbers do not depend on the rest of its call (see the class's docstring).
+        self.batch_invariant = batch_invariant or not flash_attention
+        if not one_matmul_kernel(self.batch_invariant):
+            log.warning(
+                "%s: a model made earlier in this process chose llama.cpp's tiled K-quant kernel "
+                "(batch_invariant = false): this model's K-quant weights may round with the rows of a call",
+                path.name,
+            )
         model_params = lc.llama_model_default_params()
         model_params.n_gpu_layers = 0
+        model_params.use_extra_bufts = not self.batch_invariant
         self.model = lc.llama_model_load_from_file(str(path).encode(), model_params)
         if not self.model:
             raise errors.Internal(f"llama.cpp could not load the model file {path}")
@@ -185,8 +210,6 @@ class NativeModel:
         params.n_threads_batch = n_threads
         params.kv_unified = False
         params.flash_attn_type = _FLASH_ATTENTION[flash_attention]
-        #: Each row's numbers do not depend on the rest of its call (see the class's docstring).
-        self.batch_invariant = batch_invariant or not flash_attention
         if flash_attention and batch_invariant:
             params.type_v = _GGML_TYPE_BF16
         # Sliding-window layers (Gemma 3's) keep all of a slot's cells, or only their window (as llama-server
@@ -309,12 +332,11 @@ class NativeModel:
         """Filler rows that make a prompt chunk end on a multiple of PROMPT_CELLS_MULTIPLE cells (removed after).
 
         Why: llama.cpp's CPU kernels take another path for what is left over from a multiple of a few rows or
-        cells (the plain path's attention sums over the cells a stream uses eight at a time; repacked weights,
-        Gemma 3's Q4_K, are multiplied four rows at a time), so the rows of a chunk that ended at an odd place
-        would round differently from the same rows cut elsewhere (a cold start against a prompt that goes on
-        from reused cells). Not for decode steps (the same cell counts cold and warm), nor where rows need not be
-        invariant (``batch_invariant=False``), nor for a windowed sliding-window cache (whose layers would drop
-        cells that later rows still need)."""
+        cells (the plain path's attention sums over the cells a stream uses eight at a time), so the rows of a
+        chunk that ended at an odd place would round differently from the same rows cut elsewhere (a cold start
+        against a prompt that goes on from reused cells). Not for decode steps (the same cell counts cold and
+        warm), nor where rows need not be invariant (``batch_invariant=False``), nor for a windowed sliding-window
+        cache (whose layers would drop cells that later rows still need)."""
         if not self.batch_invariant or self.window or not items or items[0].logits:
             return 0
         end = items[-1].position + 1
