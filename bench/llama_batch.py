@@ -33,7 +33,7 @@ class LlamaBatch:
 
     def __init__(self, path: Path, attention: str) -> None:
         flash_attention, batch_invariant = ATTENTIONS[attention]
-        if batch_invariant:  # as NativeModel (``one_matmul_kernel``): K-quant weights by ggml's dot products alone
+        if batch_invariant:  # as NativeModel (``choose_matmul_kernels``): K-quant weights by ggml's dot products alone
             os.environ["GGML_CPU_TILED_MM"] = "0"
         lc.llama_backend_init()
         model_params = lc.llama_model_default_params()

@@ -30,6 +30,7 @@ from localgem.corpora.service import CorpusService
 from localgem.embeddings import routes as embeddings_api
 from localgem.embeddings.service import EmbedderPool, EmbeddingService
 from localgem.engines.base import JsonLimits
+from localgem.engines.llama.library import choose_matmul_kernels
 from localgem.engines.registry import forget_kept_prefix, model_loader
 from localgem.file_search import routes as file_search_api
 from localgem.file_search.compose import FileSearch
@@ -109,6 +110,8 @@ def create_app(
     settings: Settings, *, engine_factory: EngineFactory | None = None, clock: Clock | None = None
 ) -> FastAPI:
     """``clock`` (UTC now) drives expiry; tests inject one to travel in time."""
+    # Before any model computes: llama.cpp reads its kernel switches once per process.
+    choose_matmul_kernels(settings.batch_invariant or not settings.flash_attention)
     registry = ModelRegistry(settings)
     engines = EnginePool(engine_factory or model_loader(settings, "generate"))
     embedders = EmbedderPool(model_loader(settings, "embed"))

@@ -213,7 +213,7 @@ def test_gemma_streams_among_eight_give_the_cold_output(
     real_server: RunningServer, gemma_cases: list[Request], gemma_cold: list[Fingerprint]
 ) -> None:
     """Nor on what shares its decode steps: its K-quant weights (Q4_K, Q6_K) are multiplied by one kernel
-    whatever the rows of a call (see ``native.one_matmul_kernel``; with llama.cpp's repacked and tiled kernels
+    whatever the rows of a call (see ``library.choose_matmul_kernels``; with llama.cpp's repacked and tiled kernels
     none of eight sequences came out bit-identical alone and among eight)."""
     among_eight(real_server, GEMMA, gemma_cases, gemma_cold)
 

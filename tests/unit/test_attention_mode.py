@@ -3,8 +3,12 @@ modes' K-quant products round otherwise than they did before 2026-12-06, with re
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
+from localgem.engines.llama import library
 from localgem.engines.llama.factory import attention_mode
 from localgem.settings import load_settings
 
@@ -19,3 +23,19 @@ def test_each_attention_mode_has_its_own_name(tmp_path: Path) -> None:
     assert mode(batch_invariant="false") == "flash attention"  # f16 V: the name files of that mode always had
     plain = mode(flash_attention="false")
     assert plain == mode(flash_attention="false", batch_invariant="false") == "plain attention, dot products"
+
+
+def test_the_first_choice_of_matmul_kernels_holds_for_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ggml reads its tiled-kernel switch once per process: the first choice is set, a later other one told."""
+    monkeypatch.setenv(library.TILED_MATMUL_SWITCH, "1")  # restored, whatever the choices below write
+    monkeypatch.delenv(library.TILED_MATMUL_SWITCH)
+    monkeypatch.setattr(library, "_matmul_choice", {})
+    assert library.choose_matmul_kernels(batch_invariant=False)  # llama.cpp's kernels, as llama-server runs
+    assert library.TILED_MATMUL_SWITCH not in os.environ
+    assert not library.choose_matmul_kernels(batch_invariant=True)  # too late for a model that needs one kernel
+
+    monkeypatch.setattr(library, "_matmul_choice", {})
+    assert library.choose_matmul_kernels(batch_invariant=True)
+    assert os.environ[library.TILED_MATMUL_SWITCH] == "0"
+    assert library.choose_matmul_kernels(batch_invariant=False)  # loses a kernel, not a promise
+    assert os.environ[library.TILED_MATMUL_SWITCH] == "0"

@@ -24,6 +24,7 @@ from localgem import errors
 from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
 from localgem.engines.llama.constraints import Grammar
 from localgem.engines.llama.decoder import BatchItem
+from localgem.engines.llama.library import choose_matmul_kernels
 from localgem.engines.llama.sampler import Sampler
 from localgem.engines.llama.vision import Vision
 from localgem.zeroed_pages import Mappings, hand_back_zeroed_buffers
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 _backend_lock = threading.Lock()
 _backend_state: dict[str, object] = {}
-_matmul_choice: dict[str, bool] = {}  # see ``one_matmul_kernel``
 _kept_lines = threading.local()  # see ``native_lines``
 _making_context = threading.Lock()
 #: The line llama.cpp logs for each KV cache buffer it allocates.
@@ -40,8 +40,6 @@ _KV_BUFFER_LINE = re.compile(r"KV buffer size =\s*([0-9.]+) MiB")
 _NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
 _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off, 1 on
 _GGML_TYPE_BF16 = 30  # enum ggml_type (llama-cpp-python names only some of its members)
-#: ggml reads this switch once per process, at its first matrix product: "0" turns its tiled K-quant kernel off.
-TILED_MATMUL_SWITCH = "GGML_CPU_TILED_MM"
 #: Prompt chunks end on a multiple of this many cells (see ``NativeModel._padding``).
 PROMPT_CELLS_MULTIPLE = 8
 #: LoRA adapters kept loaded per model (the least recently used beyond this is freed; loading one again is a
@@ -87,19 +85,6 @@ def native_lines() -> Iterator[list[str]]:
         yield lines
     finally:
         _kept_lines.lines = None
-
-
-def one_matmul_kernel(batch_invariant: bool) -> bool:
-    """Where rows must be invariant, llama.cpp multiplies K-quant weights (Gemma 3's Q4_K and Q6_K) with its
-    per-row dot products whatever the rows a call holds: its repacked layout (Q4_K, AVX2: four rows and more at
-    once) and its tiled kernel (eight rows and more) round otherwise. Repacking is a model parameter (the caller's
-    ``use_extra_bufts``); the tiled kernel is a switch ggml reads once per process, so the first model made in a
-    process decides it for all: True where the switch is (now) as ``batch_invariant`` needs it."""
-    with _backend_lock:
-        first = _matmul_choice.setdefault("batch_invariant", batch_invariant)
-        if first and batch_invariant:
-            os.environ[TILED_MATMUL_SWITCH] = "0"
-    return first == batch_invariant or not batch_invariant
 
 
 def native_log_callback() -> object:
@@ -160,7 +145,7 @@ class NativeModel:
 
     The matrix products must round alike whatever the rows of a call too: they do for SmolLM2's Q4_1 weights and
     for Q5_0 and Q8_0 (llamafile's kernel for two rows or more sums as ggml's dot product for one); K-quant weights
-    (Gemma 3's Q4_K and Q6_K) are then multiplied by ggml's dot products alone (see ``one_matmul_kernel``).
+    (Gemma 3's Q4_K and Q6_K) are then multiplied by ggml's dot products alone (see ``library.choose_matmul_kernels``).
 
     The KV cache llama.cpp zeroes whole as it makes the context goes back to the kernel at once and is backed
     again as cells are written (``localgem.zeroed_pages``; ``hand_back_kv_pages=False`` keeps it whole, for
@@ -185,10 +170,10 @@ class NativeModel:
         lc = self.lc = _llama()
         #: Each row's numbers do not depend on the rest of its call (see the class's docstring).
         self.batch_invariant = batch_invariant or not flash_attention
-        if not one_matmul_kernel(self.batch_invariant):
+        if not choose_matmul_kernels(self.batch_invariant):
             log.warning(
-                "%s: a model made earlier in this process chose llama.cpp's tiled K-quant kernel "
-                "(batch_invariant = false): this model's K-quant weights may round with the rows of a call",
+                "%s: this process chose llama.cpp's tiled K-quant kernel before (batch_invariant = false): this "
+                "model's K-quant weights may round with the rows of a call",
                 path.name,
             )
         model_params = lc.llama_model_default_params()
