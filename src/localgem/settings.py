@@ -248,9 +248,10 @@ class Settings(BaseModel):
     batch_invariant: bool = Field(
         True,
         description="Seeded output does not depend on load or cache state (alone or among others, cold or warm). "
-        "With flash attention V is then cached as bf16, so llama.cpp computes every attention row in one pass. "
-        "false: f16 V and llama.cpp's split and tiled kernels, as llama-server runs them: prompts of ~2,000 tokens "
-        "read 23-63% faster and of ~8,000 about 3x faster, and output may then vary with load.",
+        "With flash attention V is then cached as bf16, so llama.cpp computes every attention row in one pass; "
+        "K-quant weights (Gemma 3's, Qwen's) are multiplied by its per-row dot products, not its repacked or tiled "
+        "kernels. false: f16 V and llama.cpp's split and tiled kernels, as llama-server runs them: prompts of "
+        "~2,000 tokens read 23-63% faster and of ~8,000 about 3x faster, and output may then vary with load.",
     )
     sliding_window_full: bool = Field(
         True,
