@@ -9,6 +9,7 @@ from google import genai
 from google.genai import types
 
 from localgem.app import create_app
+from localgem.engines.llama.library import choose_matmul_kernels
 from localgem.serving import self_signed
 from localgem.settings import load_settings
 from tests.fakes import FakeEngine
@@ -22,6 +23,10 @@ API_KEY = "test-key"
 #: A key of a second project, to prove that projects never see each other's resources.
 OTHER_KEY = "other-project-key"
 SMOLLM = "smollm2-135m-instruct"
+
+# As create_app does before any model computes (llama.cpp reads the switch once per process): a test that calls
+# llama.cpp itself (tests/tiny_vlm.py) may be the first to compute in a run.
+choose_matmul_kernels(batch_invariant=True)
 
 
 @pytest.fixture(scope="session")
