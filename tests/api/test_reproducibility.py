@@ -163,9 +163,14 @@ def assert_warm_equals_cold(server: RunningServer, model: str, cases: list[Reque
     assert reused_tokens(server, model) - reused > 20 * len(cases)
 
 
+def engine_id(model: str) -> str:
+    """The id of the engine a model name the requests use runs on (MODEL is an alias of SmolLM2)."""
+    return SMOLLM if model == MODEL else model
+
+
 def reused_tokens(server: RunningServer, model: str) -> int:
     """Prompt tokens the model's engine has reused so far (none before it is loaded)."""
-    model_id = SMOLLM if model == MODEL else model
+    model_id = engine_id(model)
     if model_id not in server.app.state.engines.loaded():
         return 0
     return engine_of(server, model_id).stats.prompt_tokens_reused
@@ -232,7 +237,7 @@ def among_eight(server: RunningServer, model: str, cases: list[Request], cold: l
     """The requests as streams, eight at a time in a shuffled order, then as unary calls, give the cold outputs."""
     prompt_tokens(server, model, cases[0][0], None)  # loads the model
     client = client_of(server)
-    engine = engine_of(server, SMOLLM if model == MODEL else model)
+    engine = engine_of(server, engine_id(model))
     order = list(range(len(cases)))
     random.Random(8).shuffle(order)
 
