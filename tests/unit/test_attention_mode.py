@@ -1,5 +1,6 @@
-"""Kept KV state names the attention mode that computed it: the three modes round differently (and the invariant
-modes' K-quant products round otherwise than they did before 2026-12-06, with repacked weights)."""
+"""Kept KV state names the attention mode that computed it: the three modes, and the invariant flash mode's two K
+types, round differently (and the invariant modes' K-quant products round otherwise than they did before 2026-12-06,
+with repacked weights)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ def test_each_attention_mode_has_its_own_name(tmp_path: Path) -> None:
             load_settings(environ={f"LOCALGEM_{k.upper()}": v for k, v in environ.items()}, data_dir=tmp_path)
         )
 
-    assert mode() == "flash attention, bf16 V, dot products"  # the defaults
+    assert mode() == "flash attention, q8_0 K, bf16 V, dot products"  # the defaults
+    assert mode(cache_type_k="f16") == "flash attention, bf16 V, dot products"  # the name before q8_0 K
     assert mode(batch_invariant="false") == "flash attention"  # f16 V: the name files of that mode always had
+    assert mode(batch_invariant="false", cache_type_k="f16") == "flash attention"  # K f16 there whatever is set
     plain = mode(flash_attention="false")
     assert plain == mode(flash_attention="false", batch_invariant="false") == "plain attention, dot products"
+    assert mode(flash_attention="false", cache_type_k="f16") == plain
 
 
 def test_the_first_choice_of_matmul_kernels_holds_for_the_process(monkeypatch: pytest.MonkeyPatch) -> None:

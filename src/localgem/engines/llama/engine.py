@@ -46,6 +46,7 @@ class LlamaCppEngine:
         prefill_chunk: int = MIN_CHUNK,
         flash_attention: bool = True,
         batch_invariant: bool = True,
+        key_type: str = "q8_0",
         sliding_window_full: bool = True,
         prefixes: PrefixStore | None = None,
         niceness: int = 0,
@@ -61,6 +62,7 @@ class LlamaCppEngine:
             batch_size=max(512, prefill_chunk + MIN_CHUNK + PROMPT_CELLS_MULTIPLE, 2 * slots),  # + filler rows
             flash_attention=flash_attention,
             batch_invariant=batch_invariant,
+            key_type=key_type,
             sliding_window_full=sliding_window_full,
             threads=threads,
             mmproj=mmproj,

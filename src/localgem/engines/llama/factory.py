@@ -28,6 +28,7 @@ def llama_cpp_factory(settings: Settings) -> Callable[[ModelEntry], LlamaCppEngi
             prefill_chunk=settings.prefill_chunk,
             flash_attention=settings.flash_attention,
             batch_invariant=settings.batch_invariant,
+            key_type=settings.cache_type_k,
             sliding_window_full=settings.sliding_window_full,
             niceness=settings.inference_niceness,
             reuse_prefixes=entry.config.reuse_prefixes,
@@ -50,7 +51,11 @@ def attention_mode(settings: Settings) -> str:
     the invariant modes multiply K-quant weights by dot products alone since 2026-12-06)."""
     if not settings.flash_attention:
         return "plain attention, dot products"
-    return "flash attention, bf16 V, dot products" if settings.batch_invariant else "flash attention"
+    if not settings.batch_invariant:
+        return "flash attention"
+    if settings.cache_type_k == "f16":
+        return "flash attention, bf16 V, dot products"
+    return f"flash attention, {settings.cache_type_k} K, bf16 V, dot products"
 
 
 def kept_prefix_dir(settings: Settings, model_id: str) -> Path:

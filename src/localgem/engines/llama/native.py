@@ -39,7 +39,8 @@ _making_context = threading.Lock()
 _KV_BUFFER_LINE = re.compile(r"KV buffer size =\s*([0-9.]+) MiB")
 _NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
 _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off, 1 on
-_GGML_TYPE_BF16 = 30  # enum ggml_type (llama-cpp-python names only some of its members)
+#: KV cache types by name (enum ggml_type: llama-cpp-python names only some of its members).
+_GGML_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
 #: Prompt chunks end on a multiple of this many cells (see ``NativeModel._padding``).
 PROMPT_CELLS_MULTIPLE = 8
 #: LoRA adapters kept loaded per model (the least recently used beyond this is freed; loading one again is a
@@ -141,7 +142,9 @@ class NativeModel:
     a prompt's numbers do not depend on how it was cut or what else ran. Without flash attention (the plain
     path) the same holds for f16 V. With the scheduler's rules on top (see ``scheduler``), a seeded request
     gives the same text alone or among others. (``batch_invariant=False`` keeps f16 V and those kernels, as
-    llama-server runs: long prompts read faster, and output may depend on load.)
+    llama-server runs: long prompts read faster, and output may depend on load.) K is then cached as ``key_type``,
+    q8_0 by default: each cell's K is quantized on its own as it is written and read by one dot product a cell, so
+    rows stay invariant, and a decode step, which waits on reading its context's K, reads half the bytes.
 
     The matrix products must round alike whatever the rows of a call too: they do for SmolLM2's Q4_1 weights and
     for Q5_0 and Q8_0 (llamafile's kernel for two rows or more sums as ggml's dot product for one); K-quant weights
@@ -162,6 +165,7 @@ class NativeModel:
         threads: int | None,
         flash_attention: bool = True,
         batch_invariant: bool = True,
+        key_type: str = "q8_0",
         mmproj: Path | None = None,
         sliding_window_full: bool = True,
         hand_back_kv_pages: bool = True,
@@ -196,7 +200,8 @@ class NativeModel:
         params.kv_unified = False
         params.flash_attn_type = _FLASH_ATTENTION[flash_attention]
         if flash_attention and batch_invariant:
-            params.type_v = _GGML_TYPE_BF16
+            params.type_k = _GGML_TYPES[key_type]
+            params.type_v = _GGML_TYPES["bf16"]
         # Sliding-window layers (Gemma 3's) keep all of a slot's cells, or only their window (as llama-server
         # does by default): a slot's cells then hold only what continues from their end (see ``holds``).
         params.swa_full = sliding_window_full
