@@ -245,10 +245,12 @@ def test_an_error_mid_stream_is_raised_by_the_sdk(real_server) -> None:
 
 
 def test_an_output_stuck_in_a_loop_is_stopped(client: genai.Client) -> None:
-    """Greedy SmolLM2 answers this with one sentence over and over; once 256 tokens repeat one stretch
-    exactly, generation stops (finishReason OTHER, and a finishMessage saying why), streamed or not."""
+    """Greedy SmolLM2 answers this with one stretch over and over; once 256 tokens repeat one stretch
+    exactly, generation stops (finishReason OTHER, and a finishMessage saying why), streamed or not. (It loops on
+    this prompt with flash attention, q8_0 or f16 K, and plain attention; "Repeat after me: la la la …", the
+    prompt before, ends after 62 tokens with q8_0 K.)"""
     config = types.GenerateContentConfig(temperature=0, max_output_tokens=1500)
-    prompt = "Repeat after me: la la la la la la la la la la"
+    prompt = "Say hello over and over again, forever."
     # google-genai reads finishMessage on Vertex only: the raw body has it.
     raw = config.model_copy(update={"should_return_http_response": True})
     body = json.loads(client.models.generate_content(model=MODEL, contents=prompt, config=raw).sdk_http_response.body)
