@@ -20,8 +20,8 @@ def test_each_attention_mode_has_its_own_name(tmp_path: Path) -> None:
             load_settings(environ={f"LOCALGEM_{k.upper()}": v for k, v in environ.items()}, data_dir=tmp_path)
         )
 
-    assert mode() == "flash attention, q8_0 K, bf16 V, dot products"  # the defaults
-    assert mode(cache_type_k="f16") == "flash attention, bf16 V, dot products"  # the name before q8_0 K
+    assert mode() == "flash attention, bf16 V, dot products"  # the defaults
+    assert mode(cache_type_k="q8_0") == "flash attention, q8_0 K, bf16 V, dot products"
     assert mode(batch_invariant="false") == "flash attention"  # f16 V: the name files of that mode always had
     assert mode(batch_invariant="false", cache_type_k="f16") == "flash attention"  # K f16 there whatever is set
     plain = mode(flash_attention="false")

@@ -142,9 +142,9 @@ class NativeModel:
     a prompt's numbers do not depend on how it was cut or what else ran. Without flash attention (the plain
     path) the same holds for f16 V. With the scheduler's rules on top (see ``scheduler``), a seeded request
     gives the same text alone or among others. (``batch_invariant=False`` keeps f16 V and those kernels, as
-    llama-server runs: long prompts read faster, and output may depend on load.) K is then cached as ``key_type``,
-    q8_0 by default: each cell's K is quantized on its own as it is written and read by one dot product a cell, so
-    rows stay invariant, and a decode step, which waits on reading its context's K, reads half the bytes.
+    llama-server runs: long prompts read faster, and output may depend on load.) K is then cached as ``key_type``
+    (f16 by default; with q8_0 each cell's K is quantized on its own as it is written and read by one dot product a cell, so
+    rows stay invariant, and a decode step, which waits on reading its context's K, reads half the bytes).
 
     The matrix products must round alike whatever the rows of a call too: they do for SmolLM2's Q4_1 weights and
     for Q5_0 and Q8_0 (llamafile's kernel for two rows or more sums as ggml's dot product for one); K-quant weights
@@ -165,7 +165,7 @@ class NativeModel:
         threads: int | None,
         flash_attention: bool = True,
         batch_invariant: bool = True,
-        key_type: str = "q8_0",
+        key_type: str = "f16",
         mmproj: Path | None = None,
         sliding_window_full: bool = True,
         hand_back_kv_pages: bool = True,
