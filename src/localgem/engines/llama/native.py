@@ -143,8 +143,8 @@ class NativeModel:
     path) the same holds for f16 V. With the scheduler's rules on top (see ``scheduler``), a seeded request
     gives the same text alone or among others. (``batch_invariant=False`` keeps f16 V and those kernels, as
     llama-server runs: long prompts read faster, and output may depend on load.) K is then cached as ``key_type``
-    (f16 by default; with q8_0 each cell's K is quantized on its own as it is written and read by one dot product a cell, so
-    rows stay invariant, and a decode step, which waits on reading its context's K, reads half the bytes).
+    (f16 by default; with q8_0 each cell's K is quantized on its own as it is written and read by one dot product
+    a cell, so rows stay invariant, and a decode step, which waits on reading its context's K, reads half the bytes).
 
     The matrix products must round alike whatever the rows of a call too: they do for SmolLM2's Q4_1 weights and
     for Q5_0 and Q8_0 (llamafile's kernel for two rows or more sums as ggml's dot product for one); K-quant weights
@@ -212,6 +212,12 @@ class NativeModel:
             before = Mappings.now()
             with native_lines() as lines:
                 self.ctx = lc.llama_init_from_model(self.model, params)
+                if not self.ctx and params.type_k != _GGML_TYPES["f16"]:
+                    # q8_0 K takes heads of whole blocks of 32 numbers: a model with other heads keeps f16 K.
+                    log.warning("%s: llama.cpp cannot cache this model's K as %s; K cached as f16", path.name, key_type)
+                    lines.clear()
+                    params.type_k = _GGML_TYPES["f16"]
+                    self.ctx = lc.llama_init_from_model(self.model, params)
             if not self.ctx:
                 lc.llama_model_free(self.model)
                 raise errors.Internal(f"llama.cpp could not create a context for {path}")
