@@ -23,10 +23,10 @@ def test_each_attention_mode_has_its_own_name(tmp_path: Path) -> None:
     assert mode() == "flash attention, bf16 V, dot products"  # the defaults
     assert mode(cache_type_k="q8_0") == "flash attention, q8_0 K, bf16 V, dot products"
     assert mode(batch_invariant="false") == "flash attention"  # f16 V: the name files of that mode always had
-    assert mode(batch_invariant="false", cache_type_k="f16") == "flash attention"  # K f16 there whatever is set
+    assert mode(batch_invariant="false", cache_type_k="q8_0") == "flash attention"  # K f16 there whatever is set
     plain = mode(flash_attention="false")
     assert plain == mode(flash_attention="false", batch_invariant="false") == "plain attention, dot products"
-    assert mode(flash_attention="false", cache_type_k="f16") == plain
+    assert mode(flash_attention="false", cache_type_k="q8_0") == plain
 
 
 def test_the_first_choice_of_matmul_kernels_holds_for_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
