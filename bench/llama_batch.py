@@ -18,16 +18,17 @@ from pathlib import Path
 import llama_cpp as lc
 import numpy as np
 
+from localgem.engines.llama.native import GGML_TYPES
+
 SLOTS = 8
 CELLS_PER_SLOT = 8192
 BATCH = 512
-GGML_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
 #: localgem's attention settings by the bench's names: (flash_attention, batch_invariant, cache_type_k).
 ATTENTIONS = {
-    "plain": (False, True, "f16"),
-    "flash": (True, True, "f16"),
-    "flash-q8k": (True, True, "q8_0"),
-    "fast": (True, False, "f16"),
+    "plain": (False, True, "q8_0"),
+    "flash": (True, True, "q8_0"),
+    "flash-f16k": (True, True, "f16"),
+    "fast": (True, False, "q8_0"),
 }
 
 

@@ -253,8 +253,8 @@ class Settings(BaseModel):
         "kernels. false: f16 V and llama.cpp's split and tiled kernels, as llama-server runs them: prompts of "
         "~2,000 tokens read 23-63% faster and of ~8,000 about 3x faster, and output may then vary with load.",
     )
-    cache_type_k: Literal["f16", "q8_0"] = Field(
-        "f16",
+    cache_type_k: Literal["q8_0", "f16"] = Field(
+        "q8_0",
         description="How K is cached while flash attention and batch_invariant hold: q8_0 (8.5 bits a value) halves "
         "the bytes a decode step reads over its context, which is what that step waits for once a sequence is a few "
         "hundred tokens long (SmolLM2, one stream 4,000 tokens in: 19% faster than f16 K); next-token logits stay "

@@ -23,7 +23,7 @@ from PIL import Image
 
 from localgem.app import create_app
 from localgem.settings import load_settings
-from tests.conftest import API_KEY, trusting
+from tests.conftest import API_KEY, engine_of, trusting
 from tests.server import RunningServer, start_server
 
 pytest.importorskip("gguf")
@@ -104,6 +104,12 @@ def test_the_answer_depends_on_the_picture(vision: genai.Client) -> None:
     # The same picture again (warm: its prefix and embeddings are reused) gives the same answer.
     again = _ask(vision, picture(1))
     assert again.text == first.text and _first_logprobs(again) == _first_logprobs(first)
+
+
+def test_the_kept_state_is_named_as_computed_with_f16_k(vision: genai.Client, vision_server: RunningServer) -> None:
+    assert _ask(vision, picture(4)).text
+    # Asked for q8_0 K, the tiny model's context caches f16 K: what it keeps is named so (read by f16-K servers).
+    assert engine_of(vision_server, MODEL)._native.attention_mode == "flash attention, bf16 V, dot products"
 
 
 def test_image_tokens_are_counted_as_image(vision: genai.Client, vision_server: RunningServer) -> None:

@@ -5,28 +5,24 @@ with repacked weights)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from localgem.engines.llama import library
-from localgem.engines.llama.factory import attention_mode
-from localgem.settings import load_settings
+from localgem.engines.llama.native import attention_mode
 
 
-def test_each_attention_mode_has_its_own_name(tmp_path: Path) -> None:
-    def mode(**environ: str) -> str:
-        return attention_mode(
-            load_settings(environ={f"LOCALGEM_{k.upper()}": v for k, v in environ.items()}, data_dir=tmp_path)
-        )
+def test_each_attention_mode_has_its_own_name() -> None:
+    def mode(flash_attention: bool = True, batch_invariant: bool = True, key_type: str = "q8_0") -> str:
+        return attention_mode(flash_attention=flash_attention, batch_invariant=batch_invariant, key_type=key_type)
 
-    assert mode() == "flash attention, bf16 V, dot products"  # the defaults
-    assert mode(cache_type_k="q8_0") == "flash attention, q8_0 K, bf16 V, dot products"
-    assert mode(batch_invariant="false") == "flash attention"  # f16 V: the name files of that mode always had
-    assert mode(batch_invariant="false", cache_type_k="q8_0") == "flash attention"  # K f16 there whatever is set
-    plain = mode(flash_attention="false")
-    assert plain == mode(flash_attention="false", batch_invariant="false") == "plain attention, dot products"
-    assert mode(flash_attention="false", cache_type_k="q8_0") == plain
+    assert mode() == "flash attention, q8_0 K, bf16 V, dot products"  # the defaults
+    assert mode(key_type="f16") == "flash attention, bf16 V, dot products"  # the name before q8_0 K
+    # f16 V (and f16 K, whatever is set): the name files of that mode always had
+    assert mode(batch_invariant=False) == mode(batch_invariant=False, key_type="f16") == "flash attention"
+    plain = mode(flash_attention=False)
+    assert plain == mode(flash_attention=False, batch_invariant=False) == "plain attention, dot products"
+    assert mode(flash_attention=False, key_type="f16") == plain
 
 
 def test_the_first_choice_of_matmul_kernels_holds_for_the_process(monkeypatch: pytest.MonkeyPatch) -> None:

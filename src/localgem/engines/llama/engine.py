@@ -46,7 +46,7 @@ class LlamaCppEngine:
         prefill_chunk: int = MIN_CHUNK,
         flash_attention: bool = True,
         batch_invariant: bool = True,
-        key_type: str = "f16",
+        key_type: str = "q8_0",
         sliding_window_full: bool = True,
         prefixes: PrefixStore | None = None,
         niceness: int = 0,
@@ -67,6 +67,7 @@ class LlamaCppEngine:
             threads=threads,
             mmproj=mmproj,
         )
+        self._prefixes.computed_in(self._native.attention_mode)
         self.info: ModelInfo = self._native.info
         self.stats = EngineStats()
         self.capabilities = EngineCapabilities(

@@ -38,24 +38,12 @@ def llama_cpp_factory(settings: Settings) -> Callable[[ModelEntry], LlamaCppEngi
                 kept_prefix_dir(settings, entry.id),
                 ram_bytes=settings.cache_ram_bytes,
                 disk_bytes=settings.cache_disk_bytes,
-                # States are read only where they were computed alike: the attention modes round differently.
-                build=f"{llama_build()} {attention_mode(settings)}",
+                # States are read only where they were computed alike (the engine names its attention mode).
+                build=llama_build(),
             ),
         )
 
     return load
-
-
-def attention_mode(settings: Settings) -> str:
-    """How a model's attention and matrix products are computed, as kept KV state names it (see ``NativeModel``;
-    the invariant modes multiply K-quant weights by dot products alone since 2026-12-06)."""
-    if not settings.flash_attention:
-        return "plain attention, dot products"
-    if not settings.batch_invariant:
-        return "flash attention"
-    if settings.cache_type_k == "f16":
-        return "flash attention, bf16 V, dot products"
-    return f"flash attention, {settings.cache_type_k} K, bf16 V, dot products"
 
 
 def kept_prefix_dir(settings: Settings, model_id: str) -> Path:

@@ -40,7 +40,8 @@ _KV_BUFFER_LINE = re.compile(r"KV buffer size =\s*([0-9.]+) MiB")
 _NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
 _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off, 1 on
 #: KV cache types by name (enum ggml_type: llama-cpp-python names only some of its members).
-_GGML_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
+#: ggml_type by name, for the KV cache's types (``bench/llama_batch.py`` makes its contexts alike).
+GGML_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
 #: Prompt chunks end on a multiple of this many cells (see ``NativeModel._padding``).
 PROMPT_CELLS_MULTIPLE = 8
 #: LoRA adapters kept loaded per model (the least recently used beyond this is freed; loading one again is a
@@ -128,6 +129,19 @@ class GgufVocabulary:
             self.model = None
 
 
+def attention_mode(*, flash_attention: bool, batch_invariant: bool, key_type: str) -> str:
+    """How a context computes attention and matrix products, as kept KV state names it: state computed in another
+    mode rounds differently and is recomputed, not read (the invariant modes multiply K-quant weights by dot
+    products alone since 2026-12-06). ``key_type`` is the K type the context caches."""
+    if not flash_attention:
+        return "plain attention, dot products"
+    if not batch_invariant:
+        return "flash attention"
+    if key_type == "f16":
+        return "flash attention, bf16 V, dot products"  # the name before K could be cached otherwise
+    return f"flash attention, {key_type} K, bf16 V, dot products"
+
+
 class NativeModel:
     """A GGUF model with a context of ``slots`` sequences, each with its own KV stream.
 
@@ -142,9 +156,9 @@ class NativeModel:
     a prompt's numbers do not depend on how it was cut or what else ran. Without flash attention (the plain
     path) the same holds for f16 V. With the scheduler's rules on top (see ``scheduler``), a seeded request
     gives the same text alone or among others. (``batch_invariant=False`` keeps f16 V and those kernels, as
-    llama-server runs: long prompts read faster, and output may depend on load.) K is then cached as ``key_type``
-    (f16 by default; with q8_0 each cell's K is quantized on its own as it is written and read by one dot product
-    a cell, so rows stay invariant, and a decode step, which waits on reading its context's K, reads half the bytes).
+    llama-server runs: long prompts read faster, and output may depend on load.) K is then cached as ``key_type``,
+    q8_0 by default: each cell's K is quantized on its own as it is written and read by one dot product a cell, so
+    rows stay invariant, and a decode step, which waits on reading its context's K, reads half the bytes.
 
     The matrix products must round alike whatever the rows of a call too: they do for SmolLM2's Q4_1 weights and
     for Q5_0 and Q8_0 (llamafile's kernel for two rows or more sums as ggml's dot product for one); K-quant weights
@@ -165,7 +179,7 @@ class NativeModel:
         threads: int | None,
         flash_attention: bool = True,
         batch_invariant: bool = True,
-        key_type: str = "f16",
+        key_type: str = "q8_0",
         mmproj: Path | None = None,
         sliding_window_full: bool = True,
         hand_back_kv_pages: bool = True,
@@ -200,8 +214,8 @@ class NativeModel:
         params.kv_unified = False
         params.flash_attn_type = _FLASH_ATTENTION[flash_attention]
         if flash_attention and batch_invariant:
-            params.type_k = _GGML_TYPES[key_type]
-            params.type_v = _GGML_TYPES["bf16"]
+            params.type_k = GGML_TYPES[key_type]
+            params.type_v = GGML_TYPES["bf16"]
         # Sliding-window layers (Gemma 3's) keep all of a slot's cells, or only their window (as llama-server
         # does by default): a slot's cells then hold only what continues from their end (see ``holds``).
         params.swa_full = sliding_window_full
@@ -212,12 +226,13 @@ class NativeModel:
             before = Mappings.now()
             with native_lines() as lines:
                 self.ctx = lc.llama_init_from_model(self.model, params)
-                if not self.ctx and params.type_k != _GGML_TYPES["f16"]:
+                if not self.ctx and params.type_k != GGML_TYPES["f16"]:
                     # q8_0 K takes heads of whole blocks of 32 numbers: a model with other heads keeps f16 K.
                     log.warning("%s: llama.cpp cannot cache this model's K as %s; K cached as f16", path.name, key_type)
                     lines.clear()
-                    params.type_k = _GGML_TYPES["f16"]
+                    params.type_k = GGML_TYPES["f16"]
                     self.ctx = lc.llama_init_from_model(self.model, params)
+                    key_type = "f16"
             if not self.ctx:
                 lc.llama_model_free(self.model)
                 raise errors.Internal(f"llama.cpp could not create a context for {path}")
@@ -229,6 +244,10 @@ class NativeModel:
             path.name,
             sum(kv_sizes) / 2**20,
             self.handed_back / 2**20,
+        )
+        #: The mode this context computes in (``attention_mode``), with the K type it was made with.
+        self.attention_mode = attention_mode(
+            flash_attention=flash_attention, batch_invariant=batch_invariant, key_type=key_type
         )
         self.memory = lc.llama_get_memory(self.ctx)
         #: Positions a sliding-window layer attends back over, where it keeps only those (0: it keeps all).

@@ -23,12 +23,17 @@ class PrefixStore:
 
     def __init__(self, directory: Path | None, ram_bytes: int, disk_bytes: int, build: str = "") -> None:
         self._dir = directory
-        self._build = build  # what computed these states: llama.cpp's build (``library.llama_build``), attention
+        self._build = build  # what computes these states: llama.cpp's build (``library.llama_build``), then its mode
         self._ram_bytes = ram_bytes
         self._disk_bytes = disk_bytes
         self._ram: OrderedDict[str, KeptPrefix] = OrderedDict()
         self._dropped: set[str] = set()  # keys are never reused: a request still running cannot revive one
         self._lock = threading.Lock()
+
+    def computed_in(self, mode: str) -> None:
+        """Names the attention mode of the context computing these states (``native.attention_mode``), as it was
+        made: states another mode computed are then not read."""
+        self._build = f"{self._build} {mode}"
 
     def get(self, key: str) -> KeptPrefix | None:
         with self._lock:
