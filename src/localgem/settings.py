@@ -258,9 +258,9 @@ class Settings(BaseModel):
         description="How K is cached while flash attention and batch_invariant hold: q8_0 (8.5 bits a value) halves "
         "the bytes a decode step reads over its context, which is what that step waits for once a sequence is a few "
         "hundred tokens long (SmolLM2, one stream 4,000 tokens in: 19% faster than f16 K); next-token logits stay "
-        "about as near full precision's as llama.cpp's f16 flash attention's (see Performance). f16: as llama.cpp "
-        "caches K. "
-        "(The other modes keep f16 K: llama.cpp's fast kernels need K and V of one type.)",
+        "about as near full precision's as llama.cpp's f16 flash attention's (see Performance); a model whose heads "
+        "are not whole q8_0 blocks of 32 keeps f16 K. f16: as llama.cpp caches K. (The other modes keep f16 K: "
+        "llama.cpp's fast kernels need K and V of one type.)",
     )
     sliding_window_full: bool = Field(
         True,

@@ -39,8 +39,8 @@ _making_context = threading.Lock()
 _KV_BUFFER_LINE = re.compile(r"KV buffer size =\s*([0-9.]+) MiB")
 _NATIVE_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn (mostly model quirks), 4 error, 5 continuation
 _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off, 1 on
-#: KV cache types by name (enum ggml_type: llama-cpp-python names only some of its members).
-#: ggml_type by name, for the KV cache's types (``bench/llama_batch.py`` makes its contexts alike).
+#: KV cache types by name (enum ggml_type: llama-cpp-python names only some of its members; ``bench/llama_batch.py``
+#: makes its contexts with them too).
 GGML_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
 #: Prompt chunks end on a multiple of this many cells (see ``NativeModel._padding``).
 PROMPT_CELLS_MULTIPLE = 8
