@@ -4,7 +4,7 @@ The scheduler reads a prompt in calls of whole chunks, from wherever reuse start
 elsewhere. llama.cpp's CPU kernels take other paths for what is left over from a multiple of a few rows or cells,
 so ``NativeModel`` ends each prompt call on a multiple of 8 cells with filler rows (removed after). Here the same
 prompt, cut many ways, must give bit-identical logits for its next token, with flash attention (V cached as bf16,
-K as q8_0 and as f16, the default) and without.
+K as q8_0, the default, and as f16) and without.
 """
 
 from __future__ import annotations
