@@ -10,7 +10,7 @@ from google import genai
 from google.genai import types
 
 from tests.server import RunningServer
-from tests.speech import silence, spoken, word_error_rate
+from tests.speech import silence, spoken, transcript, word_error_rate
 
 LIVE_MODEL = "gemini-live-2.5-flash-preview"
 CHUNK = 3200  # 100 ms of 16 kHz 16-bit audio, as a microphone sends it
@@ -21,10 +21,6 @@ async def _speak(session, pcm: bytes, pace: float = 0.0) -> None:
         await session.send_realtime_input(audio=types.Blob(data=pcm[at : at + CHUNK], mime_type="audio/pcm;rate=16000"))
         if pace:
             await asyncio.sleep(pace)
-
-
-def _transcript(server: RunningServer, pcm: bytes) -> str:
-    return asyncio.run(server.app.state.hearing.hear(pcm, "audio/pcm;rate=24000", "test")).transcript
 
 
 def test_a_voice_turn_hears_answers_aloud_and_transcribes_both_ways(
@@ -69,7 +65,7 @@ def test_a_voice_turn_hears_answers_aloud_and_transcribes_both_ways(
     text = "".join(said)
     assert text.strip() and len(audio) / 2 / 24000 > 0.3
     # What was said aloud is what the transcription says.
-    assert word_error_rate(text, _transcript(real_tls_server, audio)) <= 0.4, (text, latency)
+    assert word_error_rate(text, transcript(real_tls_server, audio)) <= 0.4, (text, latency)
 
 
 def test_barge_in_stops_the_answer(live_client: genai.Client) -> None:

@@ -3,15 +3,13 @@ the packaged Piper voice, checked by transcribing what it said with the packaged
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
 from tests.server import RunningServer
-from tests.speech import word_error_rate
+from tests.speech import transcript, word_error_rate
 
 TTS = "gemini-2.5-flash-preview-tts"
 MODEL = "gemini-2.5-flash"
@@ -23,10 +21,6 @@ def _voice(name: str) -> types.SpeechConfig:
     return types.SpeechConfig(
         voice_config=types.VoiceConfig(prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=name))
     )
-
-
-def _transcript(server: RunningServer, pcm: bytes) -> str:
-    return asyncio.run(server.app.state.hearing.hear(pcm, "audio/pcm;rate=24000", "test")).transcript
 
 
 def _audio(response) -> bytes:
@@ -46,7 +40,7 @@ def test_a_tts_model_reads_the_text_aloud(client: genai.Client, real_server: Run
     pcm = _audio(response)
     seconds = len(pcm) / 2 / 24000
     assert len(pcm) % 2 == 0 and 2.5 < seconds < 9, seconds
-    assert word_error_rate(LINE, _transcript(real_server, pcm)) <= 0.2
+    assert word_error_rate(LINE, transcript(real_server, pcm)) <= 0.2
     usage = response.usage_metadata
     assert [(d.modality.value, d.token_count) for d in usage.candidates_tokens_details] == [
         ("AUDIO", round(seconds * 32))
@@ -120,7 +114,7 @@ def test_multi_speaker_dialogue_streams_each_line(client: genai.Client, real_ser
     ]
     assert len(audio) >= 2 and all(b.mime_type == PCM_24K for b in audio)
     assert chunks[-1].candidates[0].finish_reason.name == "STOP"
-    heard = _transcript(real_server, b"".join(b.data for b in audio))
+    heard = transcript(real_server, b"".join(b.data for b in audio))
     # The speaker names are not read out; both lines are.
     assert word_error_rate("Where is the station? It is just around the corner.", heard) <= 0.25
     assert "jane" not in heard.lower()
@@ -134,7 +128,7 @@ def test_a_model_answers_aloud_with_its_text(client: genai.Client, real_server: 
     parts = response.candidates[0].content.parts
     text = parts[0].text
     assert text and parts[1].inline_data.mime_type == PCM_24K
-    assert word_error_rate(text, _transcript(real_server, parts[1].inline_data.data)) <= 0.35
+    assert word_error_rate(text, transcript(real_server, parts[1].inline_data.data)) <= 0.35
     # Streamed, the audio comes sentence by sentence, the text beside it.
     chunks = list(client.models.generate_content_stream(model=MODEL, contents="Say hello to Anna.", config=config))
     streamed = "".join(

@@ -30,9 +30,12 @@ class Transcriber:
         self.multilingual = self._model.model.is_multilingual
         self.thread = OneThread("whisper")
 
-    def transcribe(self, samples: np.ndarray, *, language: str | None = None, vad: bool = True) -> Transcript:
+    def transcribe(
+        self, samples: np.ndarray, *, language: str | None = None, vad: bool = True, beam_size: int = 1
+    ) -> Transcript:
         """``samples``: mono float32 at 16 kHz. ``vad``: skip what Silero hears no speech in (silence
-        then gives an empty transcript, not Whisper's hallucinations)."""
+        then gives an empty transcript, not Whisper's hallucinations). ``beam_size``: 1 (greedy) is what
+        serving uses, for its latency; a wider beam hears unclear speech better, more slowly."""
         seconds = samples.size / SPEECH_RATE
         if samples.size < SPEECH_RATE // 10:
             return Transcript("", seconds, language)
@@ -41,7 +44,7 @@ class Transcriber:
         segments, info = self._model.transcribe(
             samples,
             language=language,
-            beam_size=1,
+            beam_size=beam_size,
             vad_filter=vad,
             condition_on_previous_text=False,
             without_timestamps=True,
