@@ -7,12 +7,15 @@ import asyncio
 import functools
 import io
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 
 from localgem.engines.speech.audio import Resampler
+
+if TYPE_CHECKING:
+    from tests.server import RunningServer
 
 #: (container format, codec, sample rate) for each MIME type the tests send.
 FORMATS = {
@@ -100,7 +103,7 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return row[len(hyp)] / max(1, len(ref))
 
 
-def transcript(server: Any, pcm: bytes, rate: int = 24000) -> str:
+def transcript(server: RunningServer, pcm: bytes, rate: int = 24000) -> str:
     """What Whisper hears in ``server``'s speech (16-bit mono PCM at ``rate``), with a beam of 5: Piper
     reads with random noise, and greedy decoding by tiny.en now and then mishears a word of an
     unchanged text (measured here, one answer read by a pitched voice: 2 readings in 30 past a WER of 0.4
