@@ -23,7 +23,6 @@ speed, for a switch llama.cpp does not have yet.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
 import os
 import tempfile
@@ -54,8 +53,7 @@ class Probe:
         self.pad64 = pad64
 
     def _last_logits(self, row: int) -> tuple[str, int]:
-        pointer = lc.llama_get_logits_ith(self.batch.ctx, row)
-        logits = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), (self.batch.vocab_size,))
+        logits = self.batch.logits(row)
         return hashlib.sha1(logits.tobytes()).hexdigest(), int(np.argmax(logits))
 
     def read(self, sequence: int, prompt: list[int], call: int) -> tuple[str, int]:

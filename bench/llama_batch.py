@@ -125,10 +125,13 @@ class LlamaBatch:
         if lc.llama_decode(self.ctx, batch) != 0:
             raise RuntimeError("llama_decode failed")
 
-    def _greedy(self, row: int) -> int:
+    def logits(self, row: int) -> np.ndarray:
+        """The last call's logits of ``row`` (llama.cpp's buffer, valid until the next call)."""
         pointer = lc.llama_get_logits_ith(self.ctx, row)
-        logits = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), (self.vocab_size,))
-        return int(np.argmax(logits))
+        return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), (self.vocab_size,))
+
+    def _greedy(self, row: int) -> int:
+        return int(np.argmax(self.logits(row)))
 
 
 def measure(path: Path, attention: str, texts: list[str], tokens: int) -> dict[str, float]:
