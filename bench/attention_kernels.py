@@ -31,7 +31,7 @@ from pathlib import Path
 
 import llama_cpp as lc
 import numpy as np
-from llama_batch import ATTENTIONS, BATCH, LlamaBatch
+from llama_batch import ATTENTIONS, BATCH, SLOTS, LlamaBatch
 
 from localgem.models.registry import ModelRegistry
 from localgem.settings import load_settings
@@ -48,9 +48,23 @@ def words(count: int, seed: int) -> str:
 
 
 class Probe:
-    def __init__(self, batch: LlamaBatch, pad64: bool) -> None:
+    def __init__(self, batch: LlamaBatch, pad64: bool, companion: bool) -> None:
         self.batch = batch
         self.pad64 = pad64
+        self.companion = companion
+
+    def step(self, rows: list[tuple[int, int, int]]) -> list[int]:
+        """One decode step (a row per sequence, in sequence order): each row's index in the call."""
+        if not (self.companion and len(rows) == 1 and rows[0][2] >= 256):
+            self.batch._decode(rows, [True] * len(rows))
+            return list(range(len(rows)))
+        sequence, token, _ = rows[0]
+        neighbour = sequence + 1 if sequence + 1 < SLOTS else sequence - 1
+        at = lc.llama_memory_seq_pos_max(self.batch.memory, neighbour) + 1
+        pair = sorted([rows[0], (neighbour, token, at)])
+        self.batch._decode(pair, [r[0] == sequence for r in pair])
+        lc.llama_memory_seq_rm(self.batch.memory, neighbour, at, -1)
+        return [pair.index(rows[0])]
 
     def _last_logits(self, row: int) -> tuple[str, int]:
         logits = self.batch.logits(row)
@@ -82,8 +96,8 @@ class Probe:
             seen[sequence], pending[sequence] = [digest], (token, len(prompt))
         for _ in range(STEPS):
             order = sorted(pending)
-            self.batch._decode([(s, *pending[s]) for s in order], [True] * len(order))
-            for row, sequence in enumerate(order):
+            rows = self.step([(s, *pending[s]) for s in order])
+            for row, sequence in zip(rows, order, strict=True):
                 digest, token = self._last_logits(row)
                 seen[sequence].append(digest)
                 pending[sequence] = (token, pending[sequence][1] + 1)
@@ -98,8 +112,8 @@ class Probe:
         _, token = self.read(0, prompt, CALL)
         started = time.perf_counter()
         for position in range(len(prompt), len(prompt) + steps):
-            self.batch._decode([(0, token, position)], [True])
-            token = self._last_logits(0)[1]
+            (row,) = self.step([(0, token, position)])
+            token = self._last_logits(row)[1]
         return steps / (time.perf_counter() - started)
 
 
@@ -108,12 +122,16 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--attention", default="flash", choices=sorted(ATTENTIONS))
     parser.add_argument("--pad64", action="store_true", help="pad every prompt call to at least 64 rows")
+    parser.add_argument(
+        "--companion", action="store_true", help="a lone decode row 256 cells or more in gets a neighbour stream's row"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
         settings = load_settings(environ={}, data_dir=Path(data_dir))
         path = ModelRegistry(settings).resolve(args.model, "bench").weights(Path(data_dir))
         batch = LlamaBatch(path, args.attention)
-    probe = Probe(batch, args.pad64)
+    tiled = ATTENTIONS[args.attention] == (True, True, "f16")  # as localgem reads rows in its default mode
+    probe = Probe(batch, args.pad64 or tiled, args.companion or tiled)
     try:
         prompts = {i: batch.tokens(words(n, i)) for i, n in enumerate(PROMPT_LENGTHS)}
         alone = {}
@@ -130,7 +148,9 @@ def main() -> None:
     finally:
         batch.close()
     switches = {k: v for k, v in os.environ.items() if k.startswith("GGML_") or k == "LLAMA_CPP_LIB_PATH"}
-    print(f"{args.model}, {args.attention}{', prompt calls padded to 64 rows' if args.pad64 else ''}, {switches}")
+    shaped = ", prompt calls padded to 64 rows" if probe.pad64 else ""
+    shaped += ", lone decode rows with a companion" if probe.companion else ""
+    print(f"{args.model}, {args.attention}{shaped}, {switches}")
     print(f"  same logits at every step: alone and among 8 {sum(alone[s] == together[s] for s in alone)}/8, ", end="")
     print(f"read whole and in calls of 37 rows {sum(alone[s] == cut[s] for s in alone)}/8")
     print(f"  prompt of {CALL} tokens {short:.0f} tok/s, of {len(long)} {whole:.0f} tok/s; ", end="")

@@ -26,9 +26,9 @@ BATCH = 512
 #: localgem's attention settings by the bench's names: (flash_attention, batch_invariant, cache_type_k).
 ATTENTIONS = {
     "plain": (False, True, "q8_0"),
-    "flash": (True, True, "q8_0"),
-    "flash-f16k": (True, True, "f16"),
-    "fast": (True, False, "q8_0"),
+    "flash": (True, True, "f16"),
+    "flash-q8k": (True, True, "q8_0"),
+    "fast": (True, False, "f16"),
 }
 
 
@@ -58,9 +58,9 @@ class LlamaBatch:
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = False
         params.flash_attn_type = 1 if flash_attention else 0
-        if flash_attention and batch_invariant:  # as NativeModel: V cached as bf16, K as cache_type_k
+        if flash_attention and batch_invariant:  # as NativeModel: K as cache_type_k, V as f16 beside f16 K, else bf16
             params.type_k = GGML_TYPES[key_type]
-            params.type_v = GGML_TYPES["bf16"]
+            params.type_v = GGML_TYPES["f16" if key_type == "f16" else "bf16"]
         params.no_perf = True
         self.ctx = lc.llama_init_from_model(self.model, params)
         self.memory = lc.llama_get_memory(self.ctx)

@@ -329,8 +329,9 @@ def main() -> None:
         "--attention",
         default="flash",
         help="localgem's attention: plain (flash_attention = false), flash (the default: flash attention, "
-        "batch-invariant, K cached as q8_0), flash-f16k (the same with cache_type_k = f16), fast (flash attention, "
-        "batch_invariant = false), both (plain and flash), all (plain, flash and fast), or several, comma-separated: "
+        "batch-invariant, K and V cached as f16, prompts tiled), flash-q8k (the same with cache_type_k = q8_0: V as "
+        "bf16, every row in one pass), fast (flash attention, batch_invariant = false), both (plain and flash), "
+        "all (plain, flash and fast), or several, comma-separated: "
         "a server for each, measured in the same rounds",
     )
     parser.add_argument("--prompts", default="500,2000", help="prompt lengths (tokens) for time to first token")

@@ -248,19 +248,21 @@ class Settings(BaseModel):
     batch_invariant: bool = Field(
         True,
         description="Seeded output does not depend on load or cache state (alone or among others, cold or warm). "
-        "With flash attention V is then cached as bf16, so llama.cpp computes every attention row in one pass; "
-        "K-quant weights (Gemma 3's, Qwen's) are multiplied by its per-row dot products, not its repacked or tiled "
-        "kernels. false: f16 V and llama.cpp's split and tiled kernels, as llama-server runs them: prompts of "
-        "~2,000 tokens read 23-63% faster and of ~8,000 about 3x faster, and output may then vary with load.",
+        "With flash attention each attention row is then read by one llama.cpp kernel whatever else its call holds "
+        "(see cache_type_k): prompt calls are padded to 64 rows, and a lone decode row past 256 cells is read with "
+        "a row of another stream beside it; K-quant weights (Gemma 3's, Qwen's) are multiplied by its per-row dot "
+        "products, not its repacked or tiled kernels. false: llama.cpp's kernels as llama-server runs them, and "
+        "output may then vary with load.",
     )
-    cache_type_k: Literal["q8_0", "f16"] = Field(
-        "q8_0",
-        description="How K is cached while flash attention and batch_invariant hold: q8_0 (8.5 bits a value) halves "
-        "the bytes a decode step reads over its context, which is what that step waits for once a sequence is a few "
-        "hundred tokens long (SmolLM2, one stream 4,000 tokens in: 19% faster than f16 K); next-token logits stay "
-        "about as near full precision's as llama.cpp's f16 flash attention's (see Performance); a model whose heads "
-        "are not whole q8_0 blocks of 32 keeps f16 K. f16: as llama.cpp caches K. (The other modes keep f16 K: "
-        "llama.cpp's fast kernels need K and V of one type.)",
+    cache_type_k: Literal["f16", "q8_0"] = Field(
+        "f16",
+        description="How K is cached while flash attention and batch_invariant hold. f16: K and V as f16, prompts "
+        "read by llama.cpp's tiled kernel (prompts of ~2,000 tokens at llama-server's speed). q8_0 (8.5 bits a "
+        "value), with V as bf16: every row read in one pass, and a decode step, which waits on reading its "
+        "context's K once a sequence is a few hundred tokens long, reads half the bytes (one stream thousands of "
+        "tokens in decodes faster; prompts of thousands of tokens read at about two thirds of f16's speed); a "
+        "model whose heads are not whole q8_0 blocks of 32 keeps f16 K then. (A windowed sliding-window cache "
+        "keeps V as bf16 with f16 K.)",
     )
     sliding_window_full: bool = Field(
         True,

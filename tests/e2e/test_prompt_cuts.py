@@ -2,9 +2,11 @@
 
 The scheduler reads a prompt in calls of whole chunks, from wherever reuse starts it; a cold start cuts it
 elsewhere. llama.cpp's CPU kernels take other paths for what is left over from a multiple of a few rows or cells,
-so ``NativeModel`` ends each prompt call on a multiple of 8 cells with filler rows (removed after). Here the same
-prompt, cut many ways, must give bit-identical logits for its next token, with flash attention (V cached as bf16,
-K as q8_0, the default, and as f16) and without.
+so ``NativeModel`` ends each prompt call on a multiple of 8 cells with filler rows (removed after), and pads it to
+64 rows where prompts are read by llama.cpp's tiled attention kernel (K and V as f16, the default). Here the same
+prompt, cut many ways, must give bit-identical logits for its next token, with flash attention (K and V as f16, the
+default; K as q8_0 with V as bf16) and without; and a lone decode row past 512 cells, which llama.cpp would read with
+its split kernel, must give the logits it gives among other sequences.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ RULES = " ".join(f"Rule {i}: answer in plain words and keep each line short." fo
 @pytest.fixture(
     scope="module",
     params=[
-        (smollm2_135m_instruct, 6, True, "q8_0"),
-        (gemma3_270m, 2, True, "q8_0"),
         (smollm2_135m_instruct, 6, True, "f16"),
+        (gemma3_270m, 2, True, "f16"),
+        (smollm2_135m_instruct, 6, True, "q8_0"),
         (smollm2_135m_instruct, 6, False, "q8_0"),
         (gemma3_270m, 2, False, "q8_0"),
     ],
-    ids=["smollm2", "gemma3", "smollm2-f16-k", "smollm2-plain", "gemma3-plain"],
+    ids=["smollm2", "gemma3", "smollm2-q8-k", "smollm2-plain", "gemma3-plain"],
 )
 def model(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -41,7 +43,7 @@ def model(
     weights: Callable[[Path], Path] = request.param[0]
     native = NativeModel(
         weights(tmp_path_factory.mktemp("models")),
-        slots=2,
+        slots=3,
         sequence_length=1024,
         batch_size=512,
         threads=None,
@@ -52,16 +54,24 @@ def model(
     native.close()
 
 
-def next_token_logits(model: NativeModel, tokens: list[int], cuts: list[int]) -> np.ndarray:
+def next_token_logits(
+    model: NativeModel, tokens: list[int], cuts: list[int], beside: tuple[int, list[int]] | None = None
+) -> np.ndarray:
     """Decode ``tokens`` but the last in calls ending at ``cuts`` (then at the last token), then the last token in a
-    step of its own, as the scheduler does; the logits of that step."""
+    step of its own, as the scheduler does; the logits of that step. ``beside``: (a sequence, a prompt read into it
+    too, whose last token is decoded in that step after ``tokens``' row)."""
     model.clear()
     last = len(tokens) - 1
     start = 0
     for end in [*cuts, last]:
         assert model.decode([BatchItem(0, t, start + i, False) for i, t in enumerate(tokens[start:end])])
         start = end
-    assert model.decode([BatchItem(0, tokens[last], last, True)])
+    step = [BatchItem(0, tokens[last], last, True)]
+    if beside is not None:
+        sequence, other = beside
+        assert model.decode([BatchItem(sequence, t, i, False) for i, t in enumerate(other[:-1])])
+        step.append(BatchItem(sequence, other[-1], len(other) - 1, True))
+    assert model.decode(step)
     return model.logits(0).copy()
 
 
@@ -76,3 +86,18 @@ def test_the_cut_of_a_prompt_changes_no_number(model: tuple[NativeModel, int]) -
         whole = next_token_logits(model, tokens, [])
         cut = max(n for n in range(16, last, 16) if last - n >= 4)  # the last chunk boundary before the end
         assert np.array_equal(next_token_logits(model, tokens, [cut]), whole), (len(tokens), cut)
+
+
+def test_a_lone_decode_row_deep_in_gives_the_logits_it_gives_among_others(model: tuple[NativeModel, int]) -> None:
+    """~600 cells in, a decode row alone in its step, beside the next stream's row (llama.cpp reads the two in one
+    pass), and beside a row two streams on (llama.cpp reads each run of consecutive streams apart: each row alone)
+    give the same logits. With f16 K and V llama.cpp would split a lone row's cells across threads;
+    ``NativeModel._companions`` keeps it off that kernel."""
+    model, _ = model
+    text = f"{RULES}\n" + " ".join(WORDS[(i * 5 + i // 4) % len(WORDS)] for i in range(520))
+    tokens = model.tokenize(text, add_bos=model.info.add_bos)
+    other = model.tokenize(RULES, add_bos=model.info.add_bos)
+    assert len(tokens) > 520
+    alone = next_token_logits(model, tokens, [256])  # calls of at most the context's batch of 512 rows
+    assert np.array_equal(next_token_logits(model, tokens, [256], beside=(1, other)), alone)
+    assert np.array_equal(next_token_logits(model, tokens, [256], beside=(2, other)), alone)

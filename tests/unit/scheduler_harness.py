@@ -49,8 +49,10 @@ def schedulers() -> Iterator[Build]:
         ring: int = 0,
         call: int = CHUNK,
         alone: int | None = None,
+        context_length: int = 1 << 30,
+        min_prompt_rows: int = 0,
     ) -> tuple[Scheduler, FakeDecoder]:
-        decoder = FakeDecoder(slots, capacity=capacity, window=window, ring=ring)
+        decoder = FakeDecoder(slots, context_length, min_prompt_rows, capacity=capacity, window=window, ring=ring)
         stats = EngineStats()
         scheduler = Scheduler(
             decoder,

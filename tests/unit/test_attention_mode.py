@@ -1,4 +1,4 @@
-"""Kept KV state names the attention mode that computed it: the three modes, and the invariant flash mode's two K
+"""Kept KV state names the attention mode that computed it: the three modes, and the invariant flash mode's K and V
 types, round differently (and the invariant modes' K-quant products round otherwise than they did before 2026-12-06,
 with repacked weights)."""
 
@@ -13,11 +13,12 @@ from localgem.engines.llama.native import attention_mode
 
 
 def test_each_attention_mode_has_its_own_name() -> None:
-    def mode(flash_attention: bool = True, batch_invariant: bool = True, key_type: str = "q8_0") -> str:
+    def mode(flash_attention: bool = True, batch_invariant: bool = True, key_type: str = "f16") -> str:
         return attention_mode(flash_attention=flash_attention, batch_invariant=batch_invariant, key_type=key_type)
 
-    assert mode() == "flash attention, q8_0 K, bf16 V, dot products"  # the defaults
-    assert mode(key_type="f16") == "flash attention, bf16 V, dot products"  # the name before q8_0 K
+    assert mode() == "flash attention, f16 K and V, tiled prompts, dot products"  # the defaults
+    assert mode(key_type="q8_0") == "flash attention, q8_0 K, bf16 V, dot products"  # the default before 2026-12-07
+    assert mode(key_type="f16 bf16") == "flash attention, bf16 V, dot products"  # the name before q8_0 K
     # f16 V (and f16 K, whatever is set): the name files of that mode always had
     assert mode(batch_invariant=False) == mode(batch_invariant=False, key_type="f16") == "flash attention"
     plain = mode(flash_attention=False)

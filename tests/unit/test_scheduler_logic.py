@@ -96,6 +96,19 @@ async def test_a_prompt_call_takes_neighbouring_chunks_and_keeps_their_boundarie
     assert decoder.prompt_chunks(0)[2:] == [(32, 64), (64, 96), (96, 119)]  # 96..112 and 112..119
 
 
+async def test_a_short_prompt_call_near_the_end_of_the_context_starts_earlier(build: Build) -> None:
+    """Where prompt calls are padded to 64 rows and the filler would not fit before the context's end (114 cells),
+    the call starts 64 rows before its end instead, computing again cells the slot holds."""
+    scheduler, decoder = build(1, call=64, context_length=114, min_prompt_rows=64)
+    first = list(range(400, 500))  # cut at 64 (a call of 64 rows), then 64..99: 35 rows, 64 + 64 cells > 114
+    events = await events_of(submit(scheduler, request(first, 2)))
+    assert text(events) == continuation(first, 2)
+    longer = first + OTHER[:10]  # reused to 80 (the chunk boundary both cuts have), then 80..109
+    events = await events_of(submit(scheduler, request(longer, 2)))
+    assert events[0] == Admitted(80) and text(events) == continuation(longer, 2)
+    assert decoder.prompt_chunks(0) == [(0, 64), (35, 99), (45, 109)]
+
+
 async def test_a_prompt_read_while_no_stream_waits_for_a_step_takes_larger_calls(build: Build) -> None:
     scheduler, decoder = build(2, call=32, alone=64)
     await events_of(submit(scheduler, request(A * 3, 2)))

@@ -13,6 +13,9 @@ from typing import Any, Protocol
 from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs
 from localgem.engines.llama.constraints import Grammar
 
+#: Prompt calls end on a multiple of this many cells (see ``NativeModel._padding``).
+PROMPT_CELLS_MULTIPLE = 8
+
 
 @dataclass(frozen=True)
 class BatchItem:
@@ -58,6 +61,8 @@ class Decoder(Protocol):
 
     slots: int
     info: ModelInfo
+    #: Rows ``decode`` pads a prompt call to (0: none; see ``NativeModel._padding``).
+    min_prompt_rows: int
 
     def decode(self, items: list[BatchItem]) -> bool:
         """Decode one batch; False when the KV cache has no room for it (nothing was changed)."""

@@ -46,7 +46,7 @@ class LlamaCppEngine:
         prefill_chunk: int = MIN_CHUNK,
         flash_attention: bool = True,
         batch_invariant: bool = True,
-        key_type: str = "q8_0",
+        key_type: str = "f16",
         sliding_window_full: bool = True,
         prefixes: PrefixStore | None = None,
         niceness: int = 0,

@@ -23,7 +23,7 @@ import numpy as np
 from localgem import errors
 from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
 from localgem.engines.llama.constraints import Grammar
-from localgem.engines.llama.decoder import BatchItem
+from localgem.engines.llama.decoder import PROMPT_CELLS_MULTIPLE, BatchItem
 from localgem.engines.llama.library import choose_matmul_kernels
 from localgem.engines.llama.sampler import Sampler
 from localgem.engines.llama.vision import Vision
@@ -42,8 +42,12 @@ _FLASH_ATTENTION = {False: 0, True: 1}  # llama_flash_attn_type: -1 auto, 0 off,
 #: KV cache types by name (enum ggml_type: llama-cpp-python names only some of its members; ``bench/llama_batch.py``
 #: makes its contexts with them too).
 GGML_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
-#: Prompt chunks end on a multiple of this many cells (see ``NativeModel._padding``).
-PROMPT_CELLS_MULTIPLE = 8
+#: llama.cpp's CPU flash attention reads the rows of a stream with its tiled kernel in calls of at least this many
+#: rows a stream (``GGML_FA_TILE_Q``), with K and V both f16.
+TILE_ROWS = 64
+#: A lone decode row from this position on attends over a view of 512 cells or more (llama.cpp pads a stream's view
+#: to a multiple of 256 cells), where llama.cpp's flash attention splits its cells across threads (f16 K and V).
+SPLIT_FROM_POSITION = 256
 #: LoRA adapters kept loaded per model (the least recently used beyond this is freed; loading one again is a
 #: read of a few MB).
 MAX_ADAPTERS = 16
@@ -132,13 +136,16 @@ class GgufVocabulary:
 def attention_mode(*, flash_attention: bool, batch_invariant: bool, key_type: str) -> str:
     """How a context computes attention and matrix products, as kept KV state names it: state computed in another
     mode rounds differently and is recomputed, not read (the invariant modes multiply K-quant weights by dot
-    products alone since 2026-12-06). ``key_type`` is the K type the context caches."""
+    products alone since 2026-12-06). ``key_type`` is the K type the context caches ("f16 bf16": f16 K beside bf16
+    V)."""
     if not flash_attention:
         return "plain attention, dot products"
     if not batch_invariant:
         return "flash attention"
     if key_type == "f16":
-        return "flash attention, bf16 V, dot products"  # the name before K could be cached otherwise
+        return "flash attention, f16 K and V, tiled prompts, dot products"
+    if key_type == "f16 bf16":
+        return "flash attention, bf16 V, dot products"  # f16 K where q8_0 K was asked for and cannot be
     return f"flash attention, {key_type} K, bf16 V, dot products"
 
 
@@ -148,17 +155,22 @@ class NativeModel:
     Why one stream per sequence: llama.cpp's CPU attention sums over a stream's cells in cell
     order. In a shared (unified) cache a sequence's cells land wherever there is room, so its
     numbers would depend on what else is cached; in its own stream it always holds cells [0, n) in
-    position order. Why bf16 V with flash attention (``batch_invariant``, the default): llama.cpp's CPU
-    flash attention takes other kernels for a lone decode row past 512 cells (its cells split across threads,
-    the parts summed after) and for prompt calls of 64 rows or more (tiles), each rounding otherwise than its
-    one-pass kernel; it takes them only where K and V are both f16 (or f32). With V cached as bf16 every row
-    is computed in one pass over its cells, in cell order, with an f32 sum, whatever else the call holds, so
-    a prompt's numbers do not depend on how it was cut or what else ran. Without flash attention (the plain
-    path) the same holds for f16 V. With the scheduler's rules on top (see ``scheduler``), a seeded request
-    gives the same text alone or among others. (``batch_invariant=False`` keeps f16 V and those kernels, as
-    llama-server runs: long prompts read faster, and output may depend on load.) K is then cached as ``key_type``,
-    q8_0 by default: each cell's K is quantized on its own as it is written and read by one dot product a cell, so
-    rows stay invariant, and a decode step, which waits on reading its context's K, reads half the bytes.
+    position order. Which attention kernel reads a row: llama.cpp's CPU flash attention has three, each rounding its
+    own way: a one-pass kernel (a row over its cells in cell order, f32 sums); a tiled one for calls of TILE_ROWS rows
+    or more a stream, whose products sum each element in a fixed order over K tiles that start at cell 0, so a row
+    rounds alike whatever else its call holds; and, for a lone decode row past 512 cells, one that splits the cells
+    across threads and sums the parts. The last two it takes only where K and V are both f16. So, with
+    ``batch_invariant`` (the default) and f16 K (``key_type``, the default): every prompt call is padded to at least
+    TILE_ROWS rows (``_padding``), so prompt rows are tiled however the prompt was cut; decode rows are one pass, and a
+    lone one that would be split gets a companion row in the next stream (``_companions``; one stream more than slots
+    is kept for the last slot's), which llama.cpp reads together with it in one pass. Cells a decode step computed
+    are never read as a prompt's (see ``scheduler``). With the scheduler's rules on top, a seeded request gives the
+    same text alone or among others, cold or warm. With q8_0 K, V is cached as bf16 and every row is read in one
+    pass: half the K bytes a decode step reads (faster decoding thousands of tokens in), prompts of thousands of
+    tokens read at about two thirds of the speed; a model whose heads are not whole q8_0 blocks keeps f16 K then.
+    A windowed sliding-window cache (which pads nothing) keeps bf16 V too. Without flash attention (the plain path)
+    rows are invariant with f16 V. (``batch_invariant=False`` keeps f16 K and V and those kernels as llama-server
+    runs them, with no padding nor companion rows: output may depend on load.)
 
     The matrix products must round alike whatever the rows of a call too: they do for SmolLM2's Q4_1 weights and
     for Q5_0 and Q8_0 (llamafile's kernel for two rows or more sums as ggml's dot product for one); K-quant weights
@@ -179,7 +191,7 @@ class NativeModel:
         threads: int | None,
         flash_attention: bool = True,
         batch_invariant: bool = True,
-        key_type: str = "q8_0",
+        key_type: str = "f16",
         mmproj: Path | None = None,
         sliding_window_full: bool = True,
         hand_back_kv_pages: bool = True,
@@ -204,18 +216,26 @@ class NativeModel:
         trained = lc.llama_model_n_ctx_train(self.model)
         n_threads = threads or os.cpu_count() or 1
         context_length = min(sequence_length, trained)
+        #: Positions a sliding-window layer attends back over, where it keeps only those (0: it keeps all).
+        self.window = 0 if sliding_window_full else max(int(lc.llama_model_n_swa(self.model)), 0)
+        invariant_flash = flash_attention and batch_invariant
+        #: Prompt rows are read by the tiled kernel, decode rows in one pass (see the class's docstring).
+        self.tiled = invariant_flash and key_type == "f16" and not self.window
+        if invariant_flash and key_type == "f16" and self.window:
+            key_type = "f16 bf16"
+        streams = slots + 1 if self.tiled else slots
         params = lc.llama_context_default_params()
-        params.n_ctx = context_length * slots  # split evenly into one stream per sequence
+        params.n_ctx = context_length * streams  # split evenly into one stream per sequence
         params.n_batch = batch_size
         params.n_ubatch = batch_size
-        params.n_seq_max = slots
+        params.n_seq_max = streams
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.kv_unified = False
         params.flash_attn_type = _FLASH_ATTENTION[flash_attention]
-        if flash_attention and batch_invariant:
-            params.type_k = GGML_TYPES[key_type]
-            params.type_v = GGML_TYPES["bf16"]
+        if invariant_flash:
+            params.type_k = GGML_TYPES[key_type.split()[0]]
+            params.type_v = GGML_TYPES["f16" if self.tiled else "bf16"]
         # Sliding-window layers (Gemma 3's) keep all of a slot's cells, or only their window (as llama-server
         # does by default): a slot's cells then hold only what continues from their end (see ``holds``).
         params.swa_full = sliding_window_full
@@ -232,7 +252,7 @@ class NativeModel:
                     lines.clear()
                     params.type_k = GGML_TYPES["f16"]
                     self.ctx = lc.llama_init_from_model(self.model, params)
-                    key_type = "f16"
+                    key_type = "f16 bf16"
             if not self.ctx:
                 lc.llama_model_free(self.model)
                 raise errors.Internal(f"llama.cpp could not create a context for {path}")
@@ -250,8 +270,6 @@ class NativeModel:
             flash_attention=flash_attention, batch_invariant=batch_invariant, key_type=key_type
         )
         self.memory = lc.llama_get_memory(self.ctx)
-        #: Positions a sliding-window layer attends back over, where it keeps only those (0: it keeps all).
-        self.window = 0 if sliding_window_full else max(int(lc.llama_model_n_swa(self.model)), 0)
         self.batch_size = batch_size
         self.slots = slots
         self._batch = lc.llama_batch_init(batch_size, 0, 1)
@@ -321,11 +339,13 @@ class NativeModel:
     def decode(self, items: list[BatchItem]) -> bool:
         """Decode one batch; False when the KV cache has no room for it (nothing was changed)."""
         padding = self._padding(items)
+        companions = self._companions(items)
         if padding:
             last = items[-1]
             items = items + [
                 BatchItem(last.sequence, last.token, last.position + k, False) for k in range(1, padding + 1)
             ]
+        items = items + companions
         batch = self._batch
         for i, item in enumerate(items):
             batch.token[i] = item.token
@@ -341,24 +361,54 @@ class NativeModel:
             raise errors.Internal(f"llama.cpp decode failed with status {status}")
         if padding:
             self.forget(items[0].sequence, items[-1].position - padding + 1)
+        for companion in companions:
+            self.forget(companion.sequence, companion.position)
         return True
 
+    def _companions(self, items: list[BatchItem]) -> list[BatchItem]:
+        """Rows that keep a decode step's lone rows off llama.cpp's split kernel (see the class's docstring), removed
+        after. llama.cpp reads each run of consecutive stream ids of a call together, so a row is lone where neither
+        neighbouring stream has a row in the step: its companion is the same token after the cells of the next
+        stream (one more stream than slots is kept for the last slot's). Put after the step's rows, companions
+        leave their batch indices as they were. None for a row whose next stream is full (it is split there)."""
+        if not self.tiled or not all(item.logits for item in items):
+            return []
+        stepping = {item.sequence for item in items}
+        companions = []
+        for item in items:
+            neighbour = item.sequence + 1
+            if item.position < SPLIT_FROM_POSITION or item.sequence - 1 in stepping or neighbour in stepping:
+                continue
+            position = int(self.lc.llama_memory_seq_pos_max(self.memory, neighbour)) + 1
+            if position < self.info.context_length:
+                companions.append(BatchItem(neighbour, item.token, position, False))
+        return companions
+
     def _padding(self, items: list[BatchItem]) -> int:
-        """Filler rows that make a prompt chunk end on a multiple of PROMPT_CELLS_MULTIPLE cells (removed after).
+        """Filler rows that make a prompt call end on a multiple of PROMPT_CELLS_MULTIPLE cells and, where prompts
+        are tiled, hold at least TILE_ROWS rows (removed after).
 
         Why: llama.cpp's CPU kernels take another path for what is left over from a multiple of a few rows or
-        cells (the plain path's attention sums over the cells a stream uses eight at a time), so the rows of a
-        chunk that ended at an odd place would round differently from the same rows cut elsewhere (a cold start
-        against a prompt that goes on from reused cells). Not for decode steps (the same cell counts cold and
-        warm), nor where rows need not be invariant (``batch_invariant=False``), nor for a windowed sliding-window
-        cache (whose layers would drop cells that later rows still need)."""
+        cells (the plain path's attention sums over the cells a stream uses eight at a time), and the tiled
+        attention kernel only for calls of TILE_ROWS rows, so the rows of a call that ended at an odd place or was
+        short would round differently from the same rows cut elsewhere (a cold start against a prompt that goes on
+        from reused cells). Not for decode steps (the same cell counts cold and warm), nor where rows need not be
+        invariant (``batch_invariant=False``), nor for a windowed sliding-window cache (whose layers would drop
+        cells that later rows still need). Where the filler would not fit in the context, the scheduler starts the
+        call earlier instead (``min_prompt_rows``)."""
         if not self.batch_invariant or self.window or not items or items[0].logits:
             return 0
         end = items[-1].position + 1
-        padding = -end % PROMPT_CELLS_MULTIPLE
+        rows_end = items[0].position + max(len(items), self.min_prompt_rows)
+        padding = rows_end + (-rows_end % PROMPT_CELLS_MULTIPLE) - end
         if end + padding > self.info.context_length or len(items) + padding > self.batch_size:
             return 0
         return padding
+
+    @property
+    def min_prompt_rows(self) -> int:
+        """Rows a prompt call is padded to (0: none)."""
+        return TILE_ROWS if self.tiled else 0
 
     def load_adapter(self, adapter: str) -> None:
         """Loads a LoRA adapter file for ``use_adapter`` (kept: see MAX_ADAPTERS)."""

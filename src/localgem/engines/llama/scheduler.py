@@ -46,7 +46,7 @@ from localgem.engines.base import (
     TextDelta,
 )
 from localgem.engines.llama.admission import Admission, WaitQueue
-from localgem.engines.llama.decoder import BatchItem, Decoder
+from localgem.engines.llama.decoder import PROMPT_CELLS_MULTIPLE, BatchItem, Decoder
 from localgem.engines.llama.jobs import FIRST_CHUNK_TOKENS, Job, Sequence
 from localgem.engines.llama.prefix_reuse import MIN_CHUNK, PrefixReuse, chunk_end
 from localgem.engines.llama.prefixes import PrefixStore
@@ -238,6 +238,7 @@ class Scheduler:
                         continue
                     if span is not None:
                         stop = min(stop, span.start)
+                self._start_call_early(sequence, stop)
                 chunk = sequence.tokens[sequence.decoded : stop]
                 self._use_adapter(sequence.job.request.adapter)
                 items = [
@@ -272,6 +273,21 @@ class Scheduler:
         while stop < end and (after := chunk_end(stop, end, self._chunk)) - start <= limit:
             stop = after
         return stop
+
+    def _start_call_early(self, sequence: Sequence, stop: int) -> None:
+        """A prompt call shorter than the decoder pads prompt calls to (``min_prompt_rows``), whose filler rows would
+        not fit before the end of the context, starts earlier instead: the cells in between are computed again, to
+        the same numbers (the tiled kernel rounds a row alike whatever its call holds). Not across a picture."""
+        rows = self._decoder.min_prompt_rows
+        start = sequence.decoded
+        padded_end = start + rows + (-(start + rows) % PROMPT_CELLS_MULTIPLE)
+        if stop - start >= rows or padded_end <= self._decoder.info.context_length:
+            return
+        begin = max(0, stop - rows)
+        if any(span.start < start and span.end > begin for span in sequence.job.media or ()):
+            return
+        self._decoder.forget(sequence.slot.seq_id, begin)
+        sequence.decoded = begin
 
     def _prefill_picture(self, sequence: Sequence, span: MediaSpan) -> int:
         """A picture's embeddings, decoded whole (its tokens may attend to each other); a prompt reused
