@@ -5,19 +5,18 @@ In one process, through llama.cpp's batch API, with a context made as localgem m
 prompt read in calls of 37 rows; the logits of every step are compared bit for bit. Then the speed of a fresh
 ~480- and ~1,900-token prompt (calls of 480 rows) and of a lone decode row ~1,900 cells in.
 
-``--pad64`` pads every prompt call to at least 64 rows (filler rows after it, removed after), so that with f16 K
-and V llama.cpp reads every prompt row with its tiled kernel. The switches ggml reads come from the environment
-(``GGML_CPU_TILED_MM``, and those of a patched ggml given by ``LLAMA_CPP_LIB_PATH``). On 2026-12-07 a ggml with
-one more switch (``GGML_FA_NO_SPLIT``: ``use_split_kv_path`` also requires that it is unset, so a lone decode row
-past 512 cells is read by the one-pass kernel as rows among others are) gave, for SmolLM2 with ``fast`` and
-``--pad64`` (two runs): the same numbers alone, among 8 and cut at 37 rows (8 of 8 each), prompts of ~1,900 tokens
-at 236-240 tok/s against 142-149 for ``flash`` (the default, 8 of 8 each) and 225-230 for ``fast`` without the
-switch or padding (3 of 8 alone equal among 8, 2 of 8 cut), and a lone decode row 1,900 cells in at 37.5-40.3
-tok/s against 42.1-43.3 (``flash``) and 40.4-45.2 (``fast``): reproducible output with llama-server's prompt
-speed, for a switch llama.cpp does not have yet.
+``flash`` (localgem's default: f16 K and V) reads rows as ``NativeModel`` does: every prompt call padded to at least
+64 rows (filler rows after it, removed after), so llama.cpp reads every prompt row with its tiled kernel, and a lone
+decode row past 256 cells given a companion row in a neighbouring stream, so llama.cpp does not split its cells
+across threads. ``--pad64`` and ``--companion`` do either for the other modes. The switches ggml reads come from the
+environment (``GGML_CPU_TILED_MM``, and those of a patched ggml given by ``LLAMA_CPP_LIB_PATH``). 2026-12-07, SmolLM2,
+one run: ``flash`` 8 of 8 alone equal among 8 and 8 of 8 cut, prompts of ~480 and ~1,900 tokens at 289 and 243 tok/s,
+a lone decode row 1,900 cells in at 31.2 tok/s; ``flash-q8k`` (the default before) 8 of 8 each, 249 and 158 tok/s,
+44.1 tok/s. (Earlier that day a ggml patched to keep lone rows off the split kernel, ``GGML_FA_NO_SPLIT``, gave the
+same invariance without companions, and lone rows at 37.5-40.3 tok/s.)
 
     python bench/attention_kernels.py --attention flash
-    LLAMA_CPP_LIB_PATH=/tmp/build/bin GGML_FA_NO_SPLIT=1 python bench/attention_kernels.py --attention fast --pad64
+    python bench/attention_kernels.py --attention fast --pad64 --companion
 """
 
 from __future__ import annotations
@@ -33,13 +32,13 @@ import llama_cpp as lc
 import numpy as np
 from llama_batch import ATTENTIONS, BATCH, SLOTS, LlamaBatch
 
+from localgem.engines.llama.native import SPLIT_FROM_POSITION, TILE_ROWS
 from localgem.models.registry import ModelRegistry
 from localgem.settings import load_settings
 
 WORDS = "the sea a city at night an old clock a mountain village the first snow a lighthouse river stones".split()
 PROMPT_LENGTHS = (30, 700, 120, 900, 60, 550, 300, 1200)
 STEPS = 24
-TILE_ROWS = 64  # llama.cpp's GGML_FA_TILE_Q: prompt calls of fewer rows take the one-pass kernel
 CALL = 480  # prompt rows a call, as localgem reads a prompt while nothing else waits
 
 
@@ -55,7 +54,7 @@ class Probe:
 
     def step(self, rows: list[tuple[int, int, int]]) -> list[int]:
         """One decode step (a row per sequence, in sequence order): each row's index in the call."""
-        if not (self.companion and len(rows) == 1 and rows[0][2] >= 256):
+        if not (self.companion and len(rows) == 1 and rows[0][2] >= SPLIT_FROM_POSITION):
             self.batch._decode(rows, [True] * len(rows))
             return list(range(len(rows)))
         sequence, token, _ = rows[0]
