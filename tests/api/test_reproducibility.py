@@ -263,6 +263,22 @@ def among_eight(server: RunningServer, model: str, cases: list[Request], cold: l
     assert (engine.stats.decode_rows - rows) / (engine.stats.decode_steps - steps) > 3
 
 
+def test_prompts_either_side_of_the_one_pass_cells_among_others_give_the_cold_output(
+    real_server: RunningServer, reference: RunningServer
+) -> None:
+    """Prompts from ~10 to ~150 tokens, eight at a time: a turn's prompt budget ends some prompts' calls early, but
+    a prompt longer than what is read in one pass (``NativeModel.one_pass_cells``) never has a call end within
+    those cells, and its cells and a shorter prompt's are never reused for each other."""
+    rng = random.Random(56)
+    cases: list[Request] = []
+    for i in range(24):
+        words = " ".join(rng.choices(WORDS, k=rng.randrange(5, 30) if i % 3 == 0 else rng.randrange(30, 110)))
+        cases.append(([types.Content(role="user", parts=[types.Part(text=words)])], config(None, i % 2 == 1, seed=i)))
+    lengths = [prompt_tokens(reference, MODEL, contents, None) - 1 for contents, _ in cases]
+    assert min(lengths) < 56 < max(lengths)
+    among_eight(real_server, MODEL, cases, cold_outputs(reference, MODEL, cases))
+
+
 def test_long_prompts_alone_and_among_others_give_one_output(
     real_server: RunningServer, reference: RunningServer
 ) -> None:

@@ -170,7 +170,8 @@ def test_state_the_other_attention_mode_kept_is_recomputed_not_read(tmp_path: Pa
     )
     try:
         engine = engine_of(flash)
-        assert engine._native.attention_mode == "flash attention, f16 K and V, tiled prompts, dot products"  # defaults
+        mode = "flash attention, f16 K and V, prompts tiled past 56 cells, dot products"  # the defaults
+        assert engine._native.attention_mode == mode
         evaluated = engine.stats.prompt_tokens_evaluated
         cached = {"cachedContent": name, "contents": [QUESTION], "generationConfig": GREEDY}
         answer = post(flash.url, "models/gemini-2.5-flash:generateContent", cached).json()

@@ -67,6 +67,7 @@ class FakeDecoder:
     slots: int = 1
     context_length: int = 1 << 30
     min_prompt_rows: int = 0
+    one_pass_cells: int = 0
     #: Cells the whole cache holds at most (decode answers False beyond).
     capacity: int | None = None
     #: ``load_sequence`` and ``copy_cells`` answer False (the cells do not fit).

@@ -51,8 +51,11 @@ def schedulers() -> Iterator[Build]:
         alone: int | None = None,
         context_length: int = 1 << 30,
         min_prompt_rows: int = 0,
+        one_pass_cells: int = 0,
     ) -> tuple[Scheduler, FakeDecoder]:
-        decoder = FakeDecoder(slots, context_length, min_prompt_rows, capacity=capacity, window=window, ring=ring)
+        decoder = FakeDecoder(
+            slots, context_length, min_prompt_rows, one_pass_cells, capacity=capacity, window=window, ring=ring
+        )
         stats = EngineStats()
         scheduler = Scheduler(
             decoder,

@@ -16,7 +16,7 @@ def test_each_attention_mode_has_its_own_name() -> None:
     def mode(flash_attention: bool = True, batch_invariant: bool = True, key_type: str = "f16") -> str:
         return attention_mode(flash_attention=flash_attention, batch_invariant=batch_invariant, key_type=key_type)
 
-    assert mode() == "flash attention, f16 K and V, tiled prompts, dot products"  # the defaults
+    assert mode() == "flash attention, f16 K and V, prompts tiled past 56 cells, dot products"  # the defaults
     assert mode(key_type="q8_0") == "flash attention, q8_0 K, bf16 V, dot products"  # the default before 2026-12-07
     assert mode(key_type="f16 bf16") == "flash attention, bf16 V, dot products"  # the name before q8_0 K
     # f16 V (and f16 K, whatever is set): the name files of that mode always had

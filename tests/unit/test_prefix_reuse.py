@@ -92,6 +92,38 @@ def test_reuse_is_the_longest_start_that_is_a_boundary_of_both_cuts() -> None:
             assert n in cut(0, last) and (n == len(cached) or n in cut(0, len(cached)))
 
 
+LONG = list(range(200, 300))  # 99 prompt rows
+
+
+@pytest.mark.parametrize(
+    ("cached", "prompt", "expected"),
+    [
+        (P[:24], P, 16),  # both short: reused as without the rule
+        (P[:39], P[:30] + OTHER[:10], 16),  # both short
+        (P[:39], P, 39),  # the same short prompt again
+        (P[:39], P + OTHER, 0),  # a short prompt's cells (one pass), a long prompt (69 rows): not reused
+        (LONG[:80], LONG[:40], 0),  # a long prompt's cells, a short prompt: not reused
+        (LONG[:99], LONG[:70] + OTHER, 64),  # both long, more than 56 cells reused
+        (LONG[:99], LONG[:50] + OTHER, 0),  # both long, but 48 cells: its first call would end within 56
+        (LONG[:99], LONG, 99),  # the same long prompt again
+    ],
+)
+def test_where_short_prompts_are_read_in_one_pass_cells_go_only_to_prompts_of_their_kind(
+    cached, prompt, expected
+) -> None:
+    """With ``one_pass`` = 56 (SmolLM2 and Gemma 3 with f16 K and V): prompts of at most 56 prompt rows are read in
+    one pass, longer ones tiled from their first call, which ends past 56."""
+    assert reusable(cached, prompt, CHUNK, one_pass=56) == expected
+    assert reusable(cached, prompt, CHUNK) >= expected  # without the rule, every kind of cell is reused
+
+
+def test_best_slot_keeps_to_cells_of_the_prompts_kind() -> None:
+    short, long, empty = slot(0, P[:39], 5.0), slot(1, P + OTHER + [5] * 20, 1.0), slot(2)
+    assert best_slot([short, long], P + OTHER, CHUNK, one_pass=56) == (long, 64)
+    assert best_slot([short, empty], P + OTHER, CHUNK, one_pass=56) == (empty, 0)
+    assert best_slot([short, empty], P + OTHER, CHUNK) == (short, 32)
+
+
 def slot(seq_id: int, cached: list[int] | None = None, last_used: float = 0.0) -> Slot:
     return Slot(seq_id, list(cached or []), last_used=last_used)
 

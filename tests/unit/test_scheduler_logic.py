@@ -109,6 +109,23 @@ async def test_a_short_prompt_call_near_the_end_of_the_context_starts_earlier(bu
     assert decoder.prompt_chunks(0) == [(0, 64), (35, 99), (45, 109)]
 
 
+async def test_where_short_prompts_are_read_in_one_pass_longer_ones_never_end_a_call_within_them(
+    build: Build,
+) -> None:
+    """A decoder that reads prompt calls ending within 56 cells in one pass (``one_pass_cells``): a prompt that short
+    is one call, a longer one's first call goes past 56 whatever the call size, and neither kind starts from the
+    other's cells."""
+    scheduler, decoder = build(2, call=16, one_pass_cells=56, min_prompt_rows=64)
+    await events_of(submit(scheduler, request(A, 2)))  # slot 0: 39 prompt rows
+    assert decoder.prompt_chunks(0) == [(0, 39)]
+    longer = A * 3  # 119 prompt rows; slot 0 holds the first 39 of them, read in one pass
+    events = await events_of(submit(scheduler, request(longer, 2)))
+    assert events[0] == Admitted(0) and text(events) == continuation(longer, 2)
+    assert decoder.prompt_chunks(1) == [(0, 64), (64, 80), (80, 96), (96, 112), (112, 119)]
+    again = await events_of(submit(scheduler, request(A[:30] + OTHER[:8], 2)))  # short: slot 0's cells, not 1's
+    assert again[0] == Admitted(16) and decoder.prompt_chunks(0)[-1] == (16, 37)
+
+
 async def test_a_prompt_read_while_no_stream_waits_for_a_step_takes_larger_calls(build: Build) -> None:
     scheduler, decoder = build(2, call=32, alone=64)
     await events_of(submit(scheduler, request(A * 3, 2)))

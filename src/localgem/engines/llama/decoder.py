@@ -61,8 +61,11 @@ class Decoder(Protocol):
 
     slots: int
     info: ModelInfo
-    #: Rows ``decode`` pads a prompt call to (0: none; see ``NativeModel._padding``).
+    #: Rows ``decode`` pads a prompt call to (0: none; see ``NativeModel._padding``), unless the call ends within
+    #: the first ``one_pass_cells`` cells: a prompt that short is read in one pass, and its cells are reused only by
+    #: prompts as short (see ``prefix_reuse.reusable``).
     min_prompt_rows: int
+    one_pass_cells: int
 
     def decode(self, items: list[BatchItem]) -> bool:
         """Decode one batch; False when the KV cache has no room for it (nothing was changed)."""

@@ -45,6 +45,9 @@ GGML_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
 #: llama.cpp's CPU flash attention reads the rows of a stream with its tiled kernel in calls of at least this many
 #: rows a stream (``GGML_FA_TILE_Q``), with K and V both f16.
 TILE_ROWS = 64
+#: Where prompts are tiled, a prompt call that ends within this many cells is read in one pass, with no filler rows
+#: but to the next multiple of PROMPT_CELLS_MULTIPLE cells (which keeps it under TILE_ROWS rows).
+ONE_PASS_CELLS = TILE_ROWS - PROMPT_CELLS_MULTIPLE
 #: A lone decode row from this position on attends over a view of 512 cells or more (llama.cpp pads a stream's view
 #: to a multiple of 256 cells), where llama.cpp's flash attention splits its cells across threads (f16 K and V).
 SPLIT_FROM_POSITION = 256
@@ -143,7 +146,7 @@ def attention_mode(*, flash_attention: bool, batch_invariant: bool, key_type: st
     if not batch_invariant:
         return "flash attention"
     if key_type == "f16":
-        return "flash attention, f16 K and V, tiled prompts, dot products"
+        return f"flash attention, f16 K and V, prompts tiled past {ONE_PASS_CELLS} cells, dot products"
     if key_type == "f16 bf16":
         return "flash attention, bf16 V, dot products"  # f16 K where q8_0 K was asked for and cannot be
     return f"flash attention, {key_type} K, bf16 V, dot products"
@@ -152,25 +155,26 @@ def attention_mode(*, flash_attention: bool, batch_invariant: bool, key_type: st
 class NativeModel:
     """A GGUF model with a context of ``slots`` sequences, each with its own KV stream.
 
-    Why one stream per sequence: llama.cpp's CPU attention sums over a stream's cells in cell
-    order. In a shared (unified) cache a sequence's cells land wherever there is room, so its
-    numbers would depend on what else is cached; in its own stream it always holds cells [0, n) in
-    position order. Which attention kernel reads a row: llama.cpp's CPU flash attention has three, each rounding its
-    own way: a one-pass kernel (a row over its cells in cell order, f32 sums); a tiled one for calls of TILE_ROWS rows
-    or more a stream, whose products sum each element in a fixed order over K tiles that start at cell 0, so a row
-    rounds alike whatever else its call holds; and, for a lone decode row past 512 cells, one that splits the cells
-    across threads and sums the parts. The last two it takes only where K and V are both f16. So, with
-    ``batch_invariant`` (the default) and f16 K (``key_type``, the default): every prompt call is padded to at least
-    TILE_ROWS rows (``_padding``), so prompt rows are tiled however the prompt was cut; decode rows are one pass, and a
-    lone one that would be split gets a companion row in the next stream (``_companions``; one stream more than slots
-    is kept for the last slot's), which llama.cpp reads together with it in one pass. Cells a decode step computed
-    are never read as a prompt's (see ``scheduler``). With the scheduler's rules on top, a seeded request gives the
-    same text alone or among others, cold or warm. With q8_0 K, V is cached as bf16 and every row is read in one
-    pass: half the K bytes a decode step reads (faster decoding thousands of tokens in), prompts of thousands of
-    tokens read at about two thirds of the speed; a model whose heads are not whole q8_0 blocks keeps f16 K then.
-    A windowed sliding-window cache (which pads nothing) keeps bf16 V too. Without flash attention (the plain path)
-    rows are invariant with f16 V. (``batch_invariant=False`` keeps f16 K and V and those kernels as llama-server
-    runs them, with no padding nor companion rows: output may depend on load.)
+    Why one stream per sequence: llama.cpp's CPU attention sums over a stream's cells in cell order. In a shared
+    (unified) cache a sequence's cells land wherever there is room, so its numbers would depend on what else is
+    cached; in its own stream it always holds cells [0, n) in position order. Which attention kernel reads a row:
+    llama.cpp's CPU flash attention has three, each rounding its own way: a one-pass kernel (a row over its cells in
+    cell order, f32 sums); a tiled one for calls of TILE_ROWS rows or more a stream, whose products sum each element
+    in a fixed order over K tiles that start at cell 0, so a row rounds alike whatever else its call holds; and, for
+    a lone decode row past 512 cells, one that splits the cells across threads and sums the parts. The last two it
+    takes only where K and V are both f16. So, with ``batch_invariant`` (the default) and f16 K (``key_type``, the
+    default): every prompt call of a prompt of more than ONE_PASS_CELLS prompt rows (its tokens but the last) is
+    padded to at least TILE_ROWS rows (``_padding``), so its rows are tiled however it was cut; a shorter prompt is
+    read in one pass (its calls stay under TILE_ROWS rows); decode rows are one pass, and a lone one that would be
+    split gets a companion row in the next stream (``_companions``; one stream more than slots is kept for the last
+    slot's), which llama.cpp reads together with it in one pass. Cells a decode step computed are never read as a
+    prompt's (see ``scheduler``). With the scheduler's rules on top, a seeded request gives the same text alone or
+    among others, cold or warm. With q8_0 K, V is cached as bf16 and every row is read in one pass: half the K bytes
+    a decode step reads (faster decoding thousands of tokens in), prompts of thousands of tokens read at about two
+    thirds of the speed; a model whose heads are not whole q8_0 blocks keeps f16 K then. A windowed sliding-window
+    cache (which pads nothing) keeps bf16 V too. Without flash attention (the plain path) rows are invariant with
+    f16 V. (``batch_invariant=False`` keeps f16 K and V and those kernels as llama-server runs them, with no padding
+    nor companion rows: output may depend on load.)
 
     The matrix products must round alike whatever the rows of a call too: they do for SmolLM2's Q4_1 weights and
     for Q5_0 and Q8_0 (llamafile's kernel for two rows or more sums as ggml's dot product for one); K-quant weights
@@ -395,11 +399,16 @@ class NativeModel:
         from reused cells). Not for decode steps (the same cell counts cold and warm), nor where rows need not be
         invariant (``batch_invariant=False``), nor for a windowed sliding-window cache (whose layers would drop
         cells that later rows still need). Where the filler would not fit in the context, the scheduler starts the
-        call earlier instead (``min_prompt_rows``)."""
+        call earlier instead (``min_prompt_rows``). A call that ends within the first ONE_PASS_CELLS cells is not
+        padded to TILE_ROWS rows: the scheduler gives such calls only to prompts that short (a longer prompt's first
+        call goes past them, unless a picture starts within them), so those prompts are read in one pass whatever
+        their cut, and the rules of reuse keep the two kinds of cells apart (``prefix_reuse.reusable``). The bench's
+        prompts of ~40 tokens were read as 64 rows without this."""
         if not self.batch_invariant or self.window or not items or items[0].logits:
             return 0
         end = items[-1].position + 1
-        rows_end = items[0].position + max(len(items), self.min_prompt_rows)
+        rows = self.min_prompt_rows if end > self.one_pass_cells else 0
+        rows_end = items[0].position + max(len(items), rows)
         padding = rows_end + (-rows_end % PROMPT_CELLS_MULTIPLE) - end
         if end + padding > self.info.context_length or len(items) + padding > self.batch_size:
             return 0
@@ -407,8 +416,13 @@ class NativeModel:
 
     @property
     def min_prompt_rows(self) -> int:
-        """Rows a prompt call is padded to (0: none)."""
+        """Rows a prompt call is padded to (0: none), unless it ends within ``one_pass_cells``."""
         return TILE_ROWS if self.tiled else 0
+
+    @property
+    def one_pass_cells(self) -> int:
+        """A prompt call that ends within this many cells is read in one pass (see ``_padding``)."""
+        return ONE_PASS_CELLS if self.tiled else 0
 
     def load_adapter(self, adapter: str) -> None:
         """Loads a LoRA adapter file for ``use_adapter`` (kept: see MAX_ADAPTERS)."""

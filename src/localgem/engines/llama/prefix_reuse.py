@@ -44,19 +44,27 @@ def boundary(position: int, end: int, chunk: int) -> bool:
     return position == end or (position % chunk == 0 and end - position >= MIN_CHUNK)
 
 
-def reusable(cached: Tokens[int], prompt: list[int], chunk: int) -> int:
+def reusable(cached: Tokens[int], prompt: list[int], chunk: int, one_pass: int = 0) -> int:
     """How many of ``cached``'s cells ``prompt`` may start from: a chunk boundary of both prompts' cuts,
     so that what is computed next is the very chunk a cold start computes. (A cached slot's cells
     always end where a chunk of its prompt ended, so ``len(cached)`` stands for that prompt's end.)
     At least the prompt's last token is left to decode. The same prompt again starts from all of its cells:
-    they were cut as its cold start cuts them, and only its last token is decoded."""
+    they were cut as its cold start cuts them, and only its last token is decoded.
+
+    Where prompts of at most ``one_pass`` prompt rows (their tokens but the last) are read in one pass and longer
+    ones by another kernel (see ``NativeModel._padding``), cells go only to a prompt of their own kind: a short
+    prompt's to short prompts, and more than ``one_pass`` of a long prompt's to long ones (whose calls all end
+    past ``one_pass``)."""
     last = len(prompt) - 1
     shared = common_prefix(cached, prompt, last)
     if shared == last == len(cached):
-        return last
-    n = shared // chunk * chunk
-    while n and not (boundary(n, last, chunk) and boundary(n, len(cached), chunk)):
-        n -= chunk
+        n = last
+    else:
+        n = shared // chunk * chunk
+        while n and not (boundary(n, last, chunk) and boundary(n, len(cached), chunk)):
+            n -= chunk
+    if one_pass and (n <= one_pass if last > one_pass else len(cached) > one_pass):
+        return 0
     return n
 
 
@@ -71,6 +79,7 @@ def best_slot(
     reuse: bool = True,
     adapter: str | None = None,
     holds: Callable[[Slot, int], bool] = _always,
+    one_pass: int = 0,
 ) -> tuple[Slot, int]:
     """The free slot that already holds the longest start of ``prompt``, and how much of it is reused;
     else an empty one, else the one used longest ago (so useful caches live longest).
@@ -85,7 +94,7 @@ def best_slot(
     for slot in free if reuse else ():
         if slot.adapter != adapter:
             continue
-        n = reusable(slot.cached, prompt, chunk)
+        n = reusable(slot.cached, prompt, chunk, one_pass)
         if n > reused and 2 * common_prefix(slot.cached, prompt, len(prompt)) >= len(slot.cached) and holds(slot, n):
             best, reused = slot, n
     return best, reused
@@ -123,7 +132,7 @@ class PrefixReuse:
         """The slot a prompt starts in, and how many of its cells it starts from (see ``best_slot``); a
         kept prefix (the base model's) is loaded into a free slot when it covers more of the prompt than any
         slot holds."""
-        first, reused = best_slot(free, prompt, self._chunk, self._reuse, adapter, self._holds)
+        first, reused = self._best_slot(free, prompt, adapter)
         if prefix_key is not None and self._reuse and adapter is None:
             first, reused = self._restore(prefix_key, free, prompt, first, reused)
         return first, reused
@@ -131,19 +140,26 @@ class PrefixReuse:
     def _restore(self, key: str, free: list[Slot], prompt: list[int], first: Slot, reused: int) -> tuple[Slot, int]:
         """The slot given up for a kept prefix is the one a fresh prompt would take."""
         kept = self._prefixes.get(key) if self._prefixes is not None else None
-        if kept is None or (n := reusable(kept.tokens, prompt, self._chunk)) <= reused:
+        if kept is None or (n := self._reusable(kept.tokens, prompt)) <= reused:
             return first, reused
         slot = min(free, key=spare_first)
         slot.cached, slot.adapter = [], None
         if not self._decoder.load_sequence(slot.seq_id, kept.state):
             log.warning("the kept state of %s did not load; computing its prompt instead", key)
-            return best_slot(free, prompt, self._chunk, self._reuse, holds=self._holds)
+            return self._best_slot(free, prompt)
         if not self._decoder.holds(slot.seq_id, n):  # the window it kept ends before where this prompt goes on
             self._decoder.forget(slot.seq_id)
-            return best_slot(free, prompt, self._chunk, self._reuse, holds=self._holds)
+            return self._best_slot(free, prompt)
         slot.cached = list(kept.tokens)
         self._stats.prefixes_restored += 1
         return slot, n
+
+    def _best_slot(self, free: list[Slot], prompt: list[int], adapter: str | None = None) -> tuple[Slot, int]:
+        one_pass = self._decoder.one_pass_cells
+        return best_slot(free, prompt, self._chunk, self._reuse, adapter, self._holds, one_pass)
+
+    def _reusable(self, cached: Tokens[int], prompt: list[int]) -> int:
+        return reusable(cached, prompt, self._chunk, self._decoder.one_pass_cells)
 
     def _holds(self, slot: Slot, cells: int) -> bool:
         return self._decoder.holds(slot.seq_id, cells)
@@ -165,7 +181,7 @@ class PrefixReuse:
                 continue
             # What the slot will hold as prompt cells: a running prompt's, once computed (cut as cut there).
             planned = slot.cached if running is None else running.tokens[: len(running.job.request.prompt_tokens) - 1]
-            n = reusable(planned, prompt, self._chunk)
+            n = self._reusable(planned, prompt)
             waits = running is not None and running.decoded < n
             held = max(len(planned), running.decoded if running else 0)
             if (

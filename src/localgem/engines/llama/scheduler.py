@@ -268,9 +268,12 @@ class Scheduler:
 
     def _prefill_stop(self, start: int, end: int, limit: int) -> int:
         """Where one prompt call that starts at ``start`` ends: after the chunk there and as many whole chunks after
-        it as ``limit`` takes (chunk boundaries, as prefix reuse expects, are kept)."""
+        it as ``limit`` takes (chunk boundaries, as prefix reuse expects, are kept). Whatever the limit, it ends at
+        the prompt's end or past the decoder's ``one_pass_cells``: a longer prompt is never read in one pass (see
+        ``NativeModel._padding``)."""
+        one_pass = self._decoder.one_pass_cells
         stop = chunk_end(start, end, self._chunk)
-        while stop < end and (after := chunk_end(stop, end, self._chunk)) - start <= limit:
+        while stop < end and ((after := chunk_end(stop, end, self._chunk)) - start <= limit or stop <= one_pass):
             stop = after
         return stop
 
@@ -280,8 +283,9 @@ class Scheduler:
         the same numbers (the tiled kernel rounds a row alike whatever its call holds). Not across a picture."""
         rows = self._decoder.min_prompt_rows
         start = sequence.decoded
-        padded_end = start + rows + (-(start + rows) % PROMPT_CELLS_MULTIPLE)
-        if stop - start >= rows or padded_end <= self._decoder.info.context_length:
+        if stop - start >= rows or stop <= self._decoder.one_pass_cells:  # no filler to TILE_ROWS rows
+            return
+        if start + rows + (-(start + rows) % PROMPT_CELLS_MULTIPLE) <= self._decoder.info.context_length:
             return
         begin = max(0, stop - rows)
         if any(span.start < start and span.end > begin for span in sequence.job.media or ()):
