@@ -13,6 +13,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from localgem.engines.llama.native import ONE_PASS_CELLS
 from tests.conftest import API_KEY, engine_of, trusting
 from tests.live import open_session, read_turn, receive, send, turn_text, user_turn
 from tests.server import RunningServer
@@ -54,6 +55,7 @@ def test_turns_reuse_the_kv_state_and_answer_as_rest_does(live_client: genai.Cli
         return results
 
     results = asyncio.run(converse())
+    reused = 0
     for n, (text, usage) in enumerate(results):
         assert (
             text
@@ -62,8 +64,15 @@ def test_turns_reuse_the_kv_state_and_answer_as_rest_does(live_client: genai.Cli
         )
         if n:
             before = results[n - 1][1].prompt_token_count
-            # The previous turn's prompt is reused, to the chunk (16 tokens) its last full chunk ended on.
-            assert usage.cached_content_token_count >= before - 20, (n, usage)
+            if before - 1 <= ONE_PASS_CELLS < usage.prompt_token_count - 1:
+                # The previous prompt was short enough to be read in one pass, this one is not: its cells are
+                # computed again (see ``prefix_reuse.reusable``).
+                assert not usage.cached_content_token_count, (n, usage)
+            else:
+                # The previous turn's prompt is reused, to the chunk (16 tokens) its last full chunk ended on.
+                assert usage.cached_content_token_count >= before - 20, (n, usage)
+                reused += 1
+    assert reused
     rest_config = types.GenerateContentConfig(max_output_tokens=16, temperature=0)
     rest = client.models.generate_content(model="gemini-2.5-flash", contents=history[:-1], config=rest_config)
     assert rest.text == results[-1][0]

@@ -284,7 +284,8 @@ def test_long_prompts_alone_and_among_others_give_one_output(
 ) -> None:
     """Past 512 cells llama.cpp's flash attention splits a lone decode row's cells across threads and sums the
     parts (rounding otherwise than the same row among other sequences): prompts of ~540 tokens decoded one at a
-    time on the reference and four at once on the session's server give the same tokens and log probabilities."""
+    time on the reference (each step with a draft row of the sequence's next token, two tokens a step where the
+    guess was right) and four at once on the session's server give the same tokens and log probabilities."""
     rng = random.Random(24)
     cases = [
         (
@@ -294,7 +295,10 @@ def test_long_prompts_alone_and_among_others_give_one_output(
         for i in range(4)
     ]
     assert all(prompt_tokens(reference, MODEL, contents, None) > 520 for contents, _ in cases)
+    drafts = engine_of(reference).stats.draft_rows
     alone = cold_outputs(reference, MODEL, cases)
+    # Alone, each decode row took a draft row of its next token (where it would have taken a companion row).
+    assert engine_of(reference).stats.draft_rows - drafts >= len(cases)
     client = client_of(real_server)
     engine = engine_of(real_server)
     steps, rows = engine.stats.decode_steps, engine.stats.decode_rows

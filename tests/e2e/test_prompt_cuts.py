@@ -134,3 +134,23 @@ def test_a_lone_decode_row_deep_in_gives_the_logits_it_gives_among_others(model:
     alone = next_token_logits(model, tokens, [256])  # calls of at most the context's batch of 512 rows
     assert np.array_equal(next_token_logits(model, tokens, [256], beside=(1, other)), alone)
     assert np.array_equal(next_token_logits(model, tokens, [256], beside=(2, other)), alone)
+
+
+def test_a_draft_row_gives_the_logits_the_next_step_gives(model: tuple[NativeModel, int]) -> None:
+    """Where a lone decode row would take a companion row, the scheduler gives it a draft row instead: a guess at the
+    next token at the next position of its own stream (``localgem.engines.llama.drafts``). Both rows of that step
+    give the logits that step and the next, each alone (with its companion), give."""
+    model, _ = model
+    text = f"{RULES}\n" + " ".join(WORDS[(i * 5 + i // 4) % len(WORDS)] for i in range(520))
+    tokens = model.tokenize(text, add_bos=model.info.add_bos)
+    last = len(tokens) - 1
+    if not model.split_rows([BatchItem(0, tokens[last], last, True)]):
+        pytest.skip("no decode row is split here")
+    alone = next_token_logits(model, tokens, [256])
+    guess = int(np.argmax(alone))
+    assert model.decode([BatchItem(0, guess, last + 1, True)])
+    after = model.logits(0).copy()
+    model.forget(0, last)  # back to the prompt's cells: its last token and the guess in one step
+    step = [BatchItem(0, tokens[last], last, True), BatchItem(0, guess, last + 1, True)]
+    assert model.split_rows(step) == [] and model.decode(step)
+    assert np.array_equal(model.logits(0), alone) and np.array_equal(model.logits(1), after)

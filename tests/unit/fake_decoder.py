@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from localgem import errors
 from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
 from localgem.engines.llama.constraints import Grammar
-from localgem.engines.llama.decoder import BatchItem
+from localgem.engines.llama.decoder import BatchItem, lone_rows
 
 ALPHABET = "_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # token 0 is the end of generation
 EOS = 0
@@ -68,6 +68,8 @@ class FakeDecoder:
     context_length: int = 1 << 30
     min_prompt_rows: int = 0
     one_pass_cells: int = 0
+    #: As llama.cpp's split kernel: lone decode rows from this position on need a second row (0: none do).
+    split_from: int = 0
     #: Cells the whole cache holds at most (decode answers False beyond).
     capacity: int | None = None
     #: ``load_sequence`` and ``copy_cells`` answer False (the cells do not fit).
@@ -89,7 +91,7 @@ class FakeDecoder:
     #: Set while a held ``decode`` call waits for ``release``.
     held: threading.Event = field(default_factory=threading.Event)
     _digests: dict[int, list[int]] = field(init=False)  # per sequence: the digest after each cell
-    _rows: list[int] = field(default_factory=list)  # the sequence of each row of the last batch
+    _rows: list[int | None] = field(default_factory=list)  # the digest after each row of the last batch to sample
     _steps: int = 0  # decode calls with rows to sample (decode steps) so far
     _hold_from: int | None = None
     _releases: int = 0
@@ -161,7 +163,7 @@ class FakeDecoder:
                 self.earliest[item.sequence] = max(self.earliest[item.sequence], len(cells) - self.ring)
         self.batches.append(list(items))
         self.adapters.append(self.adapter)
-        self._rows = [item.sequence if item.logits else -1 for item in items]
+        self._rows = [self._digests[item.sequence][item.position] if item.logits else None for item in items]
         self._steps += any(item.logits for item in items)
         return True
 
@@ -225,6 +227,11 @@ class FakeDecoder:
         return ALPHABET[token].encode()
 
     def next_token(self, batch_index: int) -> int:
-        sequence = self._rows[batch_index]
-        assert sequence >= 0, "sampled a row decoded without logits"
-        return _next_token(self._digests[sequence][-1])
+        digest = self._rows[batch_index]
+        assert digest is not None, "sampled a row decoded without logits"
+        return _next_token(digest)
+
+    def split_rows(self, items: list[BatchItem]) -> list[int]:
+        if not self.split_from or not all(item.logits for item in items):
+            return []
+        return lone_rows(items, self.split_from)

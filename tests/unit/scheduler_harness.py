@@ -52,9 +52,17 @@ def schedulers() -> Iterator[Build]:
         context_length: int = 1 << 30,
         min_prompt_rows: int = 0,
         one_pass_cells: int = 0,
+        split_from: int = 0,
     ) -> tuple[Scheduler, FakeDecoder]:
         decoder = FakeDecoder(
-            slots, context_length, min_prompt_rows, one_pass_cells, capacity=capacity, window=window, ring=ring
+            slots,
+            context_length,
+            min_prompt_rows,
+            one_pass_cells,
+            split_from,
+            capacity=capacity,
+            window=window,
+            ring=ring,
         )
         stats = EngineStats()
         scheduler = Scheduler(

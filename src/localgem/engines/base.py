@@ -203,6 +203,10 @@ class EngineStats:
     #: Decode steps, and the rows (sequences) they decoded: rows/steps is the average batch.
     decode_steps: int = 0
     decode_rows: int = 0
+    #: Draft rows decode steps took (a guess at a lone sequence's next token; see ``llama.drafts``), and those
+    #: whose guess was sampled (a second token from the same step).
+    draft_rows: int = 0
+    drafts_accepted: int = 0
     #: Requests that started from a kept prefix (a cached content's saved KV state).
     prefixes_restored: int = 0
     #: Requests whose prompt started from a copy of another slot's cells (see ``PrefixReuse.source``).

@@ -54,6 +54,23 @@ class TokenSampler(Protocol):
         ...
 
 
+def lone_rows(items: list[BatchItem], from_position: int) -> list[int]:
+    """The rows of a decode step, at ``from_position`` or past it, that llama.cpp reads alone: each its sequence's only
+    row, with no row of either neighbouring sequence in the step (llama.cpp reads each run of consecutive sequence
+    ids of a call together)."""
+    rows: dict[int, int] = {}
+    for item in items:
+        rows[item.sequence] = rows.get(item.sequence, 0) + 1
+    return [
+        index
+        for index, item in enumerate(items)
+        if item.position >= from_position
+        and rows[item.sequence] == 1
+        and item.sequence - 1 not in rows
+        and item.sequence + 1 not in rows
+    ]
+
+
 class Decoder(Protocol):
     """One model with a context of ``slots`` sequences, each its own KV stream of cells [0, n).
 
@@ -69,6 +86,11 @@ class Decoder(Protocol):
 
     def decode(self, items: list[BatchItem]) -> bool:
         """Decode one batch; False when the KV cache has no room for it (nothing was changed)."""
+        ...
+
+    def split_rows(self, items: list[BatchItem]) -> list[int]:
+        """The rows of a decode step that ``decode`` would give a companion row (see ``NativeModel._companions``),
+        which a second row of their own sequence in the step (a draft of its next token) makes needless."""
         ...
 
     def load_adapter(self, adapter: str) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from localgem.engines.base import EngineEvent, FinishReason, GenerationRequest, TextDelta
 from localgem.engines.llama.constraints import Grammar
 from localgem.engines.llama.decoder import TokenSampler
+from localgem.engines.llama.drafts import PromptLookup
 from localgem.engines.repetition import RepetitionWatch
 from localgem.engines.text import TextAssembler
 
@@ -128,6 +129,8 @@ class Sequence:
     done: bool = False
     #: Why it ends once its output, closed early, is complete (see ``TokenSampler.closed``).
     ending: FinishReason = FinishReason.MAX_TOKENS
+    #: Guesses at its next token, for the decode steps that take a draft row (see ``drafts``).
+    lookup: PromptLookup = field(default_factory=PromptLookup)
 
     @property
     def pending(self) -> int:

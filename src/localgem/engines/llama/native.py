@@ -23,7 +23,7 @@ import numpy as np
 from localgem import errors
 from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
 from localgem.engines.llama.constraints import Grammar
-from localgem.engines.llama.decoder import PROMPT_CELLS_MULTIPLE, BatchItem
+from localgem.engines.llama.decoder import PROMPT_CELLS_MULTIPLE, BatchItem, lone_rows
 from localgem.engines.llama.library import choose_matmul_kernels
 from localgem.engines.llama.sampler import Sampler
 from localgem.engines.llama.vision import Vision
@@ -375,18 +375,19 @@ class NativeModel:
         neighbouring stream has a row in the step: its companion is the same token after the cells of the next
         stream (one more stream than slots is kept for the last slot's). Put after the step's rows, companions
         leave their batch indices as they were. None for a row whose next stream is full (it is split there)."""
-        if not self.tiled or not all(item.logits for item in items):
-            return []
-        stepping = {item.sequence for item in items}
         companions = []
-        for item in items:
+        for item in (items[index] for index in self.split_rows(items)):
             neighbour = item.sequence + 1
-            if item.position < SPLIT_FROM_POSITION or item.sequence - 1 in stepping or neighbour in stepping:
-                continue
             position = int(self.lc.llama_memory_seq_pos_max(self.memory, neighbour)) + 1
             if position < self.info.context_length:
                 companions.append(BatchItem(neighbour, item.token, position, False))
         return companions
+
+    def split_rows(self, items: list[BatchItem]) -> list[int]:
+        """The rows of a decode step llama.cpp would split across threads (see the class's docstring)."""
+        if not self.tiled or not all(item.logits for item in items):
+            return []
+        return lone_rows(items, SPLIT_FROM_POSITION)
 
     def _padding(self, items: list[BatchItem]) -> int:
         """Filler rows that make a prompt call end on a multiple of PROMPT_CELLS_MULTIPLE cells and, where prompts

@@ -212,13 +212,38 @@ class Scheduler:
         for adapter, group in sorted(by_adapter.items(), key=lambda item: (item[0] != self._adapter, item[0] or "")):
             self._use_adapter(adapter)
             # In slot order: llama.cpp decodes each run of neighbouring streams in one pass.
-            if not self._decoder.decode([BatchItem(s.slot.seq_id, s.tokens[-1], s.decoded, True) for s in group]):
+            items = [BatchItem(s.slot.seq_id, s.tokens[-1], s.decoded, True) for s in group]
+            drafts = self._drafts(group, items)
+            items += [BatchItem(s.slot.seq_id, token, s.decoded + 1, True) for s, token in drafts]
+            if not self._decoder.decode(items):
                 raise errors.ResourceExhausted("The KV cache of this model is full.")
             self.stats.decode_steps += 1
             self.stats.decode_rows += len(group)
+            self.stats.draft_rows += len(drafts)
             for row, sequence in enumerate(group):
                 sequence.decoded += 1
                 self._sample(sequence, row)
+            for row, (sequence, token) in enumerate(drafts, start=len(group)):
+                if not sequence.done and sequence.tokens[-1] == token:  # sampled what the draft row computed
+                    sequence.decoded += 1
+                    self.stats.drafts_accepted += 1
+                    self._sample(sequence, row)
+                elif not sequence.done:
+                    self._decoder.forget(sequence.slot.seq_id, sequence.decoded)
+
+    def _drafts(self, group: list[Sequence], items: list[BatchItem]) -> list[tuple[Sequence, int]]:
+        """A draft row for each sequence the decoder would otherwise give a companion row (``split_rows``): a guess
+        at its next token, in its own stream (see ``drafts``). Not where the sequence ends with this step's token
+        (its budget, or the context, would end it)."""
+        drafts = []
+        for row in self._decoder.split_rows(items):
+            sequence = group[row]
+            if (
+                sequence.produced + 1 < sequence.job.request.max_tokens
+                and len(sequence.tokens) + 2 < self._decoder.info.context_length
+            ):
+                drafts.append((sequence, sequence.lookup.draft(sequence.tokens)))
+        return drafts
 
     def _prefill(self, budget: int, *, background: bool, call: int, arrivals: int = 0) -> int:
         """Prompt chunks of online or of batch sequences, one sequence per decode call of up to ``call`` tokens,
