@@ -166,15 +166,16 @@ class NativeModel:
     default): every prompt call of a prompt of more than ONE_PASS_CELLS prompt rows (its tokens but the last) is
     padded to at least TILE_ROWS rows (``_padding``), so its rows are tiled however it was cut; a shorter prompt is
     read in one pass (its calls stay under TILE_ROWS rows); decode rows are one pass, and a lone one that would be
-    split gets a companion row in the next stream (``_companions``; one stream more than slots is kept for the last
-    slot's), which llama.cpp reads together with it in one pass. Cells a decode step computed are never read as a
-    prompt's (see ``scheduler``). With the scheduler's rules on top, a seeded request gives the same text alone or
-    among others, cold or warm. With q8_0 K, V is cached as bf16 and every row is read in one pass: half the K bytes
-    a decode step reads (faster decoding thousands of tokens in), prompts of thousands of tokens read at about two
-    thirds of the speed; a model whose heads are not whole q8_0 blocks keeps f16 K then. A windowed sliding-window
-    cache (which pads nothing) keeps bf16 V too. Without flash attention (the plain path) rows are invariant with
-    f16 V. (``batch_invariant=False`` keeps f16 K and V and those kernels as llama-server runs them, with no padding
-    nor companion rows: output may depend on load.)
+    split gets a second row: the scheduler's draft of its next token in its own stream (``Decoder.split_rows``,
+    ``drafts``), else a companion row in the next stream (``_companions``; one stream more than slots is kept for
+    the last slot's), which llama.cpp reads together with it in one pass. Cells a decode step computed are never
+    read as a prompt's (see ``scheduler``). With the scheduler's rules on top, a seeded request gives the same text
+    alone or among others, cold or warm. With q8_0 K, V is cached as bf16 and every row is read in one pass: half
+    the K bytes a decode step reads (faster decoding thousands of tokens in), prompts of thousands of tokens read at
+    about two thirds of the speed; a model whose heads are not whole q8_0 blocks keeps f16 K then. A windowed
+    sliding-window cache (which pads nothing) keeps bf16 V too. Without flash attention (the plain path) rows are
+    invariant with f16 V. (``batch_invariant=False`` keeps f16 K and V and those kernels as llama-server runs them,
+    with no padding nor companion rows: output may depend on load.)
 
     The matrix products must round alike whatever the rows of a call too: they do for SmolLM2's Q4_1 weights and
     for Q5_0 and Q8_0 (llamafile's kernel for two rows or more sums as ggml's dot product for one); K-quant weights
