@@ -54,10 +54,20 @@ class TokenSampler(Protocol):
         ...
 
 
+def padded_end(start: int, stop: int, min_rows: int, one_pass_cells: int) -> int:
+    """The cell a prompt call of the cells [start, stop) ends on once filler rows are added: a multiple of
+    PROMPT_CELLS_MULTIPLE, and at least ``min_rows`` rows after ``start`` unless the call ends within
+    ``one_pass_cells`` (see ``NativeModel._padding``)."""
+    rows_end = start + max(stop - start, min_rows if stop > one_pass_cells else 0)
+    return rows_end + (-rows_end % PROMPT_CELLS_MULTIPLE)
+
+
 def lone_rows(items: list[BatchItem], from_position: int) -> list[int]:
-    """The rows of a decode step, at ``from_position`` or past it, that llama.cpp reads alone: each its sequence's only
-    row, with no row of either neighbouring sequence in the step (llama.cpp reads each run of consecutive sequence
-    ids of a call together)."""
+    """The rows of a decode step (every row wants logits; none in a prompt call), at ``from_position`` or past it,
+    that llama.cpp reads alone: each its sequence's only row, with no row of either neighbouring sequence in the step
+    (llama.cpp reads each run of consecutive sequence ids of a call together)."""
+    if not all(item.logits for item in items):
+        return []
     rows: dict[int, int] = {}
     for item in items:
         rows[item.sequence] = rows.get(item.sequence, 0) + 1

@@ -23,7 +23,7 @@ import numpy as np
 from localgem import errors
 from localgem.engines.base import ModelInfo, SamplingParams, StepLogprobs, TokenLogprob
 from localgem.engines.llama.constraints import Grammar
-from localgem.engines.llama.decoder import PROMPT_CELLS_MULTIPLE, BatchItem, lone_rows
+from localgem.engines.llama.decoder import PROMPT_CELLS_MULTIPLE, BatchItem, lone_rows, padded_end
 from localgem.engines.llama.library import choose_matmul_kernels
 from localgem.engines.llama.sampler import Sampler
 from localgem.engines.llama.vision import Vision
@@ -386,9 +386,7 @@ class NativeModel:
 
     def split_rows(self, items: list[BatchItem]) -> list[int]:
         """The rows of a decode step llama.cpp would split across threads (see the class's docstring)."""
-        if not self.tiled or not all(item.logits for item in items):
-            return []
-        return lone_rows(items, SPLIT_FROM_POSITION)
+        return lone_rows(items, SPLIT_FROM_POSITION) if self.tiled else []
 
     def _padding(self, items: list[BatchItem]) -> int:
         """Filler rows that make a prompt call end on a multiple of PROMPT_CELLS_MULTIPLE cells and, where prompts
@@ -409,9 +407,7 @@ class NativeModel:
         if not self.batch_invariant or self.window or not items or items[0].logits:
             return 0
         end = items[-1].position + 1
-        rows = self.min_prompt_rows if end > self.one_pass_cells else 0
-        rows_end = items[0].position + max(len(items), rows)
-        padding = rows_end + (-rows_end % PROMPT_CELLS_MULTIPLE) - end
+        padding = padded_end(items[0].position, end, self.min_prompt_rows, self.one_pass_cells) - end
         if end + padding > self.info.context_length or len(items) + padding > self.batch_size:
             return 0
         return padding

@@ -46,7 +46,7 @@ from localgem.engines.base import (
     TextDelta,
 )
 from localgem.engines.llama.admission import Admission, WaitQueue
-from localgem.engines.llama.decoder import PROMPT_CELLS_MULTIPLE, BatchItem, Decoder
+from localgem.engines.llama.decoder import BatchItem, Decoder, padded_end
 from localgem.engines.llama.jobs import FIRST_CHUNK_TOKENS, Job, Sequence
 from localgem.engines.llama.prefix_reuse import MIN_CHUNK, PrefixReuse, chunk_end
 from localgem.engines.llama.prefixes import PrefixStore
@@ -308,9 +308,8 @@ class Scheduler:
         the same numbers (the tiled kernel rounds a row alike whatever its call holds). Not across a picture."""
         rows = self._decoder.min_prompt_rows
         start = sequence.decoded
-        if stop - start >= rows or stop <= self._decoder.one_pass_cells:  # no filler to TILE_ROWS rows
-            return
-        if start + rows + (-(start + rows) % PROMPT_CELLS_MULTIPLE) <= self._decoder.info.context_length:
+        end = padded_end(start, stop, rows, self._decoder.one_pass_cells)
+        if stop - start >= rows or end <= self._decoder.info.context_length:
             return
         begin = max(0, stop - rows)
         if any(span.start < start and span.end > begin for span in sequence.job.media or ()):
