@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from localgem.one_thread import in_a_thread_of_its_own
+
 T = TypeVar("T")
 
 
@@ -20,5 +22,5 @@ class LazyModel(Generic[T]):
         if task is not None and task.done() and not task.cancelled() and task.exception() is None:
             return task.result()
         if task is None or task.done():  # not started yet, or the last try failed: try (again)
-            task = self._task = asyncio.ensure_future(asyncio.to_thread(self._load))
+            task = self._task = asyncio.ensure_future(in_a_thread_of_its_own("load", self._load))
         return await asyncio.shield(task)

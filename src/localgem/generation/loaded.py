@@ -10,6 +10,7 @@ from typing import Generic, Protocol, TypeVar
 from localgem.engines.base import Engine
 from localgem.generation.chat_template import FALLBACK_TEMPLATE, ChatTemplate
 from localgem.models.registry import ModelEntry
+from localgem.one_thread import in_a_thread_of_its_own
 
 EngineFactory = Callable[[ModelEntry], Engine]
 
@@ -54,7 +55,7 @@ class ModelPool(Generic[T]):
             return loaded
         async with self._locks.setdefault(entry.id, asyncio.Lock()):
             if entry.id not in self._loaded:
-                self._loaded[entry.id] = await asyncio.to_thread(self._load, entry)
+                self._loaded[entry.id] = await in_a_thread_of_its_own("load", self._load, entry)
         return self._loaded[entry.id]
 
     def loaded(self) -> dict[str, T]:

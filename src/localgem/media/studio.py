@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from localgem import errors
@@ -16,6 +15,7 @@ from localgem.engines.diffusion.pipelines import CannotEdit, Drawing, ImagePipel
 from localgem.engines.diffusion.sizes import native_side
 from localgem.lazy_model import LazyModel
 from localgem.models.registry import ModelEntry
+from localgem.one_thread import in_a_thread_of_its_own
 
 
 class Studio:
@@ -27,7 +27,6 @@ class Studio:
         self._concurrency = concurrency
         self._queue = queue
         self._pipelines: dict[str, LazyModel[ImagePipeline]] = {}
-        self._threads: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._admitted = 0
 
@@ -57,7 +56,6 @@ class Studio:
             pipeline = await self.loaded(entry)
             if self._slots is None:
                 self._slots = asyncio.Semaphore(self._concurrency)
-                self._threads = ThreadPoolExecutor(self._concurrency, thread_name_prefix="images")
             async with self._slots:
                 return await self._run(pipeline, job)
         finally:
@@ -65,8 +63,7 @@ class Studio:
 
     async def _run(self, pipeline: ImagePipeline, job: Drawing) -> list[bytes]:
         cancelled = threading.Event()
-        loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._threads, pipeline.draw, job, cancelled)
+        work = asyncio.ensure_future(in_a_thread_of_its_own("images", pipeline.draw, job, cancelled))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -83,5 +80,5 @@ class Studio:
             ) from None
 
     def close(self) -> None:
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+        """Nothing is held: each drawing runs on a thread of its own, and a caller cancelled stops its drawing at
+        the next step."""

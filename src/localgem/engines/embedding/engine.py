@@ -1,20 +1,25 @@
 """Embedding engines: one small interface, and a batcher that lets concurrent callers share batches.
 
 Engines are synchronous and not thread-safe (Hugging Face fast tokenizers refuse concurrent use);
-``EmbeddingBatcher`` runs every call of one engine on its own thread, off the event loop.
+``EmbeddingBatcher`` runs the calls of one engine one at a time, off the event loop, each on a thread that ends
+with it (see ``localgem.one_thread``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
+
+from localgem.one_thread import in_a_thread_of_its_own
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,7 @@ class EmbeddingBatcher:
     def __init__(self, embedder: Embedder, max_texts: int = 256) -> None:
         self.embedder = embedder
         self._max_texts = max_texts
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._one_at_a_time = threading.Lock()  # the embedder's tokenizer and model, between callers' threads
         self._pending: list[_Job] = []
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -197,7 +202,7 @@ class EmbeddingBatcher:
         return self.embedder.info
 
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.embedder.count_tokens, texts)
+        return await self._in_own_thread(self.embedder.count_tokens, texts)
 
     async def embed(self, texts: Sequence[str], may_cut: Sequence[bool]) -> list[EmbeddedText]:
         """Each text's vector; a text over ``info.max_tokens`` is cut where ``may_cut``, else skipped."""
@@ -211,7 +216,6 @@ class EmbeddingBatcher:
         return await job.future
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -222,7 +226,7 @@ class EmbeddingBatcher:
                 texts = [text for job in jobs for text in job.texts]
                 may_cut = [cut for job in jobs for cut in job.may_cut]
                 try:
-                    results = await loop.run_in_executor(self._executor, self._round, texts, may_cut)
+                    results = await self._in_own_thread(self._round, texts, may_cut)
                 except Exception as exc:  # the engine failed: every caller of this round hears it
                     for job in jobs:
                         if not job.future.done():
@@ -233,6 +237,15 @@ class EmbeddingBatcher:
                     if not job.future.done():
                         job.future.set_result(results[start : start + job.size])
                     start += job.size
+
+    async def _in_own_thread(self, call: Callable[..., T], *args: Any) -> T:
+        """PyTorch's work on a thread that ends with it (see ``localgem.one_thread``), one call at a time."""
+
+        def locked() -> T:
+            with self._one_at_a_time:
+                return call(*args)
+
+        return await in_a_thread_of_its_own("embed", locked)
 
     def _round(self, texts: list[str], may_cut: list[bool]) -> list[EmbeddedText]:
         counts = self.embedder.count_tokens(texts)
@@ -261,5 +274,4 @@ class EmbeddingBatcher:
             if not job.future.done():
                 job.future.cancel()
         self._pending.clear()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.embedder.close)
-        self._executor.shutdown(wait=False)
+        await self._in_own_thread(self.embedder.close)
