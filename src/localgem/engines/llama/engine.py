@@ -32,6 +32,7 @@ from localgem.engines.llama.constraints import grammar_for
 from localgem.engines.llama.native import PROMPT_CELLS_MULTIPLE, NativeModel
 from localgem.engines.llama.prefixes import PrefixStore
 from localgem.engines.llama.scheduler import MIN_CHUNK, Job, Scheduler
+from localgem.one_thread import in_a_thread_of_its_own
 
 
 class LlamaCppEngine:
@@ -91,7 +92,7 @@ class LlamaCppEngine:
     async def tokenize(self, text: str, add_bos: bool = False, pictures: Sequence[Picture] = ()) -> list[int]:
         vision = self._native.vision
         if vision is not None and PICTURE_MARKER in text:
-            return await asyncio.to_thread(vision.tokenize, text, add_bos, pictures)
+            return await in_a_thread_of_its_own("vision", vision.tokenize, text, add_bos, pictures)  # see one_thread
         return await tokenize_in_process(self._native.tokenize, text, add_bos)
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
@@ -131,7 +132,7 @@ class LlamaCppEngine:
         if self._native.vision is not None and any(token < 0 for token in request.prompt_tokens):
             if request.prompt_tokens[-1] < 0:
                 raise errors.InvalidArgument("A prompt must not end with an image.")
-            job.media = await asyncio.to_thread(self._native.vision.media, request.prompt_tokens)
+            job.media = await in_a_thread_of_its_own("vision", self._native.vision.media, request.prompt_tokens)
         self._scheduler.submit(job)  # a full queue answers now, before any work
         remaining = request.candidates
         try:
