@@ -240,6 +240,18 @@ def make_tiny_vlm(out_dir: Path) -> tuple[Path, Path]:
 # --- end-to-end check through llama-cpp-python's ctypes bindings ---------------------------------------
 
 
+def picture(seed: int, mime: str = "image/png", size: tuple[int, int] = (96, 64)) -> bytes:
+    """A seeded random picture, encoded as ``mime`` (PNG, JPEG, ...), as a client would send it."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=mime.split("/")[1].upper().replace("JPG", "JPEG"))
+    return buffer.getvalue()
+
+
 def random_image(seed: int, size: int = IMAGE_SIZE) -> bytes:
     """Raw RGB bytes (size x size x 3) of a seeded random picture."""
     return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8).tobytes()

@@ -19,12 +19,12 @@ import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from PIL import Image
 
 from localgem.app import create_app
 from localgem.settings import load_settings
 from tests.conftest import API_KEY, engine_of, trusting
 from tests.server import RunningServer, start_server
+from tests.tiny_vlm import picture
 
 pytest.importorskip("gguf")
 
@@ -53,13 +53,6 @@ def vision_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 @pytest.fixture(scope="module")
 def vision(vision_server: RunningServer) -> genai.Client:
     return genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=vision_server.url))
-
-
-def picture(seed: int, mime: str = "image/png", size: tuple[int, int] = (96, 64)) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=mime.split("/")[1].upper().replace("JPG", "JPEG"))
-    return buffer.getvalue()
 
 
 def video(seconds: int, seed: int = 0) -> bytes:

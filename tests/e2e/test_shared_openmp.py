@@ -13,15 +13,12 @@ token where llama.cpp's threads spin at barriers; 660 per token before these cha
 from __future__ import annotations
 
 import glob
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from google import genai
 from google.genai import types
-from PIL import Image
 
 from tests.conftest import API_KEY, start_real_server
 from tests.server import RunningServer
@@ -97,7 +94,7 @@ def test_generation_keeps_its_pace_after_a_picture_is_seen(tmp_path_factory: pyt
     """libmtmd encodes a picture with llama.cpp's OpenMP threads, on the thread that asks, and the vision model
     decodes on a scheduler thread of its own."""
     pytest.importorskip("gguf")
-    from tests.tiny_vlm import make_tiny_vlm
+    from tests.tiny_vlm import make_tiny_vlm, picture
 
     weights, projector = make_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))
     vision = {"id": "tiny-vision", "path": str(weights), "mmproj": str(projector), "context_length": 2048}
@@ -106,12 +103,9 @@ def test_generation_keeps_its_pace_after_a_picture_is_seen(tmp_path_factory: pyt
         client = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=running.url))
         switches_per_token(client)
         assert switches_per_token(client) < SLEEPING
-        pixels = np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        picture = types.Part.from_bytes(data=buffer.getvalue(), mime_type="image/png")
+        seen = types.Part.from_bytes(data=picture(3), mime_type="image/png")
         config = types.GenerateContentConfig(temperature=0, max_output_tokens=4)
-        client.models.generate_content(model="tiny-vision", contents=[picture, "What is this?"], config=config)
+        client.models.generate_content(model="tiny-vision", contents=[seen, "What is this?"], config=config)
         after = [switches_per_token(client) for _ in range(2)]
         assert max(after) < SLEEPING, after
     finally:
