@@ -3,7 +3,8 @@
 A model that runs one call at a time (Whisper, Piper, OCR) gets a thread of its own (``OneThread``): waiting
 callers queue here, without holding threads of the shared pool that file reads, decoding and the database need.
 
-Work that may run PyTorch (loading any model, embeddings, drawing) runs on a thread that ends with it
+Work that may run an OpenMP parallel region (loading any model, embeddings, drawing, a vision model's picture
+encoding in libmtmd) runs on a thread that ends with it
 (``in_a_thread_of_its_own``). PyTorch and llama.cpp share the process's OpenMP runtime (libgomp), which keeps a
 pool of worker threads for every thread that ever ran a parallel region, for as long as that thread lives; once
 those pools hold more threads than the machine has cores, every OpenMP thread waiting at a barrier sleeps almost
