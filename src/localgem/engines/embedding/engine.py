@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from localgem.engines.embedding.onnx_forward import onnx_transformer
+from localgem.engines.embedding.onnx_forward import onnx_sentence_model
 from localgem.one_thread import in_a_thread_of_its_own
 
 T = TypeVar("T")
@@ -52,8 +52,8 @@ class Embedder(Protocol):
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model folder (the packaged all-MiniLM-L6-v2 is one): its transformer on ONNX
-    Runtime where it exports with the same numbers (``onnx_forward``), else on PyTorch."""
+    """A sentence-transformers model folder (the packaged all-MiniLM-L6-v2 is one): on ONNX Runtime where the whole
+    model exports with PyTorch's numbers (``onnx_forward``), else on PyTorch."""
 
     def __init__(self, folder: Path, *, max_tokens: int | None, batch_size: int, threads: int | None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a folder on disk: nothing may be fetched from a hub
@@ -72,7 +72,7 @@ class SentenceTransformerEmbedder:
             raise ValueError(f"{folder} is not a sentence-transformers model with a fixed size")
         self.info = EmbedderInfo(dimensions, self._model.max_seq_length, dict(self._model.prompts or {}))
         self.stats = EmbedderStats()
-        self._onnx = onnx_transformer(self._model, threads or torch.get_num_threads())
+        self._onnx = onnx_sentence_model(self._model, threads or torch.get_num_threads())
         self._pass_cost = ONNX_PASS_COST if self._onnx is not None else TORCH_PASS_COST
 
     @property

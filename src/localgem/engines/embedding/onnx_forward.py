@@ -24,11 +24,20 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: Largest difference from PyTorch's vectors (normalised) that the check on load accepts (seen: ~2e-7).
 TOLERANCE = 1e-5
 
-PROBE = ["A short probe.", "A longer probe sentence, so that the batch has padding in it as well."]
+#: Texts the check on load embeds in three passes: two of different lengths (one padded), one alone, three.
+PROBE = [
+    "A short probe.",
+    "A longer probe sentence, so that the pass has padding in it as well, and more tokens than the others.",
+    "Seven words, no padding, in a pass alone.",
+    "Three texts together: the first.",
+    "Then a second one,",
+    "and a third of them, the longest of these three to be read in one pass.",
+]
+SHAPES = (slice(0, 2), slice(2, 3), slice(3, 6))
 
 
-class OnnxTransformer:
-    """Runs ``model`` (a ``SentenceTransformer``) with its first module on ONNX Runtime."""
+class OnnxSentenceModel:
+    """Runs ``model`` (a ``SentenceTransformer``: transformer, pooling and the rest) as one ONNX Runtime graph."""
 
     def __init__(self, model: Any, session: Any, inputs: tuple[str, ...]) -> None:
         self._model = model
@@ -36,21 +45,22 @@ class OnnxTransformer:
         self._inputs = inputs
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
-        """The model's sentence embeddings of ``texts`` (one forward pass), as ``encode`` without normalising."""
+        """The model's sentence embeddings of ``texts`` in one forward pass, as ``encode`` gives them (its own
+        normalisation module included, if it has one)."""
         features = _preprocess(self._model, list(texts))
         feed = {name: np.asarray(features[name], dtype=np.int64) for name in self._inputs}
         (vectors,) = self._session.run(None, feed)
         return vectors
 
 
-def onnx_transformer(model: Any, threads: int) -> OnnxTransformer | None:
-    """``model`` with its transformer exported to ONNX Runtime, or None (and why, in the log) where that does not
-    give PyTorch's numbers or cannot be done here."""
+def onnx_sentence_model(model: Any, threads: int) -> OnnxSentenceModel | None:
+    """``model`` exported whole to ONNX Runtime, or None (and why, in the log) where that does not give PyTorch's
+    numbers, in passes of several shapes, or cannot be done here."""
     try:
         import onnxruntime
         import torch
 
-        features = _preprocess(model, PROBE)
+        features = _preprocess(model, PROBE[:2])
         inputs = tuple(name for name in INPUTS if name in features)
         graph = _export(model, features, inputs)
         options = onnxruntime.SessionOptions()
@@ -59,10 +69,10 @@ def onnx_transformer(model: Any, threads: int) -> OnnxTransformer | None:
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
         session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        runner = OnnxTransformer(model, session, inputs)
+        runner = OnnxSentenceModel(model, session, inputs)
         with torch.inference_mode():
             expected = model.encode(PROBE, convert_to_numpy=True, normalize_embeddings=True)
-        found = runner.vectors(PROBE)
+        found = np.concatenate([runner.vectors(PROBE[shape]) for shape in SHAPES])
         found = found / np.linalg.norm(found, axis=1, keepdims=True)
         difference = float(np.abs(found - expected).max())
     except Exception as exc:  # any failure to export or run: PyTorch serves the model
@@ -71,6 +81,7 @@ def onnx_transformer(model: Any, threads: int) -> OnnxTransformer | None:
     if not difference <= TOLERANCE:
         log.info("embedding model stays on PyTorch: its ONNX export differs by %.2g", difference)
         return None
+    log.info("embedding model on ONNX Runtime (%.2g from PyTorch on the probe texts)", difference)
     return runner
 
 
