@@ -8,12 +8,15 @@ baseline (target ≥ 0.9). One client pays for Google's limit of 100 texts a cal
 texts by length before batching them, a server sees 100 at a time (more padding); concurrent
 clients' calls are computed together, which gives that back.
 
-    .venv/bin/python bench/embeddings.py [--texts 2000] [--rounds 3] [--clients 1,4]
+    .venv/bin/python bench/embeddings.py [--texts 2000] [--rounds 3] [--clients 1,4] [--src-before <src folder>]
+
+``--src-before``: another checkout's src folder, served beside this tree and measured in the same rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import statistics
 import tempfile
@@ -75,27 +78,35 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", default="1,4")
+    parser.add_argument("--src-before", help="another checkout's src folder, served in the same rounds")
     args = parser.parse_args()
     texts = sentences(args.texts)
     clients = [int(c) for c in args.clients.split(",")]
-    with tempfile.TemporaryDirectory() as data_dir:
-        url, process = serve(data_dir, preload="all-minilm-l6-v2")
-        try:
-            ours: dict[int, list[float]] = {c: [] for c in clients}
-            theirs = []
-            for _ in range(args.rounds):  # interleaved, so drift on a shared machine hits both alike
-                theirs.append(baseline(texts))
+    trees = {"this tree": None, **({"--src-before": args.src_before} if args.src_before else {})}
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for tree, src in trees.items():
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory())
+            url, process = serve(data_dir, src=src, preload="all-minilm-l6-v2")
+            stack.callback(process.wait)
+            stack.callback(process.terminate)
+            servers[tree] = url
+        ours: dict[tuple[str, int], list[float]] = {(t, c): [] for t in trees for c in clients}
+        theirs = []
+        for _ in range(args.rounds):  # interleaved, so drift on a shared machine hits all alike
+            theirs.append(baseline(texts))
+            for tree, url in servers.items():
                 for count in clients:
-                    ours[count].append(through_localgem(url, texts, count))
-        finally:
-            process.terminate()
-            process.wait()
+                    ours[tree, count].append(through_localgem(url, texts, count))
     b = statistics.median(theirs)
-    print(f"{len(texts)} texts, median of {args.rounds} rounds")
+    print(f"{len(texts)} texts, median of {args.rounds} rounds (range in brackets)")
     print(f"sentence-transformers encode, in-process: {b:8.1f} texts/s")
-    for count in clients:
-        a = statistics.median(ours[count])
-        print(f"localgem batchEmbedContents, {count} client(s): {a:8.1f} texts/s   ratio {a / b:.2f}x (target >= 0.9)")
+    for (tree, count), found in ours.items():
+        a = statistics.median(found)
+        print(
+            f"localgem batchEmbedContents ({tree}), {count} client(s): {a:8.1f} texts/s   ratio {a / b:.2f}x "
+            f"({min(found) / b:.2f}-{max(found) / b:.2f}; target >= 0.9)"
+        )
 
 
 if __name__ == "__main__":
