@@ -75,6 +75,10 @@ def test_models_added_by_path_with_their_task_prompts(tmp_path: Path) -> None:
             headers=HEADERS,
         )
         assert too_long.status_code == 400 and "(512)" in too_long.json()["error"]["message"]
+        cut = {"embedContentConfig": {"autoTruncate": True}}  # its first 512 tokens, whatever follows them
+        long = " ".join(f"w{i}" for i in range(400))
+        longer = long + " and more" * 90
+        assert np.allclose(embed(url, "smol-embed", long, **cut), embed(url, "smol-embed", longer, **cut))
     finally:
         server.stop()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from localgem.engines.embedding import onnx_forward
-from localgem.engines.embedding.engine import SentenceTransformerEmbedder
+from localgem.engines.embedding.engine import EmbeddingBatcher, SentenceTransformerEmbedder
 from localgem.models.packaged import all_minilm_l6_v2
 
 WORDS = "river stone lamp garden window paper yellow quiet morning letter bridge music salt orange cloud".split()
@@ -58,3 +58,19 @@ def test_a_model_whose_export_differs_stays_on_pytorch(monkeypatch: pytest.Monke
         assert np.abs(normalised(model.embed(corpus)) - expected).max() < 1e-5
     finally:
         model.close()
+
+
+async def test_a_round_reads_each_text_s_tokens_once(
+    embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batcher counts a round's tokens (for the reply and the cut), and the engine cuts its passes by those
+    counts instead of counting again; the vectors are those of a call that counts for itself."""
+    counted: list[int] = []
+    count_tokens = embedder.count_tokens
+    monkeypatch.setattr(embedder, "count_tokens", lambda given: counted.append(len(given)) or count_tokens(given))
+    corpus = [*texts(30, 3), "a " * 600]
+    done = await EmbeddingBatcher(embedder).embed(corpus, [True] * len(corpus))
+    assert counted == [len(corpus)]
+    assert [d.tokens for d in done] == count_tokens(corpus) and done[-1].tokens > embedder.info.max_tokens
+    found = normalised(np.stack([d.vector for d in done]))
+    assert np.array_equal(found, normalised(embedder.embed(corpus)))

@@ -44,8 +44,9 @@ class Embedder(Protocol):
         """Tokens of each text as the model would see it, special tokens included, before any cut."""
         ...
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """One pooled vector per text (rows, float32), not normalised."""
+    def embed(self, texts: Sequence[str], tokens: Sequence[int] | None = None) -> np.ndarray:
+        """One pooled vector per text (rows, float32), not normalised. ``tokens``: each text's ``count_tokens``,
+        where the caller has counted them already."""
         ...
 
     def close(self) -> None: ...
@@ -83,11 +84,11 @@ class SentenceTransformerEmbedder:
         encoded = self._model.tokenizer(list(texts), add_special_tokens=True, truncation=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], tokens: Sequence[int] | None = None) -> np.ndarray:
         self.stats.calls += 1
         self.stats.texts += len(texts)
         limit = self.info.max_tokens
-        lengths = [min(n, limit) for n in self.count_tokens(texts)]
+        lengths = [min(n, limit) for n in (self.count_tokens(texts) if tokens is None else tokens)]
         vectors = np.zeros((len(texts), self.info.dimensions), dtype=np.float32)
         for group in passes(lengths, self._pass_cost, self._batch_size * 32, self._batch_size * 2):
             chosen = [texts[k] for k in group]
@@ -171,10 +172,13 @@ class LlamaEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(self._model.tokenize(text.encode("utf-8"), add_bos=True, special=False)) for text in texts]
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], tokens: Sequence[int] | None = None) -> np.ndarray:
         self.stats.calls += 1
         self.stats.texts += len(texts)
-        vectors = self._model.embed([self._cut(text) for text in texts], normalize=False, truncate=False)
+        limit = self.info.max_tokens
+        known = tokens if tokens is not None else [limit + 1] * len(texts)  # unknown: looked at by ``_cut``
+        inputs = [text if count <= limit else self._cut(text) for text, count in zip(texts, known, strict=True)]
+        vectors = self._model.embed(inputs, normalize=False, truncate=False)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.info.dimensions)
 
     def _cut(self, text: str) -> str:
@@ -281,7 +285,7 @@ class EmbeddingBatcher:
         counts = self.embedder.count_tokens(texts)
         limit = self.info.max_tokens
         fitting = [k for k, count in enumerate(counts) if count <= limit or may_cut[k]]
-        vectors = self.embedder.embed([texts[k] for k in fitting]) if fitting else []
+        vectors = self.embedder.embed([texts[k] for k in fitting], [counts[k] for k in fitting]) if fitting else []
         found: dict[int, np.ndarray] = dict(zip(fitting, vectors, strict=True))
         return [EmbeddedText(count, found.get(k)) for k, count in enumerate(counts)]
 

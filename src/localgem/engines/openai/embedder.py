@@ -61,7 +61,7 @@ class OpenAIEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(self._tokens(text)) for text in texts]
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], tokens: Sequence[int] | None = None) -> np.ndarray:
         self.stats.calls += 1
         self.stats.texts += len(texts)
         return self._embed([self._tokens(text)[: self.info.max_tokens] for text in texts])
