@@ -434,7 +434,12 @@ def test_upstream_down_is_unavailable(tmp_path: Path) -> None:
         upstream.stop()
 
 
-def test_embeddings_through_the_engines_embeddings_api(tmp_path: Path) -> None:
+def test_embeddings_through_the_engines_embeddings_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from localgem.engines.openai.embedder import OpenAIEmbedder
+
+    tokenized: list[str] = []  # the texts sent to the engine's /tokenize
+    tokens_of = OpenAIEmbedder._tokens
+    monkeypatch.setattr(OpenAIEmbedder, "_tokens", lambda self, text: tokenized.append(text) or tokens_of(self, text))
     upstream = start_llama_server(tmp_path / "log.txt", parallel=1, embeddings=True)
     models = [{"id": "upstream-embed", "task": "embed", "engine": "openai", "base_url": f"{upstream.url}/v1"}]
     server = None
@@ -450,7 +455,12 @@ def test_embeddings_through_the_engines_embeddings_api(tmp_path: Path) -> None:
         server = start_server(create_app(settings))
         sdk = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=server.url))
         texts = ["The cat sat on the mat.", "Stock markets fell sharply today."]
+        counted = sdk.models.count_tokens(model="upstream-embed", contents=texts[0]).total_tokens  # loads the model
+        tokens = httpx.post(f"{upstream.url}/tokenize", json={"content": texts[0], "add_special": True}).json()
+        assert counted == len(tokens["tokens"])
+        tokenized.clear()
         response = sdk.models.embed_content(model="upstream-embed", contents=texts)
+        assert sorted(tokenized) == sorted(texts)  # once each: counted, cut and sent from one reading
         direct = httpx.post(f"{upstream.url}/v1/embeddings", json={"input": texts}).json()["data"]
         assert len(response.embeddings) == 2
         for ours, theirs in zip(response.embeddings, direct, strict=True):
@@ -460,9 +470,6 @@ def test_embeddings_through_the_engines_embeddings_api(tmp_path: Path) -> None:
                 sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5
             )
             assert cosine > 0.999
-        counted = sdk.models.count_tokens(model="upstream-embed", contents=texts[0]).total_tokens
-        tokens = httpx.post(f"{upstream.url}/tokenize", json={"content": texts[0], "add_special": True}).json()
-        assert counted == len(tokens["tokens"])
     finally:
         if server is not None:
             server.stop()

@@ -31,6 +31,7 @@ class OpenAIEmbedder:
         served = ((found.props or {}).get("default_generation_settings") or {}).get("n_ctx")
         limit = min(max_tokens or served or 512, served or max_tokens or 512)
         self.stats = EmbedderStats()
+        self._counted: dict[str, list[int]] = {}
         self.info = EmbedderInfo(0, int(limit), {})
         self.info = EmbedderInfo(len(self._embed([[*self._tokens("dimensions")]])[0]), int(limit), {})
 
@@ -59,12 +60,16 @@ class OpenAIEmbedder:
         return np.asarray([row["embedding"] for row in rows], dtype=np.float32)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(self._tokens(text)) for text in texts]
+        # The batcher counts a round's texts, then embeds them: their ids are kept for that (one round's only).
+        self._counted = {text: self._tokens(text) for text in texts}
+        return [len(self._counted[text]) for text in texts]
 
     def embed(self, texts: Sequence[str], tokens: Sequence[int] | None = None) -> np.ndarray:
         self.stats.calls += 1
         self.stats.texts += len(texts)
-        return self._embed([self._tokens(text)[: self.info.max_tokens] for text in texts])
+        counted, self._counted = self._counted, {}
+        ids = [counted[text] if text in counted else self._tokens(text) for text in texts]
+        return self._embed([row[: self.info.max_tokens] for row in ids])
 
     def close(self) -> None:
         self._http.close()
