@@ -41,7 +41,7 @@ def _start_serving(args: list[str], data_dir: Path) -> tuple[subprocess.Popen, s
         line = process.stdout.readline()
         assert line, "serve exited:\n" + "".join(banner)
         banner.append(line)
-        if "Application startup complete" in line:
+        if "Uvicorn running on" in line:  # logged once it listens ("Application startup complete" comes before)
             return process, "".join(banner)
     process.terminate()
     raise AssertionError("serve did not start:\n" + "".join(banner))
